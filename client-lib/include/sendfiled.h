@@ -1,0 +1,196 @@
+/*
+ * sendfiled.h - client library of sendfiled, the zero-copy file sending daemon.
+ *
+ * A client hands the daemon a destination descriptor (normally a connected
+ * socket) and a source descriptor (normally a regular file); the daemon sends
+ * the requested range with sendfile(2), splice(2), or, when allowed, a
+ * read/write copy, and answers with the bytes sent and the final file offset.
+ * The semantics are those of Python asyncio's loop.sendfile().
+ *
+ * Conventions:
+ *  - Functions returning int return >= 0 on success and a negative errno on
+ *    failure. Out-parameters (ret*) are written only on success.
+ *  - Descriptors passed in are borrowed: the library never closes them and
+ *    keeps none after the call returns (the daemon receives duplicates).
+ *  - The library never logs and never raises signals (it sends with
+ *    MSG_NOSIGNAL).
+ *  - Thread-safety: a struct sfd_client is not thread-safe. Use one client per
+ *    thread, or serialise all calls on one client with a lock. Distinct
+ *    clients are independent.
+ */
+#ifndef SENDFILED_H
+#define SENDFILED_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SFD_VERSION_MAJOR 0
+#define SFD_VERSION_MINOR 1
+#define SFD_VERSION_MICRO 0
+
+/* Flags for sfd_client_sendfile() and sfd_client_submit(). */
+/* Fail with SFD_STATUS_NOT_AVAILABLE instead of copying through user space. */
+#define SFD_NO_FALLBACK (1u << 0)
+
+/* Outcome of a request (struct sfd_result.status); the wire enum's values. */
+enum sfd_status {
+	SFD_STATUS_OK = 0,
+	SFD_STATUS_NOT_AVAILABLE = 1, /* no zero-copy method and SFD_NO_FALLBACK: nothing sent */
+	SFD_STATUS_INVALID_ARGUMENT = 2,
+	SFD_STATUS_PEER_CLOSED = 3, /* destination's peer closed or reset mid-transfer */
+	SFD_STATUS_IO_ERROR = 4,
+	SFD_STATUS_CANCELLED = 5,
+	SFD_STATUS_LIMIT = 6,    /* a daemon limit was reached; retry later */
+	SFD_STATUS_PROTOCOL = 7, /* the daemon could not parse the request */
+	SFD_STATUS_SHUTTING_DOWN = 8,
+	SFD_STATUS_PERMISSION_DENIED = 9, /* uid/gid not allowed by the daemon */
+};
+
+/* How the bytes were moved (struct sfd_result.method). */
+enum sfd_method {
+	SFD_METHOD_NONE = 0,
+	SFD_METHOD_SENDFILE = 1,
+	SFD_METHOD_SPLICE = 2,
+	SFD_METHOD_READ_WRITE = 3, /* the user-space copy ("fallback") */
+};
+
+/* Bits of struct sfd_result.flags. */
+/* The source ended before the requested range did (short file, truncation). */
+#define SFD_RESULT_SHORT_SOURCE (1u << 0)
+
+/* Size of struct sfd_result.message, terminating NUL included. */
+#define SFD_MESSAGE_MAX 256
+
+struct sfd_result {
+	uint64_t bytes_sent;   /* always filled, also on error */
+	uint64_t final_offset; /* offset + bytes_sent: the source's file position */
+	int status;            /* enum sfd_status */
+	int error;             /* positive errno giving the cause, 0 if none */
+	int method;            /* enum sfd_method */
+	unsigned flags;        /* SFD_RESULT_* */
+	uint64_t id;           /* the request's id, as sfd_client_submit() returns it */
+	/* The daemon's explanation of a failure, NUL-terminated, "" if it gave
+	 * none. English, for people and logs: programs should test status and
+	 * error instead. */
+	char message[SFD_MESSAGE_MAX];
+};
+
+struct sfd_client;
+
+/*
+ * sfd_client_open() - connect to the daemon.
+ * @path: the daemon's data socket, or NULL for the default: $SENDFILED_SOCKET,
+ *        else $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock, else
+ *        /run/sendfiled/sendfiled.sock.
+ * Blocks for the connect(2) only.
+ * Return: 0 and *ret, or a negative errno (-ENOENT, -ECONNREFUSED when no
+ * daemon listens, -ENAMETOOLONG for a path too long for sockaddr_un).
+ */
+int sfd_client_open(const char *path, struct sfd_client **ret);
+
+/*
+ * sfd_client_free() - close the connection and free the client. NULL is a
+ * no-op. Transfers still in flight are cancelled by the daemon (it updates
+ * their file positions); their completions are never delivered.
+ */
+void sfd_client_free(struct sfd_client *c);
+
+/*
+ * sfd_client_sendfile() - send a range of @in_fd to @out_fd and wait.
+ * @out_fd: destination (socket, pipe or file open for writing); borrowed.
+ * @in_fd: source (regular file, pipe or socket open for reading); borrowed.
+ * @offset: start of the range (0 for pipes and sockets).
+ * @count: bytes to send; 0 means to end of file.
+ * @flags: SFD_NO_FALLBACK or 0.
+ * @timeout_ms: how long to wait for the answer; -1 (any negative value) waits
+ *        forever. On timeout the request is cancelled and its answer awaited
+ *        so that the file position is settled before returning -ETIMEDOUT;
+ *        if the transfer ended on its own before the cancel reached the
+ *        daemon, that real outcome is returned instead.
+ * @ret: the outcome; written when the daemon answered.
+ *
+ * Blocks the calling thread. Completions of requests made with
+ * sfd_client_submit() that arrive meanwhile are kept for sfd_client_dispatch().
+ * Return: 0 when the daemon answered (the outcome, success or not, is in
+ * ret->status, with bytes_sent and final_offset always filled); a negative
+ * errno when it could not ask: -EBADF for a bad descriptor, -EINVAL for
+ * unknown @flags, -ECONNRESET or -EPIPE when the daemon went away,
+ * -EBADMSG when it sent a record that cannot be parsed (the connection is
+ * then shut down), -ETIMEDOUT.
+ */
+int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset,
+			uint64_t count, unsigned flags, int timeout_ms, struct sfd_result *ret);
+
+/* The asynchronous interface, for event loops. */
+
+/*
+ * sfd_completion_fn - called by sfd_client_dispatch() once per finished request.
+ * @id: the id sfd_client_submit() returned; @userdata: the pointer given there.
+ * @res: valid during the call only. The callback may call sfd_client_submit()
+ * and sfd_client_cancel() but must not free @c.
+ */
+typedef void (*sfd_completion_fn)(struct sfd_client *c, uint64_t id, const struct sfd_result *res,
+				  void *userdata);
+
+/*
+ * sfd_client_get_fd() - the descriptor to watch for readability (POLLIN).
+ * Owned by the client: do not close it or change its flags. When it is
+ * readable, call sfd_client_dispatch().
+ */
+int sfd_client_get_fd(const struct sfd_client *c);
+
+/*
+ * sfd_client_submit() - start a transfer without waiting (see
+ * sfd_client_sendfile() for the arguments). Its completion is delivered by
+ * sfd_client_dispatch() with @userdata.
+ * May block briefly while the connection's send buffer is full; while it
+ * waits it keeps reading completions, which it holds for the next dispatch:
+ * call sfd_client_dispatch() after a submit when sfd_client_pending() > 0.
+ * Return: 0 and *ret_id (never 0), or a negative errno.
+ */
+int sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
+		      unsigned flags, void *userdata, uint64_t *ret_id);
+
+/*
+ * sfd_client_dispatch() - deliver every completion available now, without
+ * blocking, through @cb.
+ * Return: the number of completions delivered (0 if none), or a negative
+ * errno: -ECONNRESET when the daemon closed the connection (all requests in
+ * flight are lost; their descriptors' positions are settled by the daemon).
+ */
+int sfd_client_dispatch(struct sfd_client *c, sfd_completion_fn cb);
+
+/*
+ * sfd_client_cancel() - ask the daemon to stop request @id. Does not wait: the
+ * request still completes, normally with SFD_STATUS_CANCELLED and the bytes
+ * sent so far (or with its real outcome if it finished first).
+ * Return: 0, -ENOENT if @id is not in flight (a completion already received
+ * and waiting for sfd_client_dispatch() is no longer in flight), or a
+ * negative errno.
+ */
+int sfd_client_cancel(struct sfd_client *c, uint64_t id);
+
+/* sfd_client_pending() - completions received and not yet dispatched. */
+unsigned sfd_client_pending(const struct sfd_client *c);
+
+/* sfd_client_in_flight() - requests submitted and not yet completed. */
+unsigned sfd_client_in_flight(const struct sfd_client *c);
+
+/* sfd_status_str() - a static English name for an enum sfd_status value. */
+const char *sfd_status_str(int status);
+
+/* sfd_method_str() - a static name for an enum sfd_method value. */
+const char *sfd_method_str(int method);
+
+/* sfd_default_socket_path() - the default data socket path, as described at
+ * sfd_client_open(), written into @buf. Return: its length, or -ENAMETOOLONG. */
+int sfd_default_socket_path(char *buf, unsigned long size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SENDFILED_H */

@@ -1,0 +1,132 @@
+/*
+ * fdmsg.c - record + SCM_RIGHTS helpers shared by the daemon and the client.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "fdmsg.h"
+#include "macro.h"
+
+ssize_t
+fdmsg_send(int sock, const void *buf, size_t len, const int *fds, size_t nfds, int flags)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * FDMSG_MAX_FDS)];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t n;
+
+	if (nfds > FDMSG_MAX_FDS)
+		return -EINVAL;
+	if (nfds > 0) {
+		struct cmsghdr *cm;
+
+		memset(&ctl, 0, sizeof(ctl));
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	do
+		n = sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return n;
+}
+
+void
+fdmsg_close_all(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fds[i] = safe_close(fds[i]);
+}
+
+int
+fdmsg_recv_record(int sock, struct fdmsg_record *rec, int flags)
+{
+	/* Room for more than we accept, so that an over-full SCM_RIGHTS is seen
+	 * (and closed) rather than silently truncated by the kernel. */
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * (FDMSG_MAX_FDS + 14))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = {.iov_base = rec->buf, .iov_len = rec->cap};
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = ctl.buf,
+		.msg_controllen = sizeof(ctl.buf),
+	};
+	int got[FDMSG_MAX_FDS + 14];
+	size_t ngot = 0;
+	bool bad = false;
+	ssize_t n;
+
+	rec->len = 0;
+	rec->nfds = 0;
+	rec->error = 0;
+	do
+		n = recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+
+	/* Take every descriptor the kernel gave us before judging the record,
+	 * so that none can leak on a bad one. */
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+			for (size_t i = 0; i < k; i++) {
+				int fd;
+
+				memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+				if (ngot < ARRAY_SIZE(got))
+					got[ngot++] = fd;
+				else
+					safe_close(fd);
+			}
+		} else {
+			bad = true;
+		}
+	}
+	if (n == 0 && ngot == 0 && !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+		return 0;
+
+	rec->len = MIN((size_t)n, rec->cap);
+	if (msg.msg_flags & MSG_TRUNC) {
+		fdmsg_close_all(got, ngot);
+		rec->error = EMSGSIZE;
+	} else if ((msg.msg_flags & MSG_CTRUNC) || bad || ngot > FDMSG_MAX_FDS) {
+		fdmsg_close_all(got, ngot);
+		rec->error = EBADMSG;
+	} else {
+		memcpy(rec->fds, got, ngot * sizeof(int));
+		rec->nfds = ngot;
+	}
+	return 1;
+}
+
+ssize_t
+fdmsg_recv(int sock, void *buf, size_t cap, int *fds, size_t *ret_nfds, int flags)
+{
+	struct fdmsg_record rec = {.buf = buf, .cap = cap};
+	int r = fdmsg_recv_record(sock, &rec, flags);
+
+	if (r <= 0)
+		return r;
+	if (rec.error)
+		return -rec.error;
+	memcpy(fds, rec.fds, rec.nfds * sizeof(int));
+	*ret_nfds = rec.nfds;
+	return (ssize_t)rec.len;
+}

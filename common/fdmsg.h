@@ -1,0 +1,57 @@
+/*
+ * fdmsg - one record plus descriptors over an AF_UNIX SOCK_SEQPACKET socket.
+ *
+ * A record is one message; its descriptors travel in one SCM_RIGHTS control
+ * message attached to it. Received descriptors are close-on-exec.
+ */
+#ifndef SFD_FDMSG_H
+#define SFD_FDMSG_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Most descriptors one record may carry: a sendfile request has exactly two. */
+#define FDMSG_MAX_FDS 2
+
+/*
+ * fdmsg_send() - send @len bytes of @buf and @nfds descriptors as one record.
+ * Descriptors are borrowed. @flags are added to MSG_NOSIGNAL (MSG_DONTWAIT...).
+ * Return: bytes sent (== @len for SEQPACKET) or a negative errno.
+ */
+ssize_t fdmsg_send(int sock, const void *buf, size_t len, const int *fds, size_t nfds, int flags);
+
+/*
+ * fdmsg_recv() - receive one record of at most @cap bytes.
+ * Descriptors received are owned by the caller from this point: they land in
+ * @fds (room for FDMSG_MAX_FDS), their number in *ret_nfds.
+ * On a truncated record (data or control: MSG_TRUNC/MSG_CTRUNC), on more than
+ * FDMSG_MAX_FDS descriptors, or on a foreign control message, every received
+ * descriptor is closed and -EMSGSIZE (data) or -EBADMSG (control) returned.
+ * Return: the record's length (0 means the peer closed), or a negative errno
+ * (-EAGAIN with MSG_DONTWAIT).
+ */
+ssize_t fdmsg_recv(int sock, void *buf, size_t cap, int *fds, size_t *ret_nfds, int flags);
+
+/* One received record, for callers that answer bad records rather than drop them. */
+struct fdmsg_record {
+	void *buf;     /* in: where the data goes */
+	size_t cap;    /* in: its size */
+	size_t len;    /* out: bytes of data kept (at most cap) */
+	int fds[FDMSG_MAX_FDS];
+	size_t nfds;
+	int error; /* out: 0; EMSGSIZE (data truncated) or EBADMSG (bad control
+		    * data): the record's descriptors are already closed */
+};
+
+/*
+ * fdmsg_recv_record() - like fdmsg_recv(), but a bad record still yields its
+ * (possibly truncated) data, with rec->error set and no descriptors.
+ * Return: 1 for a record, 0 when the peer closed (or sent an empty record),
+ * or a negative errno.
+ */
+int fdmsg_recv_record(int sock, struct fdmsg_record *rec, int flags);
+
+/* fdmsg_close_all() - close @n descriptors of @fds and set them to -1. */
+void fdmsg_close_all(int *fds, size_t n);
+
+#endif

@@ -1,0 +1,44 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sockpath.h"
+
+static int
+fmt(char *buf, size_t size, const char *a, const char *b)
+{
+	int n = snprintf(buf, size, "%s%s", a, b);
+
+	if (n < 0 || (size_t)n >= size)
+		return -ENAMETOOLONG;
+	return n;
+}
+
+int
+sockpath_default(char *buf, size_t size)
+{
+	const char *s = getenv("SENDFILED_SOCKET");
+
+	if (s && *s)
+		return fmt(buf, size, s, "");
+	s = getenv("XDG_RUNTIME_DIR");
+	if (s && *s)
+		return fmt(buf, size, s, "/sendfiled/sendfiled.sock");
+	return fmt(buf, size, "/run/sendfiled", "/sendfiled.sock");
+}
+
+int
+sockpath_sibling(const char *path, const char *name, char *buf, size_t size)
+{
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path) : 1;
+	int n;
+
+	if (!slash)
+		path = ".";
+	n = snprintf(buf, size, "%.*s/%s", dirlen, path, name);
+	if (n < 0 || (size_t)n >= size)
+		return -ENAMETOOLONG;
+	return n;
+}

@@ -1,0 +1,22 @@
+/*
+ * sockpath - where the daemon's sockets live by default.
+ */
+#ifndef SFD_SOCKPATH_H
+#define SFD_SOCKPATH_H
+
+#include <stddef.h>
+
+/*
+ * sockpath_default() - $SENDFILED_SOCKET, else
+ * $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock, else /run/sendfiled/sendfiled.sock.
+ * Return: length written to @buf, or -ENAMETOOLONG.
+ */
+int sockpath_default(char *buf, size_t size);
+
+/*
+ * sockpath_sibling() - @name in the directory of @path ("control.sock" beside
+ * the data socket). Return: length, or -ENAMETOOLONG.
+ */
+int sockpath_sibling(const char *path, const char *name, char *buf, size_t size);
+
+#endif

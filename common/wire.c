@@ -1,0 +1,208 @@
+/*
+ * wire.c - protobuf-c glue for the data-plane records.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "sendfiled.pb-c.h"
+#include "wire.h"
+
+/*
+ * Find field 1 (the request id, a varint) in a record that protobuf-c
+ * rejected, so that the client still gets an error reply it can match.
+ * Walks top-level fields only; stops at the first malformed one.
+ */
+static bool
+salvage_id(const uint8_t *p, size_t len, uint64_t *ret_id)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		uint64_t key = 0, v = 0;
+		unsigned shift = 0;
+
+		/* A varint of at most 10 bytes: the key. */
+		for (;;) {
+			if (i >= len || shift > 63)
+				return false;
+			key |= (uint64_t)(p[i] & 0x7f) << shift;
+			shift += 7;
+			if (!(p[i++] & 0x80))
+				break;
+		}
+		switch (key & 7) {
+		case 0:
+			shift = 0;
+			for (;;) {
+				if (i >= len || shift > 63)
+					return false;
+				v |= (uint64_t)(p[i] & 0x7f) << shift;
+				shift += 7;
+				if (!(p[i++] & 0x80))
+					break;
+			}
+			if ((key >> 3) == 1) {
+				*ret_id = v;
+				return true;
+			}
+			break;
+		case 1:
+			i += 8;
+			break;
+		case 5:
+			i += 4;
+			break;
+		case 2:
+			shift = 0;
+			for (;;) {
+				if (i >= len || shift > 63)
+					return false;
+				v |= (uint64_t)(p[i] & 0x7f) << shift;
+				shift += 7;
+				if (!(p[i++] & 0x80))
+					break;
+			}
+			if (v > len - i)
+				return false;
+			i += v;
+			break;
+		default:
+			return false;
+		}
+	}
+	return false;
+}
+
+int
+wire_request_decode(const void *buf, size_t len, struct wire_request *ret_req)
+{
+	Sendfiled__V1__Request *m;
+	struct wire_request r = {0};
+
+	m = sendfiled__v1__request__unpack(NULL, len, buf);
+	if (!m) {
+		r.has_id = salvage_id(buf, len, &r.id);
+		*ret_req = r;
+		return -EBADMSG;
+	}
+	r.has_id = m->has_id;
+	r.id = m->id;
+	switch (m->op_case) {
+	case SENDFILED__V1__REQUEST__OP_SENDFILE: {
+		Sendfiled__V1__Sendfile *s = m->sendfile;
+
+		r.op = WIRE_OP_SENDFILE;
+		r.offset = s->offset;
+		r.has_count = s->has_count;
+		r.count = s->count;
+		r.fallback = s->has_fallback ? s->fallback : true;
+		r.has_unsupported = (s->has_deadline_ms && s->deadline_ms) ||
+				    (s->has_rate_limit_bps && s->rate_limit_bps) ||
+				    (s->has_close_when_done && s->close_when_done);
+		break;
+	}
+	case SENDFILED__V1__REQUEST__OP_CANCEL:
+		r.op = WIRE_OP_CANCEL;
+		r.target = m->cancel->target;
+		break;
+	case SENDFILED__V1__REQUEST__OP_PING:
+		r.op = WIRE_OP_PING;
+		break;
+	default:
+		r.op = WIRE_OP_NONE;
+		break;
+	}
+	sendfiled__v1__request__free_unpacked(m, NULL);
+	*ret_req = r;
+	return 0;
+}
+
+ssize_t
+wire_request_encode(const struct wire_request *req, void *buf, size_t cap)
+{
+	Sendfiled__V1__Request m = SENDFILED__V1__REQUEST__INIT;
+	Sendfiled__V1__Sendfile s = SENDFILED__V1__SENDFILE__INIT;
+	Sendfiled__V1__Cancel c = SENDFILED__V1__CANCEL__INIT;
+	Sendfiled__V1__Ping p = SENDFILED__V1__PING__INIT;
+
+	m.has_id = true;
+	m.id = req->id;
+	switch (req->op) {
+	case WIRE_OP_SENDFILE:
+		m.op_case = SENDFILED__V1__REQUEST__OP_SENDFILE;
+		m.sendfile = &s;
+		s.has_offset = req->offset != 0;
+		s.offset = req->offset;
+		s.has_count = req->has_count;
+		s.count = req->count;
+		s.has_fallback = !req->fallback;
+		s.fallback = req->fallback;
+		break;
+	case WIRE_OP_CANCEL:
+		m.op_case = SENDFILED__V1__REQUEST__OP_CANCEL;
+		m.cancel = &c;
+		c.has_target = true;
+		c.target = req->target;
+		break;
+	case WIRE_OP_PING:
+		m.op_case = SENDFILED__V1__REQUEST__OP_PING;
+		m.ping = &p;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (sendfiled__v1__request__get_packed_size(&m) > cap)
+		return -EMSGSIZE;
+	return sendfiled__v1__request__pack(&m, buf);
+}
+
+int
+wire_response_decode(const void *buf, size_t len, struct wire_response *ret_resp)
+{
+	Sendfiled__V1__Response *m;
+	struct wire_response r = {0};
+
+	m = sendfiled__v1__response__unpack(NULL, len, buf);
+	if (!m)
+		return -EBADMSG;
+	r.id = m->id;
+	r.status = m->status;
+	r.error = m->error;
+	r.bytes_sent = m->bytes_sent;
+	r.final_offset = m->final_offset;
+	r.method = m->method;
+	r.short_source = m->short_source;
+	if (m->message) {
+		strncpy(r.message, m->message, sizeof(r.message) - 1);
+		r.message[sizeof(r.message) - 1] = '\0';
+	}
+	sendfiled__v1__response__free_unpacked(m, NULL);
+	*ret_resp = r;
+	return 0;
+}
+
+ssize_t
+wire_response_encode(const struct wire_response *resp, void *buf, size_t cap)
+{
+	Sendfiled__V1__Response m = SENDFILED__V1__RESPONSE__INIT;
+
+	m.has_id = true;
+	m.id = resp->id;
+	m.has_status = resp->status != 0;
+	m.status = resp->status;
+	m.has_error = resp->error != 0;
+	m.error = resp->error;
+	m.has_bytes_sent = true;
+	m.bytes_sent = resp->bytes_sent;
+	m.has_final_offset = true;
+	m.final_offset = resp->final_offset;
+	m.has_method = resp->method != 0;
+	m.method = resp->method;
+	m.has_short_source = resp->short_source;
+	m.short_source = resp->short_source;
+	if (resp->message[0])
+		m.message = (char *)resp->message;
+	if (sendfiled__v1__response__get_packed_size(&m) > cap)
+		return -EMSGSIZE;
+	return sendfiled__v1__response__pack(&m, buf);
+}

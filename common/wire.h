@@ -1,0 +1,64 @@
+/*
+ * wire - the record codec: protobuf Request/Response (proto/sendfiled.proto)
+ * to and from the plain structs the rest of the code uses, so that protobuf-c
+ * types stay in this module.
+ */
+#ifndef SFD_WIRE_H
+#define SFD_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Largest record either side accepts. A request is ~30 bytes; a response
+ * carries a message of at most WIRE_MAX_MESSAGE bytes. */
+#define WIRE_MAX_RECORD 4096
+#define WIRE_MAX_MESSAGE 256
+
+enum wire_op {
+	WIRE_OP_NONE = 0, /* no (or an unknown) operation */
+	WIRE_OP_SENDFILE,
+	WIRE_OP_CANCEL,
+	WIRE_OP_PING,
+};
+
+struct wire_request {
+	uint64_t id;
+	bool has_id;
+	enum wire_op op;
+	/* WIRE_OP_SENDFILE */
+	uint64_t offset;
+	uint64_t count;
+	bool has_count;
+	bool fallback;
+	bool has_unsupported; /* a reserved field was set */
+	/* WIRE_OP_CANCEL */
+	uint64_t target;
+};
+
+struct wire_response {
+	uint64_t id;
+	int status;
+	int error;
+	uint64_t bytes_sent;
+	uint64_t final_offset;
+	int method;
+	bool short_source;
+	char message[WIRE_MAX_MESSAGE];
+};
+
+/*
+ * wire_request_decode() - parse one record.
+ * Return: 0; -EBADMSG when it does not parse (then *ret_req->has_id tells
+ * whether an id could still be read, for an error reply).
+ */
+int wire_request_decode(const void *buf, size_t len, struct wire_request *ret_req);
+
+/* wire_request_encode() - Return: the record's length, or -EMSGSIZE. */
+ssize_t wire_request_encode(const struct wire_request *req, void *buf, size_t cap);
+
+int wire_response_decode(const void *buf, size_t len, struct wire_response *ret_resp);
+ssize_t wire_response_encode(const struct wire_response *resp, void *buf, size_t cap);
+
+#endif

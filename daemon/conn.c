@@ -1,0 +1,544 @@
+/*
+ * conn.c - a client connection on the data socket.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "conn.h"
+#include "fdmsg.h"
+#include "log.h"
+#include "macro.h"
+#include "sendfiled.pb-c.h"
+#include "server.h"
+#include "validate.h"
+#include "wire.h"
+#include "xfer.h"
+
+/* Records read per readable event, so that one busy client cannot hold the
+ * loop; the poll is level-triggered and brings us back. */
+#define READS_PER_WAKE 64
+
+struct reply {
+	struct reply *next;
+	size_t len;
+	unsigned char buf[];
+};
+
+struct req {
+	struct list_head link;
+	struct conn *c;
+	struct xfer *x;
+	uint64_t id;
+};
+
+struct conn {
+	struct list_head link; /* in server->conns */
+	struct server *srv;
+	int fd;
+	uv_poll_t poll;
+	bool poll_init;
+	int poll_events;
+	struct ucred cred;
+
+	struct list_head reqs; /* transfers in flight */
+	unsigned n_reqs;
+
+	/* Replies the socket would not take yet, in order. Bounded: reading
+	 * stops while there are as many as requests allowed in flight. */
+	struct reply *rq_head, *rq_tail;
+	unsigned n_replies;
+
+	bool closing;    /* EOF, error or shutdown: read nothing more */
+	bool draining;   /* server stopping: refuse new requests */
+	bool cancelling; /* inside cancel_all(): defer the free */
+	bool freed;
+};
+
+static void update_poll(struct conn *c);
+static void maybe_close(struct conn *c);
+
+struct conn *
+conn_from_link(struct list_head *link)
+{
+	return list_entry(link, struct conn, link);
+}
+
+unsigned
+conn_in_flight(const struct conn *c)
+{
+	return c->n_reqs;
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+static void
+fail_conn(struct conn *c, int err)
+{
+	if (!c->closing)
+		log_debug("connection from pid %d uid %u closed: %s", (int)c->cred.pid,
+			  (unsigned)c->cred.uid, strerror(err));
+	c->closing = true;
+}
+
+static int
+flush_replies(struct conn *c)
+{
+	while (c->rq_head) {
+		struct reply *r = c->rq_head;
+		ssize_t n = fdmsg_send(c->fd, r->buf, r->len, NULL, 0, MSG_DONTWAIT);
+
+		if (n == -EAGAIN)
+			return 0;
+		c->rq_head = r->next;
+		if (!c->rq_head)
+			c->rq_tail = NULL;
+		c->n_replies--;
+		free(r);
+		if (n < 0) {
+			fail_conn(c, (int)-n);
+			return (int)n;
+		}
+	}
+	return 0;
+}
+
+static void
+send_reply(struct conn *c, const struct wire_response *resp)
+{
+	unsigned char buf[WIRE_MAX_RECORD];
+	struct reply *r;
+	ssize_t len, n;
+
+	if (c->closing)
+		return;
+	len = wire_response_encode(resp, buf, sizeof(buf));
+	if (len < 0) {
+		log_err("cannot encode reply: %s", strerror((int)-len));
+		return;
+	}
+	if (!c->rq_head) {
+		n = fdmsg_send(c->fd, buf, (size_t)len, NULL, 0, MSG_DONTWAIT);
+		if (n >= 0)
+			return;
+		if (n != -EAGAIN) {
+			fail_conn(c, (int)-n);
+			return;
+		}
+	}
+	r = malloc(sizeof(*r) + (size_t)len);
+	if (!r) {
+		/* Losing a reply would leave the client waiting forever. */
+		fail_conn(c, ENOMEM);
+		return;
+	}
+	r->next = NULL;
+	r->len = (size_t)len;
+	memcpy(r->buf, buf, (size_t)len);
+	if (c->rq_tail)
+		c->rq_tail->next = r;
+	else
+		c->rq_head = r;
+	c->rq_tail = r;
+	c->n_replies++;
+}
+
+static void
+reply_status(struct conn *c, uint64_t id, int status, int err, const char *msg)
+{
+	struct wire_response resp = {.id = id, .status = status, .error = err};
+
+	c->srv->stats.by_status[status & 15]++;
+	if (msg)
+		snprintf(resp.message, sizeof(resp.message), "%s", msg);
+	send_reply(c, &resp);
+}
+
+/* ---- transfers ---------------------------------------------------------- */
+
+static void
+on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
+{
+	struct req *rq = userdata;
+	struct conn *c = rq->c;
+	struct server *srv = c->srv;
+	struct wire_response resp = {
+		.id = rq->id,
+		.status = res->status,
+		.error = res->error,
+		.bytes_sent = res->bytes_sent,
+		.final_offset = res->final_offset,
+		.method = res->method,
+		.short_source = res->short_source,
+	};
+
+	(void)x;
+	list_del(&rq->link);
+	c->n_reqs--;
+	srv->in_flight--;
+	server_uid_release(srv, c->cred.uid);
+	free(rq);
+
+	srv->stats.bytes_sent += res->bytes_sent;
+	srv->stats.by_status[res->status & 15]++;
+	srv->stats.by_method[res->method & 3]++;
+	if (res->message)
+		snprintf(resp.message, sizeof(resp.message), "%s", res->message);
+	if (res->status != SENDFILED__V1__STATUS__OK)
+		log_debug("request %llu of pid %d: status %d (%s), %llu bytes sent",
+			  (unsigned long long)resp.id, (int)c->cred.pid, res->status,
+			  res->message ? res->message : "", (unsigned long long)res->bytes_sent);
+	send_reply(c, &resp);
+	if (!c->cancelling) {
+		update_poll(c);
+		maybe_close(c);
+	}
+}
+
+static void
+handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec)
+{
+	struct server *srv = c->srv;
+	struct fdinfo dinfo, sinfo;
+	struct xfer_params p;
+	const char *msg = NULL;
+	struct req *rq;
+	int r;
+
+	if (rec->nfds != 2) {
+		fdmsg_close_all(rec->fds, rec->nfds);
+		reply_status(c, req->id, SENDFILED__V1__STATUS__PROTOCOL, EBADMSG,
+			     "a sendfile request carries exactly two descriptors");
+		return;
+	}
+	r = validate_request(req, &msg);
+	if (r == 0)
+		r = validate_dst(rec->fds[0], &dinfo, &msg);
+	if (r == 0)
+		r = validate_src(rec->fds[1], &sinfo, &msg);
+	if (r == 0 && sinfo.kind != FD_KIND_FILE && req->offset != 0) {
+		r = -ESPIPE;
+		msg = "offset must be 0 for a source that cannot seek";
+	}
+	if (r < 0) {
+		fdmsg_close_all(rec->fds, rec->nfds);
+		reply_status(c, req->id, SENDFILED__V1__STATUS__INVALID_ARGUMENT, -r, msg);
+		return;
+	}
+	if (c->n_reqs >= srv->cfg.max_in_flight_per_conn) {
+		fdmsg_close_all(rec->fds, rec->nfds);
+		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, EBUSY,
+			     "too many requests in flight on this connection");
+		return;
+	}
+	if (!server_uid_acquire(srv, c->cred.uid)) {
+		fdmsg_close_all(rec->fds, rec->nfds);
+		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, EUSERS,
+			     "too many requests in flight for this user");
+		return;
+	}
+	rq = calloc(1, sizeof(*rq));
+	if (!rq) {
+		server_uid_release(srv, c->cred.uid);
+		fdmsg_close_all(rec->fds, rec->nfds);
+		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, ENOMEM, "out of memory");
+		return;
+	}
+	p = (struct xfer_params){
+		.id = req->id,
+		.offset = req->offset,
+		.count = req->count,
+		.has_count = req->has_count,
+		.fallback = req->fallback,
+		.chunk = srv->cfg.chunk_size,
+	};
+	r = xfer_new(srv->loop, rec->fds[0], &dinfo, rec->fds[1], &sinfo, &p, on_xfer_done, rq,
+		     &rq->x);
+	rec->fds[0] = rec->fds[1] = -1; /* xfer_new took them, on every path */
+	rec->nfds = 0;
+	if (r < 0) {
+		free(rq);
+		server_uid_release(srv, c->cred.uid);
+		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, -r,
+			     "cannot start the transfer");
+		return;
+	}
+	rq->c = c;
+	rq->id = req->id;
+	list_add_tail(&c->reqs, &rq->link);
+	c->n_reqs++;
+	srv->in_flight++;
+	xfer_run(rq->x);
+}
+
+static struct req *
+find_req(struct conn *c, uint64_t id)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &c->reqs)
+	{
+		struct req *rq = list_entry(pos, struct req, link);
+
+		if (rq->id == id)
+			return rq;
+	}
+	return NULL;
+}
+
+static void
+handle_record(struct conn *c, struct fdmsg_record *rec)
+{
+	struct wire_request req;
+	int r;
+
+	c->srv->stats.requests++;
+	r = wire_request_decode(rec->buf, rec->len, &req);
+	if (rec->error || r < 0) {
+		fdmsg_close_all(rec->fds, rec->nfds);
+		if (!req.has_id) {
+			/* Nothing to address a reply to: the stream of records can
+			 * no longer be trusted. */
+			log_info("pid %d sent an unreadable record: closing its connection",
+				 (int)c->cred.pid);
+			fail_conn(c, EBADMSG);
+			return;
+		}
+		reply_status(c, req.id, SENDFILED__V1__STATUS__PROTOCOL,
+			     rec->error ? rec->error : EBADMSG,
+			     rec->error == EMSGSIZE ? "record too large"
+			     : rec->error	    ? "bad descriptors in the record"
+						    : "record does not parse");
+		return;
+	}
+	if (req.op != WIRE_OP_SENDFILE && rec->nfds > 0) {
+		fdmsg_close_all(rec->fds, rec->nfds);
+		reply_status(c, req.id, SENDFILED__V1__STATUS__PROTOCOL, EBADMSG,
+			     "only a sendfile request carries descriptors");
+		return;
+	}
+	if (c->draining && req.op == WIRE_OP_SENDFILE) {
+		fdmsg_close_all(rec->fds, rec->nfds);
+		reply_status(c, req.id, SENDFILED__V1__STATUS__SHUTTING_DOWN, ESHUTDOWN,
+			     "the daemon is shutting down");
+		return;
+	}
+	switch (req.op) {
+	case WIRE_OP_SENDFILE:
+		handle_sendfile(c, &req, rec);
+		break;
+	case WIRE_OP_PING:
+		reply_status(c, req.id, SENDFILED__V1__STATUS__OK, 0, NULL);
+		break;
+	case WIRE_OP_CANCEL: {
+		struct req *rq = find_req(c, req.target);
+
+		if (!rq) {
+			reply_status(c, req.id, SENDFILED__V1__STATUS__INVALID_ARGUMENT, ENOENT,
+				     "no such request in flight");
+			break;
+		}
+		/* The target's CANCELLED reply goes out first. */
+		xfer_cancel(rq->x);
+		reply_status(c, req.id, SENDFILED__V1__STATUS__OK, 0, NULL);
+		break;
+	}
+	default:
+		reply_status(c, req.id, SENDFILED__V1__STATUS__INVALID_ARGUMENT, EOPNOTSUPP,
+			     "unknown operation");
+		break;
+	}
+}
+
+/* ---- the connection ----------------------------------------------------- */
+
+static void
+read_records(struct conn *c)
+{
+	unsigned char buf[WIRE_MAX_RECORD];
+
+	for (int i = 0; i < READS_PER_WAKE && !c->closing; i++) {
+		struct fdmsg_record rec = {.buf = buf, .cap = sizeof(buf)};
+		int r;
+
+		if (c->n_replies >= c->srv->cfg.max_in_flight_per_conn)
+			break; /* the client is not reading: stop reading it */
+		r = fdmsg_recv_record(c->fd, &rec, MSG_DONTWAIT);
+		if (r == -EAGAIN)
+			break;
+		if (r <= 0) {
+			fail_conn(c, r == 0 ? 0 : -r);
+			break;
+		}
+		handle_record(c, &rec);
+	}
+}
+
+static void
+on_poll(uv_poll_t *h, int status, int events)
+{
+	struct conn *c = h->data;
+
+	if (status < 0) {
+		fail_conn(c, EIO);
+	} else {
+		if (events & UV_WRITABLE)
+			flush_replies(c);
+		if (events & (UV_READABLE | UV_DISCONNECT))
+			read_records(c);
+	}
+	update_poll(c);
+	maybe_close(c);
+}
+
+static void
+update_poll(struct conn *c)
+{
+	int ev = 0;
+
+	if (c->freed || !c->poll_init)
+		return;
+	if (c->rq_head && !c->closing)
+		ev |= UV_WRITABLE;
+	if (!c->closing && c->n_replies < c->srv->cfg.max_in_flight_per_conn)
+		ev |= UV_READABLE | UV_DISCONNECT;
+	if (ev == c->poll_events)
+		return;
+	c->poll_events = ev;
+	if (ev)
+		uv_poll_start(&c->poll, ev, on_poll);
+	else
+		uv_poll_stop(&c->poll);
+}
+
+static void
+on_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	struct server *srv = c->srv;
+
+	c->fd = safe_close(c->fd);
+	while (c->rq_head) {
+		struct reply *r = c->rq_head;
+
+		c->rq_head = r->next;
+		free(r);
+	}
+	list_del(&c->link);
+	srv->n_conns--;
+	free(c);
+	if (srv->stopping && srv->n_conns == 0 && srv->on_stopped)
+		srv->on_stopped(srv);
+}
+
+static void
+cancel_all(struct conn *c)
+{
+	struct list_head *pos, *tmp;
+
+	c->cancelling = true;
+	list_for_each_safe(pos, tmp, &c->reqs)
+	{
+		xfer_cancel(list_entry(pos, struct req, link)->x);
+	}
+	c->cancelling = false;
+}
+
+static void
+maybe_close(struct conn *c)
+{
+	if (c->freed)
+		return;
+	if (c->closing && c->n_reqs > 0) {
+		/* The client is gone: stop its transfers (each still sets its
+		 * file position); worker transfers report back later. */
+		cancel_all(c);
+	}
+	if (c->draining && c->n_reqs == 0) {
+		flush_replies(c);
+		c->closing = true;
+	}
+	if (!c->closing || c->n_reqs > 0)
+		return;
+	c->freed = true;
+	uv_close((uv_handle_t *)&c->poll, on_closed);
+}
+
+void
+conn_shutdown(struct conn *c, bool cancel)
+{
+	c->draining = true;
+	if (cancel)
+		cancel_all(c);
+	update_poll(c);
+	maybe_close(c);
+}
+
+static bool
+allowed(const struct server_config *cfg, const struct ucred *cr)
+{
+	if (cfg->n_allow_uids == 0 && cfg->n_allow_gids == 0)
+		return true;
+	if (cr->uid == 0)
+		return true;
+	for (unsigned i = 0; i < cfg->n_allow_uids; i++)
+		if (cfg->allow_uids[i] == cr->uid)
+			return true;
+	for (unsigned i = 0; i < cfg->n_allow_gids; i++)
+		if (cfg->allow_gids[i] == cr->gid)
+			return true;
+	return false;
+}
+
+int
+conn_new(struct server *srv, int fd, struct conn **ret_conn)
+{
+	_cleanup_close_ int owned = fd;
+	socklen_t len = sizeof(struct ucred);
+	struct conn *c;
+	int r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	if (getsockopt(owned, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0) {
+		r = -errno;
+		free(c);
+		return r;
+	}
+	if (!allowed(&srv->cfg, &c->cred)) {
+		struct wire_response resp = {.status = SENDFILED__V1__STATUS__PERMISSION_DENIED,
+					     .error = EACCES};
+		unsigned char buf[WIRE_MAX_RECORD];
+		ssize_t n;
+
+		snprintf(resp.message, sizeof(resp.message), "uid %u is not allowed",
+			 (unsigned)c->cred.uid);
+		n = wire_response_encode(&resp, buf, sizeof(buf));
+		if (n > 0)
+			(void)fdmsg_send(owned, buf, (size_t)n, NULL, 0, MSG_DONTWAIT);
+		log_notice("refused connection from pid %d uid %u: not in the allow-list",
+			   (int)c->cred.pid, (unsigned)c->cred.uid);
+		free(c);
+		return -EACCES;
+	}
+	r = uv_poll_init(srv->loop, &c->poll, owned);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	c->poll.data = c;
+	c->poll_init = true;
+	c->srv = srv;
+	c->fd = TAKE_FD(owned);
+	list_init(&c->reqs);
+	list_add_tail(&srv->conns, &c->link);
+	srv->n_conns++;
+	update_poll(c);
+	log_debug("connection from pid %d uid %u", (int)c->cred.pid, (unsigned)c->cred.uid);
+	*ret_conn = c;
+	return 0;
+}

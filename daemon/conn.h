@@ -1,0 +1,37 @@
+/*
+ * conn - one client connection on the data socket: reads request records,
+ * starts transfers, sends one reply per request. Owns the connection's
+ * descriptor, every descriptor received on it, and its transfers.
+ */
+#ifndef SFD_CONN_H
+#define SFD_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "list.h"
+
+struct server;
+struct conn;
+
+/*
+ * conn_new() - adopt an accepted connection and start reading from it.
+ * Takes ownership of @fd on every path, failure included.
+ * Return: 0 and *ret_conn (linked into the server), or a negative errno.
+ */
+int conn_new(struct server *srv, int fd, struct conn **ret_conn);
+
+/*
+ * conn_shutdown() - the server is stopping: refuse new requests; close once
+ * the transfers in flight are done. With @cancel, cancel them now (their
+ * CANCELLED replies are still sent).
+ */
+void conn_shutdown(struct conn *c, bool cancel);
+
+/* conn_from_link() - the connection of a server list entry. */
+struct conn *conn_from_link(struct list_head *link);
+
+unsigned conn_in_flight(const struct conn *c);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * server - the daemon's state: the listening data socket, the connections,
+ * the limits and the counters. Owns the listener descriptor and every
+ * connection.
+ */
+#ifndef SFD_SERVER_H
+#define SFD_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "list.h"
+
+#define SERVER_MAX_ALLOW 64
+
+struct server_config {
+	char socket_path[108];
+	unsigned socket_mode;
+	unsigned max_connections;
+	unsigned max_in_flight_per_conn;
+	unsigned max_in_flight_per_uid;
+	size_t chunk_size;
+	unsigned drain_timeout_ms;
+	/* Empty lists allow everyone who can open the socket. */
+	uid_t allow_uids[SERVER_MAX_ALLOW];
+	unsigned n_allow_uids;
+	gid_t allow_gids[SERVER_MAX_ALLOW];
+	unsigned n_allow_gids;
+};
+
+void server_config_defaults(struct server_config *cfg);
+
+struct server_stats {
+	uint64_t connections_accepted;
+	uint64_t connections_refused;
+	uint64_t requests;
+	uint64_t bytes_sent;
+	uint64_t by_status[16];
+	uint64_t by_method[4];
+};
+
+struct uid_count {
+	uid_t uid;
+	unsigned in_flight;
+};
+
+struct server {
+	uv_loop_t *loop;
+	struct server_config cfg;
+	int listen_fd;
+	bool listen_owned_path; /* we bound it: unlink on exit */
+	uv_poll_t listen_poll;
+	bool listen_poll_init;
+	uv_timer_t accept_retry;
+	uv_timer_t drain_timer;
+	struct list_head conns;
+	unsigned n_conns;
+	unsigned in_flight;
+	struct uid_count *uids;
+	unsigned n_uids;
+	bool stopping;
+	struct server_stats stats;
+	void (*on_stopped)(struct server *srv);
+};
+
+/*
+ * server_init() - @listen_fd is an already bound and listening socket to
+ * adopt (socket activation; ownership taken), or -1 to bind cfg->socket_path.
+ */
+int server_init(struct server *srv, uv_loop_t *loop, const struct server_config *cfg,
+		int listen_fd);
+
+/*
+ * server_stop() - stop accepting; transfers in flight may finish until the
+ * drain timeout, then are cancelled; @immediate cancels at once. Calls
+ * srv->on_stopped once every connection is gone.
+ */
+void server_stop(struct server *srv, bool immediate);
+
+void server_free(struct server *srv);
+
+/* Per-uid in-flight accounting (used by conn). */
+bool server_uid_acquire(struct server *srv, uid_t uid);
+void server_uid_release(struct server *srv, uid_t uid);
+
+#endif

@@ -1,0 +1,103 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "validate.h"
+
+int
+validate_request(const struct wire_request *req, const char **ret_msg)
+{
+	if (req->op != WIRE_OP_SENDFILE) {
+		*ret_msg = "not a sendfile request";
+		return -EINVAL;
+	}
+	if (req->has_unsupported) {
+		*ret_msg = "deadline, rate limit and close-when-done are not supported by this daemon";
+		return -EOPNOTSUPP;
+	}
+	if (req->offset > INT64_MAX) {
+		*ret_msg = "offset must be a non-negative 64-bit file offset";
+		return -EINVAL;
+	}
+	if (req->has_count && req->count == 0) {
+		*ret_msg = "count must be a positive integer";
+		return -EINVAL;
+	}
+	if (req->has_count && req->count > (uint64_t)INT64_MAX - req->offset) {
+		*ret_msg = "offset + count overflows a file offset";
+		return -EOVERFLOW;
+	}
+	return 0;
+}
+
+static int
+classify(int fd, bool want_write, struct fdinfo *ret_info, const char **ret_msg)
+{
+	struct fdinfo info = {0};
+	struct stat st;
+	int fl, acc;
+
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fstat(fd, &st) < 0) {
+		*ret_msg = "not an open descriptor";
+		return -EBADF;
+	}
+	if (fl & O_PATH) {
+		*ret_msg = "an O_PATH descriptor cannot be read or written";
+		return -EBADF;
+	}
+	acc = fl & O_ACCMODE;
+	if (want_write ? acc == O_RDONLY : acc == O_WRONLY) {
+		*ret_msg = want_write ? "destination is not open for writing"
+				      : "source is not open for reading";
+		return -EBADF;
+	}
+	info.nonblock = fl & O_NONBLOCK;
+
+	switch (st.st_mode & S_IFMT) {
+	case S_IFREG:
+	case S_IFBLK:
+		info.kind = FD_KIND_FILE;
+		info.size = S_ISREG(st.st_mode) ? st.st_size : 0;
+		break;
+	case S_IFIFO:
+		info.kind = FD_KIND_PIPE;
+		break;
+	case S_IFCHR:
+		info.kind = FD_KIND_CHAR;
+		break;
+	case S_IFSOCK: {
+		int type = 0;
+		socklen_t len = sizeof(type);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) {
+			*ret_msg = "socket is not a SOCK_STREAM socket";
+			return -EINVAL;
+		}
+		info.kind = FD_KIND_SOCKET;
+		break;
+	}
+	case S_IFDIR:
+		*ret_msg = "descriptor is a directory";
+		return -EISDIR;
+	default:
+		*ret_msg = "descriptor type cannot be used";
+		return -EINVAL;
+	}
+	*ret_info = info;
+	return 0;
+}
+
+int
+validate_dst(int fd, struct fdinfo *ret_info, const char **ret_msg)
+{
+	return classify(fd, true, ret_info, ret_msg);
+}
+
+int
+validate_src(int fd, struct fdinfo *ret_info, const char **ret_msg)
+{
+	return classify(fd, false, ret_info, ret_msg);
+}

@@ -1,0 +1,42 @@
+/*
+ * validate - checks on everything a client sends before the daemon acts on
+ * it: the request's fields (pure, fuzzed) and the two descriptors (fstat,
+ * fcntl, getsockopt; nothing about them is changed).
+ */
+#ifndef SFD_VALIDATE_H
+#define SFD_VALIDATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "wire.h"
+
+enum fd_kind {
+	FD_KIND_FILE, /* regular file or block device: seekable, sendfile(2) */
+	FD_KIND_PIPE,
+	FD_KIND_SOCKET, /* SOCK_STREAM */
+	FD_KIND_CHAR,   /* character device, e.g. /dev/null */
+};
+
+struct fdinfo {
+	enum fd_kind kind;
+	bool nonblock; /* O_NONBLOCK is set on the (shared) file description */
+	off_t size;    /* st_size for FD_KIND_FILE, else 0 */
+};
+
+/*
+ * validate_request() - check a decoded sendfile request's fields.
+ * Return: 0, or a negative errno with a static message in *ret_msg.
+ */
+int validate_request(const struct wire_request *req, const char **ret_msg);
+
+/* validate_dst() - the destination must be open for writing: a stream
+ * socket, a pipe, a regular file or a character device. */
+int validate_dst(int fd, struct fdinfo *ret_info, const char **ret_msg);
+
+/* validate_src() - the source must be open for reading: a regular file, a
+ * block or character device, a pipe or a stream socket. */
+int validate_src(int fd, struct fdinfo *ret_info, const char **ret_msg);
+
+#endif

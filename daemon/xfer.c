@@ -1,0 +1,746 @@
+/*
+ * xfer.c - the transfer engine. The only file that calls sendfile(2) and
+ * splice(2).
+ *
+ * A transfer is a small state machine around step(), which moves at most a
+ * budget of bytes with the transfer's current method and says what to wait
+ * for when the kernel answers EAGAIN. The loop runner and the worker runner
+ * both drive step(); they differ only in how they wait.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "sendfiled.pb-c.h"
+#include "xfer.h"
+
+/* A worker blocked in sendfile/splice/poll is interrupted with this signal
+ * (its handler does nothing and is installed without SA_RESTART). */
+#define KICK_SIGNAL (SIGRTMIN + 2)
+/* Re-send the kick this often while a cancelled worker job is still running:
+ * a kick that lands just before the thread enters the kernel is lost. */
+#define KICK_INTERVAL_MS 20
+/* The user-space copy's buffer. */
+#define COPY_BUF_SIZE (64 * 1024)
+/* Worker jobs move this many chunks before returning to the loop, which
+ * re-queues them; a blocked worker costs a thread, not the loop. */
+#define WORKER_CHUNKS 8
+
+enum method {
+	M_SENDFILE,      /* sendfile(dst, src, &off): seekable source */
+	M_SPLICE,        /* splice(src pipe -> dst) */
+	M_SPLICE_BUFFER, /* splice(src -> own pipe -> dst): socket or device source */
+	M_COPY,          /* read/pread + write: the fallback */
+};
+
+enum wait {
+	WAIT_NONE = 0,
+	WAIT_DST, /* for the destination to become writable */
+	WAIT_SRC, /* for the source to become readable */
+};
+
+struct xfer {
+	uv_loop_t *loop;
+	xfer_done_fn done;
+	void *userdata;
+	struct xfer_params p;
+	struct fdinfo dinfo, sinfo;
+	int dst, src;
+
+	enum method method;
+	bool zero_copy_proven; /* a zero-copy call has moved bytes: EINVAL is real */
+	bool finished;
+	bool eof;
+	uint64_t sent;  /* bytes delivered to the destination */
+	uint64_t limit; /* bytes to send; UINT64_MAX: until EOF */
+	enum wait wait;
+
+	/* M_SPLICE_BUFFER: our own pipe and the bytes sitting in it. */
+	int pipe_rd, pipe_wr;
+	size_t piped;
+	/* M_COPY: bytes read and not yet written. */
+	char *buf;
+	size_t buf_len, buf_off;
+
+	/* Loop mode. */
+	uv_poll_t dst_poll, src_poll;
+	bool dst_poll_init, src_poll_init;
+	int pending_closes;
+
+	/* Worker mode. */
+	bool on_worker;
+	bool job_queued;
+	uv_work_t work;
+	uv_timer_t kick_timer;
+	bool kick_timer_init;
+	pthread_mutex_t mtx; /* guards cancel, in_syscall, thread */
+	bool cancel;
+	bool in_syscall;
+	pthread_t thread;
+	int job_err; /* the job's outcome: 0 = more to do, 1 = done, <0 = errno */
+
+	int final_status, final_error;
+	const char *final_msg;
+};
+
+static void
+kick_handler(int sig)
+{
+	(void)sig;
+}
+
+int
+xfer_global_init(void)
+{
+	struct sigaction sa = {.sa_handler = kick_handler};
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(KICK_SIGNAL, &sa, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+uint64_t
+xfer_id(const struct xfer *x)
+{
+	return x->p.id;
+}
+
+uint64_t
+xfer_bytes_sent(const struct xfer *x)
+{
+	return x->sent;
+}
+
+bool
+xfer_on_worker(const struct xfer *x)
+{
+	return x->on_worker;
+}
+
+static int
+wire_method(const struct xfer *x)
+{
+	switch (x->method) {
+	case M_SENDFILE:
+		return SENDFILED__V1__METHOD__METHOD_SENDFILE;
+	case M_SPLICE:
+	case M_SPLICE_BUFFER:
+		return SENDFILED__V1__METHOD__METHOD_SPLICE;
+	case M_COPY:
+		return SENDFILED__V1__METHOD__METHOD_READ_WRITE;
+	}
+	return SENDFILED__V1__METHOD__METHOD_NONE;
+}
+
+static bool
+seekable_source(const struct xfer *x)
+{
+	return x->sinfo.kind == FD_KIND_FILE;
+}
+
+/* Does the source have data (or EOF, or an error) to read right now? */
+static bool
+source_ready(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+	return poll(&pfd, 1, 0) > 0;
+}
+
+/* Can no zero-copy method serve this pair? Then fallback decides. */
+static bool
+not_zero_copy(int err)
+{
+	return err == EINVAL || err == ENOSYS || err == EOPNOTSUPP;
+}
+
+static size_t
+want_bytes(const struct xfer *x, size_t budget)
+{
+	uint64_t left = x->limit - x->sent;
+
+	return MIN(MIN((uint64_t)budget, left), (uint64_t)XFER_SYSCALL_MAX);
+}
+
+static ssize_t
+step_sendfile(struct xfer *x, size_t want)
+{
+	off_t off = (off_t)(x->p.offset + x->sent);
+	ssize_t n = sendfile(x->dst, x->src, &off, want);
+
+	if (n < 0) {
+		if (errno == EAGAIN)
+			x->wait = WAIT_DST;
+		return -errno;
+	}
+	if (n == 0)
+		x->eof = true;
+	return n;
+}
+
+static ssize_t
+step_splice(struct xfer *x, size_t want)
+{
+	ssize_t n = splice(x->src, NULL, x->dst, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+	if (n < 0) {
+		/* EAGAIN from either end: find out which one to wait for. */
+		if (errno == EAGAIN)
+			x->wait = source_ready(x->src) ? WAIT_DST : WAIT_SRC;
+		return -errno;
+	}
+	if (n == 0)
+		x->eof = true;
+	return n;
+}
+
+static ssize_t
+step_splice_buffer(struct xfer *x, size_t want)
+{
+	ssize_t n;
+
+	if (x->piped == 0) {
+		n = splice(x->src, NULL, x->pipe_wr, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n < 0) {
+			/* Our pipe is empty, so EAGAIN can only come from the source. */
+			if (errno == EAGAIN)
+				x->wait = WAIT_SRC;
+			return -errno;
+		}
+		if (n == 0) {
+			x->eof = true;
+			return 0;
+		}
+		x->piped = n;
+	}
+	n = splice(x->pipe_rd, NULL, x->dst, NULL, x->piped, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n < 0) {
+		if (errno == EAGAIN)
+			x->wait = WAIT_DST;
+		return -errno;
+	}
+	x->piped -= n;
+	return n;
+}
+
+static ssize_t
+step_copy(struct xfer *x, size_t want)
+{
+	ssize_t n;
+
+	if (x->buf_off == x->buf_len) {
+		size_t len = MIN(want, (size_t)COPY_BUF_SIZE);
+
+		if (seekable_source(x))
+			n = pread(x->src, x->buf, len, (off_t)(x->p.offset + x->sent));
+		else
+			n = read(x->src, x->buf, len);
+		if (n < 0) {
+			if (errno == EAGAIN)
+				x->wait = WAIT_SRC;
+			return -errno;
+		}
+		if (n == 0) {
+			x->eof = true;
+			return 0;
+		}
+		x->buf_len = n;
+		x->buf_off = 0;
+	}
+	n = write(x->dst, x->buf + x->buf_off, x->buf_len - x->buf_off);
+	if (n < 0) {
+		if (errno == EAGAIN)
+			x->wait = WAIT_DST;
+		return -errno;
+	}
+	x->buf_off += n;
+	return n;
+}
+
+static int
+enter_copy(struct xfer *x)
+{
+	x->buf = malloc(COPY_BUF_SIZE);
+	if (!x->buf)
+		return -ENOMEM;
+	x->method = M_COPY;
+	return 0;
+}
+
+/*
+ * step() - move up to @budget bytes with one syscall (two for the buffered
+ * splice).
+ * Return: bytes delivered (0 with x->eof at the end of the source), or a
+ * negative errno; on -EAGAIN, x->wait says what to wait for. Switches to the
+ * user-space copy (or fails with -ENOTSUP when fallback is off) the first
+ * time the kernel says no zero-copy method applies.
+ */
+static ssize_t
+step(struct xfer *x, size_t budget)
+{
+	size_t want = want_bytes(x, budget);
+	ssize_t n;
+
+	x->wait = WAIT_NONE;
+	if (want == 0) {
+		x->eof = true;
+		return 0;
+	}
+	switch (x->method) {
+	case M_SENDFILE:
+		n = step_sendfile(x, want);
+		break;
+	case M_SPLICE:
+		n = step_splice(x, want);
+		break;
+	case M_SPLICE_BUFFER:
+		n = step_splice_buffer(x, want);
+		break;
+	default:
+		return step_copy(x, want);
+	}
+	if (n > 0) {
+		x->zero_copy_proven = true;
+	} else if (n < 0 && !x->zero_copy_proven && x->sent == 0 && not_zero_copy(-n)) {
+		int r;
+
+		if (!x->p.fallback)
+			return -ENOTSUP;
+		r = enter_copy(x);
+		if (r < 0)
+			return r;
+		return step_copy(x, want);
+	}
+	return n;
+}
+
+static bool
+range_done(const struct xfer *x)
+{
+	return x->eof || x->sent >= x->limit;
+}
+
+static void
+result_of(struct xfer *x, int status, int err, const char *msg, struct xfer_result *ret)
+{
+	*ret = (struct xfer_result){
+		.status = status,
+		.error = err,
+		.bytes_sent = x->sent,
+		.final_offset = x->p.offset + x->sent,
+		.method = wire_method(x),
+		.message = msg,
+	};
+	/* The source ended before the range did: a count past EOF, or a file
+	 * truncated while being sent (sendfile returned 0 early). */
+	if (status == SENDFILED__V1__STATUS__OK) {
+		if (x->p.has_count)
+			ret->short_source = x->sent < x->p.count;
+		else if (x->sinfo.size > 0)
+			ret->short_source = x->p.offset + x->sent < (uint64_t)x->sinfo.size;
+	}
+}
+
+static void maybe_free(struct xfer *x);
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+	struct xfer *x = h->data;
+
+	x->pending_closes--;
+	maybe_free(x);
+}
+
+static void
+close_handle(struct xfer *x, uv_handle_t *h)
+{
+	x->pending_closes++;
+	uv_close(h, on_handle_closed);
+}
+
+static void
+maybe_free(struct xfer *x)
+{
+	if (x->pending_closes > 0)
+		return;
+	/* Handles are closed (and so out of epoll) before their descriptors:
+	 * a description the client still holds would otherwise stay
+	 * registered under a number we may reuse. */
+	x->dst = safe_close(x->dst);
+	x->src = safe_close(x->src);
+	x->pipe_rd = safe_close(x->pipe_rd);
+	x->pipe_wr = safe_close(x->pipe_wr);
+	free(x->buf);
+	pthread_mutex_destroy(&x->mtx);
+	free(x);
+}
+
+/*
+ * finish() - report the outcome once, set the source's position, release.
+ */
+static void
+finish(struct xfer *x, int status, int err, const char *msg)
+{
+	struct xfer_result res;
+
+	if (x->finished)
+		return;
+	x->finished = true;
+
+	/* The position is the result: offset + bytes sent whenever anything was
+	 * sent, on every outcome. Nothing sent: untouched. */
+	if (x->sent > 0 && seekable_source(x))
+		(void)lseek(x->src, (off_t)(x->p.offset + x->sent), SEEK_SET);
+
+	result_of(x, status, err, msg, &res);
+	x->done(x, &res, x->userdata);
+
+	if (x->dst_poll_init)
+		close_handle(x, (uv_handle_t *)&x->dst_poll);
+	if (x->src_poll_init)
+		close_handle(x, (uv_handle_t *)&x->src_poll);
+	if (x->kick_timer_init)
+		close_handle(x, (uv_handle_t *)&x->kick_timer);
+	maybe_free(x);
+}
+
+static void
+finish_error(struct xfer *x, int err)
+{
+	switch (err) {
+	case ENOTSUP:
+		finish(x, SENDFILED__V1__STATUS__NOT_AVAILABLE, EINVAL,
+		       "no zero-copy method applies to these descriptors and fallback is off");
+		break;
+	case EPIPE:
+	case ECONNRESET:
+	case ECONNABORTED:
+	case ENOTCONN:
+	case ESHUTDOWN:
+	case ETIMEDOUT:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		finish(x, SENDFILED__V1__STATUS__PEER_CLOSED, err,
+		       "the destination's peer closed the connection");
+		break;
+	case ECANCELED:
+		finish(x, SENDFILED__V1__STATUS__CANCELLED, ECANCELED, "cancelled");
+		break;
+	default:
+		finish(x, SENDFILED__V1__STATUS__IO_ERROR, err, "I/O error");
+		break;
+	}
+}
+
+/* ---- loop mode ---------------------------------------------------------- */
+
+static void run_loop(struct xfer *x, size_t budget);
+
+static void
+on_poll(uv_poll_t *h, int status, int events)
+{
+	struct xfer *x = h->data;
+
+	/* On POLLERR libuv stops the handle and reports UV_EBADF; the next
+	 * syscall tells the real error (EPIPE, ECONNRESET). */
+	(void)status;
+	(void)events;
+	run_loop(x, x->p.chunk);
+}
+
+static int
+watch(struct xfer *x, uv_poll_t *h, bool *inited, int fd, int events, uv_poll_t *other)
+{
+	int r;
+
+	if (!*inited) {
+		/* uv_poll_init() sets O_NONBLOCK; loop mode is only chosen for
+		 * descriptors that already have it, so nothing shared changes. */
+		r = uv_poll_init(x->loop, h, fd);
+		if (r < 0)
+			return r;
+		h->data = x;
+		*inited = true;
+	}
+	if (*(other == &x->dst_poll ? &x->dst_poll_init : &x->src_poll_init))
+		uv_poll_stop(other);
+	return uv_poll_start(h, events, on_poll);
+}
+
+static void
+run_loop(struct xfer *x, size_t budget)
+{
+	size_t moved = 0;
+	int r;
+
+	while (!range_done(x)) {
+		ssize_t n = step(x, budget - moved);
+
+		if (n == -EINTR)
+			continue;
+		if (n == -EAGAIN) {
+			if (x->wait == WAIT_SRC)
+				r = watch(x, &x->src_poll, &x->src_poll_init, x->src,
+					  UV_READABLE | UV_DISCONNECT, &x->dst_poll);
+			else
+				r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst,
+					  UV_WRITABLE | UV_DISCONNECT, &x->src_poll);
+			if (r < 0)
+				finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r,
+				       "cannot watch the descriptor");
+			return;
+		}
+		if (n < 0) {
+			finish_error(x, (int)-n);
+			return;
+		}
+		x->sent += n;
+		moved += n;
+		if (moved >= budget && !range_done(x)) {
+			/* Budget spent: yield to the other transfers and come back
+			 * on the next writable event (level-triggered). */
+			r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst,
+				  UV_WRITABLE | UV_DISCONNECT, &x->src_poll);
+			if (r < 0)
+				finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r,
+				       "cannot watch the descriptor");
+			return;
+		}
+	}
+	finish(x, SENDFILED__V1__STATUS__OK, 0, NULL);
+}
+
+/* ---- worker mode -------------------------------------------------------- */
+
+static void
+work_cb(uv_work_t *w)
+{
+	struct xfer *x = w->data;
+	size_t budget = x->p.chunk * WORKER_CHUNKS, moved = 0;
+
+	x->job_err = 0;
+	pthread_mutex_lock(&x->mtx);
+	x->thread = pthread_self();
+	pthread_mutex_unlock(&x->mtx);
+
+	while (!range_done(x) && moved < budget) {
+		ssize_t n;
+
+		/* Checking cancel and announcing the syscall under one lock
+		 * means a canceller either sees us in the syscall (and kicks)
+		 * or we see its flag. */
+		pthread_mutex_lock(&x->mtx);
+		if (x->cancel) {
+			pthread_mutex_unlock(&x->mtx);
+			x->job_err = -ECANCELED;
+			return;
+		}
+		x->in_syscall = true;
+		pthread_mutex_unlock(&x->mtx);
+
+		n = step(x, budget - moved);
+		if (n == -EAGAIN) {
+			struct pollfd pfd = {
+				.fd = x->wait == WAIT_SRC ? x->src : x->dst,
+				.events = x->wait == WAIT_SRC ? POLLIN : POLLOUT,
+			};
+
+			(void)poll(&pfd, 1, -1);
+		}
+
+		pthread_mutex_lock(&x->mtx);
+		x->in_syscall = false;
+		pthread_mutex_unlock(&x->mtx);
+
+		if (n == -EINTR || n == -EAGAIN)
+			continue;
+		if (n < 0) {
+			x->job_err = (int)n;
+			return;
+		}
+		x->sent += n;
+		moved += n;
+	}
+	x->job_err = range_done(x) ? 1 : 0;
+}
+
+static void queue_job(struct xfer *x);
+
+static void
+after_work_cb(uv_work_t *w, int status)
+{
+	struct xfer *x = w->data;
+
+	x->job_queued = false;
+	if (x->kick_timer_init)
+		uv_timer_stop(&x->kick_timer);
+	if (status == UV_ECANCELED || x->job_err == -ECANCELED)
+		finish_error(x, ECANCELED);
+	else if (x->job_err < 0)
+		finish_error(x, -x->job_err);
+	else if (x->job_err == 1)
+		finish(x, SENDFILED__V1__STATUS__OK, 0, NULL);
+	else if (x->cancel)
+		finish_error(x, ECANCELED);
+	else
+		queue_job(x);
+}
+
+static void
+queue_job(struct xfer *x)
+{
+	int r;
+
+	x->work.data = x;
+	r = uv_queue_work(x->loop, &x->work, work_cb, after_work_cb);
+	if (r < 0) {
+		finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r, "cannot queue work");
+		return;
+	}
+	x->job_queued = true;
+}
+
+static void
+kick(struct xfer *x)
+{
+	pthread_mutex_lock(&x->mtx);
+	if (x->in_syscall)
+		pthread_kill(x->thread, KICK_SIGNAL);
+	pthread_mutex_unlock(&x->mtx);
+}
+
+static void
+on_kick_timer(uv_timer_t *t)
+{
+	kick(t->data);
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+static bool
+needs_worker(const struct fdinfo *d, const struct fdinfo *s)
+{
+	/* Only sockets and pipes can be polled; only non-blocking ones can be
+	 * written without blocking the loop. */
+	if (d->kind != FD_KIND_SOCKET && d->kind != FD_KIND_PIPE)
+		return true;
+	if (!d->nonblock)
+		return true;
+	/* A blocking stream source would block the loop on an empty read;
+	 * devices may block on read. */
+	if (s->kind == FD_KIND_CHAR)
+		return true;
+	if ((s->kind == FD_KIND_PIPE || s->kind == FD_KIND_SOCKET) && !s->nonblock)
+		return true;
+	return false;
+}
+
+int
+xfer_new(uv_loop_t *loop, int dst, const struct fdinfo *dinfo, int src,
+	 const struct fdinfo *sinfo, const struct xfer_params *p, xfer_done_fn done,
+	 void *userdata, struct xfer **ret_x)
+{
+	_cleanup_close_ int d = dst, s = src;
+	struct xfer *x;
+
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->loop = loop;
+	x->done = done;
+	x->userdata = userdata;
+	x->p = *p;
+	x->dinfo = *dinfo;
+	x->sinfo = *sinfo;
+	x->pipe_rd = x->pipe_wr = -1;
+	pthread_mutex_init(&x->mtx, NULL);
+
+	if (p->has_count)
+		x->limit = p->count;
+	else if (sinfo->kind == FD_KIND_FILE && sinfo->size > 0)
+		/* To EOF as it stood when the request came: the size from
+		 * fstat spares a last sendfile() that would only return 0. */
+		x->limit = (uint64_t)sinfo->size > p->offset ? (uint64_t)sinfo->size - p->offset
+							     : 0;
+	else
+		x->limit = UINT64_MAX;
+
+	switch (sinfo->kind) {
+	case FD_KIND_FILE:
+		x->method = M_SENDFILE;
+		break;
+	case FD_KIND_PIPE:
+		x->method = M_SPLICE;
+		break;
+	default: {
+		int pfd[2];
+
+		/* Sockets and devices are spliced through a pipe of our own. */
+		if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0) {
+			int r = -errno;
+
+			pthread_mutex_destroy(&x->mtx);
+			free(x);
+			return r;
+		}
+		x->pipe_rd = pfd[0];
+		x->pipe_wr = pfd[1];
+		(void)fcntl(x->pipe_wr, F_SETPIPE_SZ, 256 * 1024);
+		x->method = M_SPLICE_BUFFER;
+		break;
+	}
+	}
+	x->on_worker = needs_worker(dinfo, sinfo);
+	x->dst = TAKE_FD(d);
+	x->src = TAKE_FD(s);
+	*ret_x = x;
+	return 0;
+}
+
+void
+xfer_run(struct xfer *x)
+{
+	if (x->on_worker) {
+		queue_job(x);
+		return;
+	}
+	/* Try at once: a small transfer usually completes without waiting,
+	 * sparing a poll registration. A smaller first budget keeps a burst of
+	 * new requests from holding the loop. */
+	run_loop(x, MIN(x->p.chunk, (size_t)256 * 1024));
+}
+
+void
+xfer_cancel(struct xfer *x)
+{
+	if (x->finished)
+		return;
+	if (!x->on_worker) {
+		finish_error(x, ECANCELED);
+		return;
+	}
+	pthread_mutex_lock(&x->mtx);
+	x->cancel = true;
+	pthread_mutex_unlock(&x->mtx);
+	/* Not started yet: libuv can drop it, after_work_cb then reports. */
+	if (x->job_queued && uv_cancel((uv_req_t *)&x->work) == 0)
+		return;
+	kick(x);
+	if (!x->kick_timer_init) {
+		if (uv_timer_init(x->loop, &x->kick_timer) < 0)
+			return;
+		x->kick_timer.data = x;
+		x->kick_timer_init = true;
+	}
+	uv_timer_start(&x->kick_timer, on_kick_timer, KICK_INTERVAL_MS, KICK_INTERVAL_MS);
+}
