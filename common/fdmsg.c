@@ -61,10 +61,10 @@ fdmsg_recv_record(int sock, struct fdmsg_record *rec, int flags)
 	} ctl;
 	struct iovec iov = {.iov_base = rec->buf, .iov_len = rec->cap};
 	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = ctl.buf,
-		.msg_controllen = sizeof(ctl.buf),
+	        .msg_iov = &iov,
+	        .msg_iovlen = 1,
+	        .msg_control = ctl.buf,
+	        .msg_controllen = sizeof(ctl.buf),
 	};
 	int got[FDMSG_MAX_FDS + 14];
 	size_t ngot = 0;
@@ -126,6 +126,12 @@ fdmsg_recv(int sock, void *buf, size_t cap, int *fds, size_t *ret_nfds, int flag
 		return r;
 	if (rec.error)
 		return -rec.error;
+	if (rec.len == 0) {
+		/* An empty record cannot be told from EOF by the return value:
+		 * do not hand out descriptors with it. */
+		fdmsg_close_all(rec.fds, rec.nfds);
+		return 0;
+	}
 	memcpy(fds, rec.fds, rec.nfds * sizeof(int));
 	*ret_nfds = rec.nfds;
 	return (ssize_t)rec.len;

@@ -34,13 +34,13 @@ ssize_t fdmsg_recv(int sock, void *buf, size_t cap, int *fds, size_t *ret_nfds, 
 
 /* One received record, for callers that answer bad records rather than drop them. */
 struct fdmsg_record {
-	void *buf;     /* in: where the data goes */
-	size_t cap;    /* in: its size */
-	size_t len;    /* out: bytes of data kept (at most cap) */
+	void *buf;  /* in: where the data goes */
+	size_t cap; /* in: its size */
+	size_t len; /* out: bytes of data kept (at most cap) */
 	int fds[FDMSG_MAX_FDS];
 	size_t nfds;
 	int error; /* out: 0; EMSGSIZE (data truncated) or EBADMSG (bad control
-		    * data): the record's descriptors are already closed */
+	            * data): the record's descriptors are already closed */
 };
 
 /*

@@ -97,8 +97,8 @@ wire_request_decode(const void *buf, size_t len, struct wire_request *ret_req)
 		r.count = s->count;
 		r.fallback = s->has_fallback ? s->fallback : true;
 		r.has_unsupported = (s->has_deadline_ms && s->deadline_ms) ||
-				    (s->has_rate_limit_bps && s->rate_limit_bps) ||
-				    (s->has_close_when_done && s->close_when_done);
+		                    (s->has_rate_limit_bps && s->rate_limit_bps) ||
+		                    (s->has_close_when_done && s->close_when_done);
 		break;
 	}
 	case SENDFILED__V1__REQUEST__OP_CANCEL:

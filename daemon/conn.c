@@ -80,7 +80,7 @@ fail_conn(struct conn *c, int err)
 {
 	if (!c->closing)
 		log_debug("connection from pid %d uid %u closed: %s", (int)c->cred.pid,
-			  (unsigned)c->cred.uid, strerror(err));
+		          (unsigned)c->cred.uid, strerror(err));
 	c->closing = true;
 }
 
@@ -166,13 +166,13 @@ on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 	struct conn *c = rq->c;
 	struct server *srv = c->srv;
 	struct wire_response resp = {
-		.id = rq->id,
-		.status = res->status,
-		.error = res->error,
-		.bytes_sent = res->bytes_sent,
-		.final_offset = res->final_offset,
-		.method = res->method,
-		.short_source = res->short_source,
+	        .id = rq->id,
+	        .status = res->status,
+	        .error = res->error,
+	        .bytes_sent = res->bytes_sent,
+	        .final_offset = res->final_offset,
+	        .method = res->method,
+	        .short_source = res->short_source,
 	};
 
 	(void)x;
@@ -189,8 +189,8 @@ on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 		snprintf(resp.message, sizeof(resp.message), "%s", res->message);
 	if (res->status != SENDFILED__V1__STATUS__OK)
 		log_debug("request %llu of pid %d: status %d (%s), %llu bytes sent",
-			  (unsigned long long)resp.id, (int)c->cred.pid, res->status,
-			  res->message ? res->message : "", (unsigned long long)res->bytes_sent);
+		          (unsigned long long)resp.id, (int)c->cred.pid, res->status,
+		          res->message ? res->message : "", (unsigned long long)res->bytes_sent);
 	send_reply(c, &resp);
 	if (!c->cancelling) {
 		update_poll(c);
@@ -211,7 +211,7 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 	if (rec->nfds != 2) {
 		fdmsg_close_all(rec->fds, rec->nfds);
 		reply_status(c, req->id, SENDFILED__V1__STATUS__PROTOCOL, EBADMSG,
-			     "a sendfile request carries exactly two descriptors");
+		             "a sendfile request carries exactly two descriptors");
 		return;
 	}
 	r = validate_request(req, &msg);
@@ -231,13 +231,13 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 	if (c->n_reqs >= srv->cfg.max_in_flight_per_conn) {
 		fdmsg_close_all(rec->fds, rec->nfds);
 		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, EBUSY,
-			     "too many requests in flight on this connection");
+		             "too many requests in flight on this connection");
 		return;
 	}
 	if (!server_uid_acquire(srv, c->cred.uid)) {
 		fdmsg_close_all(rec->fds, rec->nfds);
 		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, EUSERS,
-			     "too many requests in flight for this user");
+		             "too many requests in flight for this user");
 		return;
 	}
 	rq = calloc(1, sizeof(*rq));
@@ -248,22 +248,22 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 		return;
 	}
 	p = (struct xfer_params){
-		.id = req->id,
-		.offset = req->offset,
-		.count = req->count,
-		.has_count = req->has_count,
-		.fallback = req->fallback,
-		.chunk = srv->cfg.chunk_size,
+	        .id = req->id,
+	        .offset = req->offset,
+	        .count = req->count,
+	        .has_count = req->has_count,
+	        .fallback = req->fallback,
+	        .chunk = srv->cfg.chunk_size,
 	};
 	r = xfer_new(srv->loop, rec->fds[0], &dinfo, rec->fds[1], &sinfo, &p, on_xfer_done, rq,
-		     &rq->x);
+	             &rq->x);
 	rec->fds[0] = rec->fds[1] = -1; /* xfer_new took them, on every path */
 	rec->nfds = 0;
 	if (r < 0) {
 		free(rq);
 		server_uid_release(srv, c->cred.uid);
 		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, -r,
-			     "cannot start the transfer");
+		             "cannot start the transfer");
 		return;
 	}
 	rq->c = c;
@@ -303,27 +303,27 @@ handle_record(struct conn *c, struct fdmsg_record *rec)
 			/* Nothing to address a reply to: the stream of records can
 			 * no longer be trusted. */
 			log_info("pid %d sent an unreadable record: closing its connection",
-				 (int)c->cred.pid);
+			         (int)c->cred.pid);
 			fail_conn(c, EBADMSG);
 			return;
 		}
 		reply_status(c, req.id, SENDFILED__V1__STATUS__PROTOCOL,
-			     rec->error ? rec->error : EBADMSG,
-			     rec->error == EMSGSIZE ? "record too large"
-			     : rec->error	    ? "bad descriptors in the record"
-						    : "record does not parse");
+		             rec->error ? rec->error : EBADMSG,
+		             rec->error == EMSGSIZE ? "record too large"
+		             : rec->error           ? "bad descriptors in the record"
+		                                    : "record does not parse");
 		return;
 	}
 	if (req.op != WIRE_OP_SENDFILE && rec->nfds > 0) {
 		fdmsg_close_all(rec->fds, rec->nfds);
 		reply_status(c, req.id, SENDFILED__V1__STATUS__PROTOCOL, EBADMSG,
-			     "only a sendfile request carries descriptors");
+		             "only a sendfile request carries descriptors");
 		return;
 	}
 	if (c->draining && req.op == WIRE_OP_SENDFILE) {
 		fdmsg_close_all(rec->fds, rec->nfds);
 		reply_status(c, req.id, SENDFILED__V1__STATUS__SHUTTING_DOWN, ESHUTDOWN,
-			     "the daemon is shutting down");
+		             "the daemon is shutting down");
 		return;
 	}
 	switch (req.op) {
@@ -338,17 +338,18 @@ handle_record(struct conn *c, struct fdmsg_record *rec)
 
 		if (!rq) {
 			reply_status(c, req.id, SENDFILED__V1__STATUS__INVALID_ARGUMENT, ENOENT,
-				     "no such request in flight");
+			             "no such request in flight");
 			break;
 		}
-		/* The target's CANCELLED reply goes out first. */
+		/* A loop-mode target's CANCELLED reply goes out first; a
+		 * worker-mode target's comes when its thread has stopped. */
 		xfer_cancel(rq->x);
 		reply_status(c, req.id, SENDFILED__V1__STATUS__OK, 0, NULL);
 		break;
 	}
 	default:
 		reply_status(c, req.id, SENDFILED__V1__STATUS__INVALID_ARGUMENT, EOPNOTSUPP,
-			     "unknown operation");
+		             "unknown operation");
 		break;
 	}
 }
@@ -511,17 +512,17 @@ conn_new(struct server *srv, int fd, struct conn **ret_conn)
 	}
 	if (!allowed(&srv->cfg, &c->cred)) {
 		struct wire_response resp = {.status = SENDFILED__V1__STATUS__PERMISSION_DENIED,
-					     .error = EACCES};
+		                             .error = EACCES};
 		unsigned char buf[WIRE_MAX_RECORD];
 		ssize_t n;
 
 		snprintf(resp.message, sizeof(resp.message), "uid %u is not allowed",
-			 (unsigned)c->cred.uid);
+		         (unsigned)c->cred.uid);
 		n = wire_response_encode(&resp, buf, sizeof(buf));
 		if (n > 0)
 			(void)fdmsg_send(owned, buf, (size_t)n, NULL, 0, MSG_DONTWAIT);
 		log_notice("refused connection from pid %d uid %u: not in the allow-list",
-			   (int)c->cred.pid, (unsigned)c->cred.uid);
+		           (int)c->cred.pid, (unsigned)c->cred.uid);
 		free(c);
 		return -EACCES;
 	}

@@ -10,8 +10,8 @@
 static int max_level = LOG_NOTICE;
 static bool journal;
 
-static const char *const names[] = {"emerg", "alert", "crit",   "err",
-				    "warning", "notice", "info", "debug"};
+static const char *const names[] = {"emerg",   "alert",  "crit", "err",
+                                    "warning", "notice", "info", "debug"};
 
 void
 log_setup(void)

@@ -25,29 +25,33 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: sendfiled [OPTION]...\n"
-		"Send files over sockets zero-copy on behalf of local processes.\n"
-		"\n"
-		"  -s, --socket PATH            data socket (default: $SENDFILED_SOCKET, else\n"
-		"                               $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock, else\n"
-		"                               /run/sendfiled/sendfiled.sock)\n"
-		"      --socket-mode MODE       octal file mode of the data socket (default 0660)\n"
-		"      --max-connections N      client connections at once (default 256)\n"
-		"      --max-in-flight N        requests in flight per connection (default 1024)\n"
-		"      --max-in-flight-per-uid N  requests in flight per user (default 4096)\n"
-		"      --chunk-size BYTES       bytes sent per wake-up of one transfer (default 2097152)\n"
-		"      --drain-timeout MS       on SIGTERM, how long transfers may finish (default 10000)\n"
-		"      --workers N              threads for transfers that could block (default 8)\n"
-		"      --allow-uid UID          allow this uid (repeatable; default: anyone who can\n"
-		"                               open the socket)\n"
-		"      --allow-gid GID          allow this primary gid (repeatable)\n"
-		"  -l, --log-level LEVEL        err, warning, notice (default), info, debug\n"
-		"  -v, --verbose                same as --log-level debug\n"
-		"  -h, --help                   show this help and exit\n"
-		"  -V, --version                show the version and exit\n"
-		"\n"
-		"SIGTERM or SIGINT: stop accepting, let transfers in flight finish until the\n"
-		"drain timeout, then cancel the rest; a second signal cancels at once.\n");
+	        "Usage: sendfiled [OPTION]...\n"
+	        "Send files over sockets zero-copy on behalf of local processes.\n"
+	        "\n"
+	        "  -s, --socket PATH            data socket (default: $SENDFILED_SOCKET, else\n"
+	        "                               $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock, else\n"
+	        "                               /run/sendfiled/sendfiled.sock)\n"
+	        "      --socket-mode MODE       octal file mode of the data socket (default 0660)\n"
+	        "      --max-connections N      client connections at once (default 256)\n"
+	        "      --max-in-flight N        requests in flight per connection (default 1024)\n"
+	        "      --max-in-flight-per-uid N  requests in flight per user (default 4096)\n"
+	        "      --chunk-size BYTES       bytes sent per wake-up of one transfer (default "
+	        "2097152)\n"
+	        "      --drain-timeout MS       on SIGTERM, how long transfers may finish (default "
+	        "10000)\n"
+	        "      --workers N              threads for transfers that could block (default "
+	        "8)\n"
+	        "      --allow-uid UID          allow this uid (repeatable; default: anyone who "
+	        "can\n"
+	        "                               open the socket)\n"
+	        "      --allow-gid GID          allow this primary gid (repeatable)\n"
+	        "  -l, --log-level LEVEL        err, warning, notice (default), info, debug\n"
+	        "  -v, --verbose                same as --log-level debug\n"
+	        "  -h, --help                   show this help and exit\n"
+	        "  -V, --version                show the version and exit\n"
+	        "\n"
+	        "SIGTERM or SIGINT: stop accepting, let transfers in flight finish until the\n"
+	        "drain timeout, then cancel the rest; a second signal cancels at once.\n");
 }
 
 static int
@@ -82,7 +86,7 @@ on_signal(uv_signal_t *h, int signum)
 	bool again = srv.stopping;
 
 	log_notice("%s: %s", strsignal(signum),
-		   again ? "cancelling transfers in flight" : "shutting down");
+	           again ? "cancelling transfers in flight" : "shutting down");
 	server_stop(&srv, again);
 }
 
@@ -113,21 +117,21 @@ main(int argc, char **argv)
 		OPT_ALLOW_GID,
 	};
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"socket-mode", required_argument, NULL, OPT_MODE},
-		{"max-connections", required_argument, NULL, OPT_MAXCONN},
-		{"max-in-flight", required_argument, NULL, OPT_MAXFLIGHT},
-		{"max-in-flight-per-uid", required_argument, NULL, OPT_MAXUID},
-		{"chunk-size", required_argument, NULL, OPT_CHUNK},
-		{"drain-timeout", required_argument, NULL, OPT_DRAIN},
-		{"workers", required_argument, NULL, OPT_WORKERS},
-		{"allow-uid", required_argument, NULL, OPT_ALLOW_UID},
-		{"allow-gid", required_argument, NULL, OPT_ALLOW_GID},
-		{"log-level", required_argument, NULL, 'l'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{0},
+	        {"socket", required_argument, NULL, 's'},
+	        {"socket-mode", required_argument, NULL, OPT_MODE},
+	        {"max-connections", required_argument, NULL, OPT_MAXCONN},
+	        {"max-in-flight", required_argument, NULL, OPT_MAXFLIGHT},
+	        {"max-in-flight-per-uid", required_argument, NULL, OPT_MAXUID},
+	        {"chunk-size", required_argument, NULL, OPT_CHUNK},
+	        {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+	        {"workers", required_argument, NULL, OPT_WORKERS},
+	        {"allow-uid", required_argument, NULL, OPT_ALLOW_UID},
+	        {"allow-gid", required_argument, NULL, OPT_ALLOW_GID},
+	        {"log-level", required_argument, NULL, 'l'},
+	        {"verbose", no_argument, NULL, 'v'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},
+	        {0},
 	};
 	struct server_config cfg;
 	unsigned long long v, workers = 8;
@@ -171,7 +175,7 @@ main(int argc, char **argv)
 			if (parse_u64(optarg, c == OPT_WORKERS ? 1024 : UINT_MAX, &v) < 0 ||
 			    (v == 0 && c != OPT_DRAIN)) {
 				log_err("bad value for --%s: %s", opts[c - OPT_MODE + 1].name,
-					optarg);
+				        optarg);
 				return 2;
 			}
 			if (c == OPT_MAXCONN)
@@ -187,7 +191,8 @@ main(int argc, char **argv)
 			break;
 		case OPT_CHUNK:
 			if (parse_u64(optarg, XFER_SYSCALL_MAX, &v) < 0 || v < 4096) {
-				log_err("bad --chunk-size (4096..%u): %s", XFER_SYSCALL_MAX, optarg);
+				log_err("bad --chunk-size (4096..%u): %s", XFER_SYSCALL_MAX,
+				        optarg);
 				return 2;
 			}
 			cfg.chunk_size = (size_t)v;
@@ -247,7 +252,7 @@ main(int argc, char **argv)
 	r = server_init(&srv, loop, &cfg, -1);
 	if (r < 0) {
 		log_err("cannot listen on %s: %s", cfg.socket_path,
-			r == -EADDRINUSE ? "another daemon is serving it" : strerror(-r));
+		        r == -EADDRINUSE ? "another daemon is serving it" : strerror(-r));
 		return 1;
 	}
 	srv.on_stopped = on_stopped;

@@ -105,10 +105,10 @@ on_listen(uv_poll_t *h, int status, int events)
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
 				log_warn("accept: %s: pausing for %d ms", strerror(errno),
-					 ACCEPT_RETRY_MS);
+				         ACCEPT_RETRY_MS);
 				uv_poll_stop(&srv->listen_poll);
 				uv_timer_start(&srv->accept_retry, on_accept_retry, ACCEPT_RETRY_MS,
-					       0);
+				               0);
 			} else if (errno != EAGAIN) {
 				log_err("accept: %s", strerror(errno));
 			}
@@ -271,9 +271,9 @@ server_stop(struct server *srv, bool immediate)
 		uv_timer_stop(&srv->accept_retry);
 		if (!immediate && srv->in_flight > 0) {
 			log_notice("stopping: letting %u transfers finish (up to %u ms)",
-				   srv->in_flight, srv->cfg.drain_timeout_ms);
+			           srv->in_flight, srv->cfg.drain_timeout_ms);
 			uv_timer_start(&srv->drain_timer, on_drain_timeout,
-				       srv->cfg.drain_timeout_ms, 0);
+			               srv->cfg.drain_timeout_ms, 0);
 		}
 	}
 	if (immediate)

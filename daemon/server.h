@@ -70,7 +70,7 @@ struct server {
  * adopt (socket activation; ownership taken), or -1 to bind cfg->socket_path.
  */
 int server_init(struct server *srv, uv_loop_t *loop, const struct server_config *cfg,
-		int listen_fd);
+                int listen_fd);
 
 /*
  * server_stop() - stop accepting; transfers in flight may finish until the

@@ -14,7 +14,8 @@ validate_request(const struct wire_request *req, const char **ret_msg)
 		return -EINVAL;
 	}
 	if (req->has_unsupported) {
-		*ret_msg = "deadline, rate limit and close-when-done are not supported by this daemon";
+		*ret_msg =
+		        "deadline, rate limit and close-when-done are not supported by this daemon";
 		return -EOPNOTSUPP;
 	}
 	if (req->offset > INT64_MAX) {
@@ -51,7 +52,7 @@ classify(int fd, bool want_write, struct fdinfo *ret_info, const char **ret_msg)
 	acc = fl & O_ACCMODE;
 	if (want_write ? acc == O_RDONLY : acc == O_WRONLY) {
 		*ret_msg = want_write ? "destination is not open for writing"
-				      : "source is not open for reading";
+		                      : "source is not open for reading";
 		return -EBADF;
 	}
 	info.nonblock = fl & O_NONBLOCK;

@@ -333,12 +333,13 @@ static void
 result_of(struct xfer *x, int status, int err, const char *msg, struct xfer_result *ret)
 {
 	*ret = (struct xfer_result){
-		.status = status,
-		.error = err,
-		.bytes_sent = x->sent,
-		.final_offset = x->p.offset + x->sent,
-		.method = wire_method(x),
-		.message = msg,
+	        .status = status,
+	        .error = err,
+	        .bytes_sent = x->sent,
+	        .final_offset = x->p.offset + x->sent,
+	        /* "How the bytes moved": nothing moved, no method. */
+	        .method = x->sent > 0 ? wire_method(x) : SENDFILED__V1__METHOD__METHOD_NONE,
+	        .message = msg,
 	};
 	/* The source ended before the range did: a count past EOF, or a file
 	 * truncated while being sent (sendfile returned 0 early). */
@@ -491,10 +492,10 @@ run_loop(struct xfer *x, size_t budget)
 		if (n == -EAGAIN) {
 			if (x->wait == WAIT_SRC)
 				r = watch(x, &x->src_poll, &x->src_poll_init, x->src,
-					  UV_READABLE | UV_DISCONNECT, &x->dst_poll);
+				          UV_READABLE | UV_DISCONNECT, &x->dst_poll);
 			else
 				r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst,
-					  UV_WRITABLE | UV_DISCONNECT, &x->src_poll);
+				          UV_WRITABLE | UV_DISCONNECT, &x->src_poll);
 			if (r < 0)
 				finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r,
 				       "cannot watch the descriptor");
@@ -510,7 +511,7 @@ run_loop(struct xfer *x, size_t budget)
 			/* Budget spent: yield to the other transfers and come back
 			 * on the next writable event (level-triggered). */
 			r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst,
-				  UV_WRITABLE | UV_DISCONNECT, &x->src_poll);
+			          UV_WRITABLE | UV_DISCONNECT, &x->src_poll);
 			if (r < 0)
 				finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r,
 				       "cannot watch the descriptor");
@@ -551,8 +552,8 @@ work_cb(uv_work_t *w)
 		n = step(x, budget - moved);
 		if (n == -EAGAIN) {
 			struct pollfd pfd = {
-				.fd = x->wait == WAIT_SRC ? x->src : x->dst,
-				.events = x->wait == WAIT_SRC ? POLLIN : POLLOUT,
+			        .fd = x->wait == WAIT_SRC ? x->src : x->dst,
+			        .events = x->wait == WAIT_SRC ? POLLIN : POLLOUT,
 			};
 
 			(void)poll(&pfd, 1, -1);
@@ -646,9 +647,8 @@ needs_worker(const struct fdinfo *d, const struct fdinfo *s)
 }
 
 int
-xfer_new(uv_loop_t *loop, int dst, const struct fdinfo *dinfo, int src,
-	 const struct fdinfo *sinfo, const struct xfer_params *p, xfer_done_fn done,
-	 void *userdata, struct xfer **ret_x)
+xfer_new(uv_loop_t *loop, int dst, const struct fdinfo *dinfo, int src, const struct fdinfo *sinfo,
+         const struct xfer_params *p, xfer_done_fn done, void *userdata, struct xfer **ret_x)
 {
 	_cleanup_close_ int d = dst, s = src;
 	struct xfer *x;
@@ -670,8 +670,8 @@ xfer_new(uv_loop_t *loop, int dst, const struct fdinfo *dinfo, int src,
 	else if (sinfo->kind == FD_KIND_FILE && sinfo->size > 0)
 		/* To EOF as it stood when the request came: the size from
 		 * fstat spares a last sendfile() that would only return 0. */
-		x->limit = (uint64_t)sinfo->size > p->offset ? (uint64_t)sinfo->size - p->offset
-							     : 0;
+		x->limit =
+		        (uint64_t)sinfo->size > p->offset ? (uint64_t)sinfo->size - p->offset : 0;
 	else
 		x->limit = UINT64_MAX;
 

@@ -64,8 +64,8 @@ int xfer_global_init(void);
  * Return: 0 and *ret_x, or a negative errno.
  */
 int xfer_new(uv_loop_t *loop, int dst, const struct fdinfo *dinfo, int src,
-	     const struct fdinfo *sinfo, const struct xfer_params *p, xfer_done_fn done,
-	     void *userdata, struct xfer **ret_x);
+             const struct fdinfo *sinfo, const struct xfer_params *p, xfer_done_fn done,
+             void *userdata, struct xfer **ret_x);
 
 /*
  * xfer_run() - start it. @done is called exactly once from now on, possibly

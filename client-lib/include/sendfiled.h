@@ -86,6 +86,9 @@ struct sfd_client;
  *        else $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock, else
  *        /run/sendfiled/sendfiled.sock.
  * Blocks for the connect(2) only.
+ * A daemon with an allow-list accepts the connection before it checks the
+ * user, so a refusal shows at the first exchange instead: the call that
+ * meets it, and every later one, returns -EACCES.
  * Return: 0 and *ret, or a negative errno (-ENOENT, -ECONNREFUSED when no
  * daemon listens, -ENAMETOOLONG for a path too long for sockaddr_un).
  */
@@ -117,12 +120,13 @@ void sfd_client_free(struct sfd_client *c);
  * Return: 0 when the daemon answered (the outcome, success or not, is in
  * ret->status, with bytes_sent and final_offset always filled); a negative
  * errno when it could not ask: -EBADF for a bad descriptor, -EINVAL for
- * unknown @flags, -ECONNRESET or -EPIPE when the daemon went away,
- * -EBADMSG when it sent a record that cannot be parsed (the connection is
- * then shut down), -ETIMEDOUT.
+ * unknown @flags, -ECONNRESET or -EPIPE when the daemon went away, -EACCES
+ * when it refused this user (see sfd_client_open()), -EBADMSG when it sent a
+ * record that cannot be parsed (the connection is then shut down),
+ * -ETIMEDOUT.
  */
 int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset,
-			uint64_t count, unsigned flags, int timeout_ms, struct sfd_result *ret);
+                        uint64_t count, unsigned flags, int timeout_ms, struct sfd_result *ret);
 
 /* The asynchronous interface, for event loops. */
 
@@ -133,7 +137,7 @@ int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t of
  * and sfd_client_cancel() but must not free @c.
  */
 typedef void (*sfd_completion_fn)(struct sfd_client *c, uint64_t id, const struct sfd_result *res,
-				  void *userdata);
+                                  void *userdata);
 
 /*
  * sfd_client_get_fd() - the descriptor to watch for readability (POLLIN).
@@ -152,14 +156,18 @@ int sfd_client_get_fd(const struct sfd_client *c);
  * Return: 0 and *ret_id (never 0), or a negative errno.
  */
 int sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
-		      unsigned flags, void *userdata, uint64_t *ret_id);
+                      unsigned flags, void *userdata, uint64_t *ret_id);
 
 /*
  * sfd_client_dispatch() - deliver every completion available now, without
  * blocking, through @cb.
+ * Completions already received are delivered before an error is reported.
  * Return: the number of completions delivered (0 if none), or a negative
  * errno: -ECONNRESET when the daemon closed the connection (all requests in
- * flight are lost; their descriptors' positions are settled by the daemon).
+ * flight are lost; their descriptors' positions are settled by the daemon),
+ * -EACCES when it refused this user, -EBADMSG when it sent a record that
+ * cannot be parsed. These three are final: every later call returns the
+ * same error, and the client is only good for sfd_client_free().
  */
 int sfd_client_dispatch(struct sfd_client *c, sfd_completion_fn cb);
 

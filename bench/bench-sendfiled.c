@@ -1,0 +1,407 @@
+/*
+ * bench-sendfiled - throughput and request rate of the daemon against an
+ * in-process baseline measured in the same run.
+ *
+ *   bench-sendfiled [--socket PATH] [--size MIB] [--rounds N] [--seconds S]
+ *
+ * 1. Large file: a page-cached file of --size MiB sent over TCP loopback,
+ *    in-process sendfile(2) vs. offloaded to the daemon, alternating rounds;
+ *    median of each and their ratio.
+ * 2. Small requests: 4 KiB transfers, 64 in flight on one connection,
+ *    requests/s; baseline: a raw exchange of one record carrying two
+ *    descriptors and its reply (what any descriptor-passing daemon pays).
+ *
+ * Loopback TCP uses cubic (set per socket): the default here may be bbr,
+ * whose pacing makes loopback numbers noisy.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fdmsg.h"
+#include "sendfiled.h"
+
+#define DIE(...)                                                                                   \
+	do {                                                                                       \
+		fprintf(stderr, "bench-sendfiled: " __VA_ARGS__);                                  \
+		fputc('\n', stderr);                                                               \
+		exit(1);                                                                           \
+	} while (0)
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+cubic(int fd)
+{
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "cubic", 5);
+}
+
+/* A TCP connection over loopback: [0] sending end, [1] receiving end. */
+static void
+tcp_pair(int fds[2])
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(l, 1) < 0 ||
+	    getsockname(l, (struct sockaddr *)&sa, &len) < 0)
+		DIE("listen: %s", strerror(errno));
+	fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cubic(fds[0]);
+	if (connect(fds[0], (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		DIE("connect: %s", strerror(errno));
+	fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (fds[1] < 0)
+		DIE("accept: %s", strerror(errno));
+	cubic(fds[1]);
+	close(l);
+}
+
+struct drain {
+	int fd;
+	uint64_t want;
+	uint64_t got;
+	pthread_t th;
+};
+
+/* Read until @want bytes (or EOF when 0) and throw them away. */
+static void *
+drain_main(void *arg)
+{
+	struct drain *d = arg;
+	static __thread char buf[1 << 20];
+
+	while (d->want == 0 || d->got < d->want) {
+		ssize_t n = recv(d->fd, buf, sizeof(buf), 0);
+
+		if (n <= 0)
+			break;
+		d->got += n;
+	}
+	return NULL;
+}
+
+static int
+make_file(const char *path, uint64_t size)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	char *buf = malloc(1 << 20);
+
+	if (fd < 0 || !buf)
+		DIE("create %s: %s", path, strerror(errno));
+	for (size_t i = 0; i < (1 << 20); i++)
+		buf[i] = (char)(i * 2654435761u >> 13);
+	for (uint64_t off = 0; off < size; off += 1 << 20)
+		if (write(fd, buf, (size_t)(size - off < (1 << 20) ? size - off : (1 << 20))) < 0)
+			DIE("write: %s", strerror(errno));
+	free(buf);
+	/* Warm the page cache: read it all once. */
+	return fd;
+}
+
+static void
+warm(int fd)
+{
+	char tmp[1 << 16];
+	off_t o = 0;
+	ssize_t n;
+
+	while ((n = pread(fd, tmp, sizeof(tmp), o)) > 0)
+		o += n;
+}
+
+/* One large transfer, in process: what an application does by itself. */
+static double
+large_inprocess(int file, uint64_t size)
+{
+	struct drain d = {.want = size};
+	int tcp[2];
+	double t0, t;
+	off_t off = 0;
+
+	tcp_pair(tcp);
+	d.fd = tcp[1];
+	pthread_create(&d.th, NULL, drain_main, &d);
+	t0 = now();
+	while ((uint64_t)off < size) {
+		ssize_t n = sendfile(tcp[0], file, &off, size - off);
+
+		if (n <= 0)
+			DIE("sendfile: %s", n < 0 ? strerror(errno) : "EOF");
+	}
+	pthread_join(d.th, NULL);
+	t = now() - t0;
+	close(tcp[0]);
+	close(tcp[1]);
+	return size / t / 1e9;
+}
+
+/* The same transfer offloaded to the daemon (destination non-blocking, so
+ * the daemon drives it from its loop). */
+static double
+large_offloaded(struct sfd_client *c, int file, uint64_t size)
+{
+	struct drain d = {.want = size};
+	struct sfd_result res;
+	int tcp[2], r;
+	double t0, t;
+
+	tcp_pair(tcp);
+	fcntl(tcp[0], F_SETFL, O_NONBLOCK);
+	d.fd = tcp[1];
+	pthread_create(&d.th, NULL, drain_main, &d);
+	t0 = now();
+	r = sfd_client_sendfile(c, tcp[0], file, 0, size, 0, -1, &res);
+	if (r < 0 || res.status != SFD_STATUS_OK || res.bytes_sent != size)
+		DIE("offloaded transfer failed: %s / %s", strerror(-r), sfd_status_str(res.status));
+	pthread_join(d.th, NULL);
+	t = now() - t0;
+	close(tcp[0]);
+	close(tcp[1]);
+	return size / t / 1e9;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double
+median(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+struct small_state {
+	struct sfd_client *c;
+	int dst, src;
+	uint64_t done, failed;
+};
+
+static void
+on_small_done(struct sfd_client *c, uint64_t id, const struct sfd_result *res, void *userdata)
+{
+	struct small_state *s = userdata;
+
+	(void)c;
+	(void)id;
+	if (res->status != SFD_STATUS_OK || res->bytes_sent != 4096)
+		s->failed++;
+	s->done++;
+}
+
+/* 4 KiB requests, @depth in flight on one connection, for @secs seconds. */
+static double
+small_offloaded(const char *path, int src, int depth, double secs, uint64_t *ret_failed)
+{
+	struct small_state s = {.src = src};
+	struct drain d = {0};
+	uint64_t submitted = 0, id;
+	int tcp[2], r;
+	double t0, t;
+
+	if (sfd_client_open(path, &s.c) < 0)
+		DIE("cannot reach the daemon at %s", path);
+	tcp_pair(tcp);
+	fcntl(tcp[0], F_SETFL, O_NONBLOCK);
+	s.dst = tcp[0];
+	d.fd = tcp[1];
+	pthread_create(&d.th, NULL, drain_main, &d);
+
+	t0 = now();
+	for (;;) {
+		bool stop = now() - t0 >= secs;
+
+		while (!stop && submitted - s.done < (uint64_t)depth) {
+			r = sfd_client_submit(s.c, s.dst, s.src, 0, 4096, 0, &s, &id);
+			if (r < 0)
+				DIE("submit: %s", strerror(-r));
+			submitted++;
+		}
+		if (stop && s.done == submitted)
+			break;
+		if (sfd_client_pending(s.c) == 0) {
+			struct pollfd pfd = {.fd = sfd_client_get_fd(s.c), .events = POLLIN};
+
+			poll(&pfd, 1, 1000);
+		}
+		r = sfd_client_dispatch(s.c, on_small_done);
+		if (r < 0)
+			DIE("dispatch: %s", strerror(-r));
+	}
+	t = now() - t0;
+	shutdown(tcp[0], SHUT_WR);
+	pthread_join(d.th, NULL);
+	close(tcp[0]);
+	close(tcp[1]);
+	sfd_client_free(s.c);
+	*ret_failed = s.failed;
+	return s.done / t;
+}
+
+/* The floor under any descriptor-passing daemon: one record with two
+ * descriptors, received (and closed) by a peer that answers one record. */
+static void *
+echo_main(void *arg)
+{
+	int sock = *(int *)arg;
+	char buf[256];
+
+	for (;;) {
+		int fds[FDMSG_MAX_FDS];
+		size_t nfds = 0;
+		ssize_t n = fdmsg_recv(sock, buf, sizeof(buf), fds, &nfds, 0);
+
+		if (n <= 0)
+			break;
+		fdmsg_close_all(fds, nfds);
+		if (fdmsg_send(sock, buf, 16, NULL, 0, 0) < 0)
+			break;
+	}
+	return NULL;
+}
+
+static double
+raw_exchange(int src, int depth, double secs)
+{
+	int sv[2], fds[2] = {src, src};
+	char buf[256] = {0};
+	uint64_t sent = 0, got = 0;
+	pthread_t th;
+	double t0, t;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		DIE("socketpair: %s", strerror(errno));
+	pthread_create(&th, NULL, echo_main, &sv[1]);
+	t0 = now();
+	for (;;) {
+		bool stop = now() - t0 >= secs;
+
+		while (!stop && sent - got < (uint64_t)depth) {
+			if (fdmsg_send(sv[0], buf, 24, fds, 2, 0) < 0)
+				DIE("send: %s", strerror(errno));
+			sent++;
+		}
+		if (stop && got == sent)
+			break;
+		if (recv(sv[0], buf, sizeof(buf), 0) <= 0)
+			DIE("recv: %s", strerror(errno));
+		got++;
+	}
+	t = now() - t0;
+	shutdown(sv[0], SHUT_RDWR);
+	pthread_join(th, NULL);
+	close(sv[0]);
+	close(sv[1]);
+	return got / t;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"socket", required_argument, NULL, 's'}, {"size", required_argument, NULL, 'm'},
+	        {"rounds", required_argument, NULL, 'r'}, {"seconds", required_argument, NULL, 't'},
+	        {"help", no_argument, NULL, 'h'},         {0},
+	};
+	char path[108] = "";
+	uint64_t size = 1024ull << 20, failed = 0;
+	int rounds = 5, c;
+	double secs = 3, in[32], off[32], raw, rps;
+	struct sfd_client *cl;
+	char fpath[] = "/tmp/bench-sendfiled-XXXXXX";
+	int big, small;
+
+	while ((c = getopt_long(argc, argv, "s:m:r:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			snprintf(path, sizeof(path), "%s", optarg);
+			break;
+		case 'm':
+			size = strtoull(optarg, NULL, 0) << 20;
+			break;
+		case 'r':
+			rounds = atoi(optarg);
+			if (rounds < 1 || rounds > 32)
+				DIE("--rounds must be 1..32");
+			break;
+		case 't':
+			secs = atof(optarg);
+			break;
+		default:
+			fprintf(c == 'h' ? stdout : stderr,
+			        "usage: bench-sendfiled [--socket PATH] [--size MIB] [--rounds N] "
+			        "[--seconds S]\n");
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (!path[0])
+		sfd_default_socket_path(path, sizeof(path));
+	if (sfd_client_open(path, &cl) < 0)
+		DIE("cannot reach the daemon at %s", path);
+
+	big = mkstemp(fpath);
+	if (big < 0)
+		DIE("mkstemp: %s", strerror(errno));
+	close(big);
+	big = make_file(fpath, size);
+	unlink(fpath);
+	snprintf(fpath, sizeof(fpath), "/tmp/bench-sendfiled-XXXXXX");
+	small = mkstemp(fpath);
+	close(small);
+	small = make_file(fpath, 4096);
+	unlink(fpath);
+
+	printf("large file: %llu MiB over TCP loopback (cubic), %d rounds each, alternating\n",
+	       (unsigned long long)(size >> 20), rounds);
+	for (int i = 0; i < rounds; i++) {
+		warm(big);
+		in[i] = large_inprocess(big, size);
+		warm(big);
+		off[i] = large_offloaded(cl, big, size);
+		printf("  round %d: in-process %.2f GB/s, offloaded %.2f GB/s\n", i + 1, in[i],
+		       off[i]);
+	}
+	{
+		double mi = median(in, rounds), mo = median(off, rounds);
+
+		printf("  median: in-process %.2f GB/s, offloaded %.2f GB/s, ratio %.3f\n", mi, mo,
+		       mo / mi);
+	}
+
+	printf("small requests: 4 KiB, 64 in flight on one connection, %.0f s each\n", secs);
+	raw = raw_exchange(small, 64, secs);
+	printf("  raw record+2 fds exchange (baseline): %.0f /s\n", raw);
+	rps = small_offloaded(path, small, 64, secs, &failed);
+	printf("  offloaded sendfile of 4 KiB: %.0f requests/s (%.3f of baseline)%s\n", rps,
+	       rps / raw, failed ? ", SOME FAILED" : "");
+	sfd_client_free(cl);
+	close(big);
+	close(small);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,742 @@
+/*
+ * client.c - libsendfiled: the client side of the data-plane protocol
+ * described in docs/PROTOCOL.md.
+ *
+ * One connection carries many requests; each reply names the request it
+ * answers, in any order. The client keeps a table of the requests in flight
+ * (id -> what to do with the reply) and a queue of the completions received
+ * but not yet handed to sfd_client_dispatch(). Requests the library makes
+ * for itself (the blocking sfd_client_sendfile() and every Cancel) are in the
+ * same table, so that their replies are told apart from the caller's.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fdmsg.h"
+#include "macro.h"
+#include "sendfiled.h"
+#include "sendfiled.pb-c.h"
+#include "sockpath.h"
+#include "wire.h"
+
+/* The public enums promise the wire's values: replies are copied as they are. */
+#define SAME_VALUE(a, b) _Static_assert((int)(a) == (int)(b), #a " must equal " #b)
+SAME_VALUE(SFD_STATUS_OK, SENDFILED__V1__STATUS__OK);
+SAME_VALUE(SFD_STATUS_NOT_AVAILABLE, SENDFILED__V1__STATUS__NOT_AVAILABLE);
+SAME_VALUE(SFD_STATUS_INVALID_ARGUMENT, SENDFILED__V1__STATUS__INVALID_ARGUMENT);
+SAME_VALUE(SFD_STATUS_PEER_CLOSED, SENDFILED__V1__STATUS__PEER_CLOSED);
+SAME_VALUE(SFD_STATUS_IO_ERROR, SENDFILED__V1__STATUS__IO_ERROR);
+SAME_VALUE(SFD_STATUS_CANCELLED, SENDFILED__V1__STATUS__CANCELLED);
+SAME_VALUE(SFD_STATUS_LIMIT, SENDFILED__V1__STATUS__LIMIT);
+SAME_VALUE(SFD_STATUS_PROTOCOL, SENDFILED__V1__STATUS__PROTOCOL);
+SAME_VALUE(SFD_STATUS_SHUTTING_DOWN, SENDFILED__V1__STATUS__SHUTTING_DOWN);
+SAME_VALUE(SFD_STATUS_PERMISSION_DENIED, SENDFILED__V1__STATUS__PERMISSION_DENIED);
+SAME_VALUE(SFD_METHOD_NONE, SENDFILED__V1__METHOD__METHOD_NONE);
+SAME_VALUE(SFD_METHOD_SENDFILE, SENDFILED__V1__METHOD__METHOD_SENDFILE);
+SAME_VALUE(SFD_METHOD_SPLICE, SENDFILED__V1__METHOD__METHOD_SPLICE);
+SAME_VALUE(SFD_METHOD_READ_WRITE, SENDFILED__V1__METHOD__METHOD_READ_WRITE);
+_Static_assert(SFD_MESSAGE_MAX >= WIRE_MAX_MESSAGE, "a reply's message must fit sfd_result");
+
+enum req_kind {
+	REQ_USER,   /* from sfd_client_submit(): the completion is queued for dispatch */
+	REQ_SYNC,   /* from sfd_client_sendfile(): the result goes to its waiter */
+	REQ_CANCEL, /* a Cancel we sent: its reply only says whether it found the target */
+};
+
+struct req {
+	uint64_t id; /* 0 marks a free slot: ids start at 1 */
+	enum req_kind kind;
+	void *userdata; /* REQ_USER: the caller's pointer; REQ_SYNC: its struct waiter */
+};
+
+struct completion {
+	void *userdata;
+	struct sfd_result res;
+};
+
+/* Lives on the stack of sfd_client_sendfile(); its table entry points here. */
+struct waiter {
+	bool done;
+	struct sfd_result res;
+};
+
+struct sfd_client {
+	int fd;
+	/* Once the connection is unusable (closed by the daemon, or it sent a
+	 * record we cannot read), every later call returns this error. */
+	int err;
+	bool reset_seen; /* ECONNRESET was read once already */
+	uint64_t next_id;
+
+	/* Requests in flight: open addressing with linear probing, a
+	 * power-of-two number of slots, at most half of them used. */
+	struct req *reqs;
+	size_t reqs_cap;
+	size_t n_reqs;
+	unsigned n_user; /* how many of them are REQ_USER */
+
+	/* Completions not yet dispatched: a ring of q_cap entries. Its room
+	 * is reserved at submit time (q_cap >= q_len + n_user), so a reply
+	 * is never lost to a failed allocation when it arrives. */
+	struct completion *queue;
+	size_t q_cap;
+	size_t q_head;
+	size_t q_len;
+};
+
+static size_t
+home_slot(const struct sfd_client *c, uint64_t id)
+{
+	/* Ids are handed out in sequence, so their low bits already spread
+	 * them evenly over the slots. */
+	return (size_t)id & (c->reqs_cap - 1);
+}
+
+static void
+reqs_place(struct sfd_client *c, const struct req *r)
+{
+	size_t mask = c->reqs_cap - 1;
+	size_t i = home_slot(c, r->id);
+
+	while (c->reqs[i].id)
+		i = (i + 1) & mask;
+	c->reqs[i] = *r;
+}
+
+/* Make room for @n more requests. */
+static int
+reqs_reserve(struct sfd_client *c, size_t n)
+{
+	struct req *old = c->reqs;
+	size_t old_cap = c->reqs_cap;
+	size_t cap = old_cap ? old_cap : 16;
+	struct req *fresh;
+
+	while ((c->n_reqs + n) * 2 > cap)
+		cap *= 2;
+	if (cap == old_cap)
+		return 0;
+	fresh = calloc(cap, sizeof(*fresh));
+	if (!fresh)
+		return -ENOMEM;
+	c->reqs = fresh;
+	c->reqs_cap = cap;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].id)
+			reqs_place(c, &old[i]);
+	free(old);
+	return 0;
+}
+
+/* Return: the slot holding @id, or -1. */
+static ssize_t
+reqs_find(const struct sfd_client *c, uint64_t id)
+{
+	size_t mask = c->reqs_cap - 1;
+
+	if (c->reqs_cap == 0 || id == 0)
+		return -1;
+	for (size_t i = home_slot(c, id); c->reqs[i].id; i = (i + 1) & mask)
+		if (c->reqs[i].id == id)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Remove the request in slot @i and return it. Later members of its probe
+ * run move back into the hole, so lookups need no tombstones. */
+static struct req
+reqs_take(struct sfd_client *c, size_t i)
+{
+	struct req r = c->reqs[i];
+	size_t mask = c->reqs_cap - 1;
+	size_t j = i;
+
+	for (;;) {
+		size_t home;
+
+		j = (j + 1) & mask;
+		if (!c->reqs[j].id)
+			break;
+		home = home_slot(c, c->reqs[j].id);
+		/* The entry at j stays unless the hole lies between its home
+		 * slot and j, where a lookup would stop before reaching it. */
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			c->reqs[i] = c->reqs[j];
+			i = j;
+		}
+	}
+	memset(&c->reqs[i], 0, sizeof(c->reqs[i]));
+	c->n_reqs--;
+	return r;
+}
+
+static void
+reqs_drop(struct sfd_client *c, uint64_t id)
+{
+	ssize_t i = reqs_find(c, id);
+
+	if (i >= 0)
+		reqs_take(c, (size_t)i);
+}
+
+static int
+queue_reserve(struct sfd_client *c, size_t need)
+{
+	struct completion *fresh;
+	size_t cap;
+
+	if (need <= c->q_cap)
+		return 0;
+	cap = MAX(MAX(need, c->q_cap * 2), (size_t)16);
+	fresh = malloc(cap * sizeof(*fresh));
+	if (!fresh)
+		return -ENOMEM;
+	for (size_t k = 0; k < c->q_len; k++)
+		fresh[k] = c->queue[(c->q_head + k) % c->q_cap];
+	free(c->queue);
+	c->queue = fresh;
+	c->q_cap = cap;
+	c->q_head = 0;
+	return 0;
+}
+
+static void
+queue_push(struct sfd_client *c, const struct completion *x)
+{
+	c->queue[(c->q_head + c->q_len) % c->q_cap] = *x;
+	c->q_len++;
+}
+
+static void
+queue_pop(struct sfd_client *c, struct completion *ret_x)
+{
+	*ret_x = c->queue[c->q_head];
+	c->q_head = (c->q_head + 1) % c->q_cap;
+	c->q_len--;
+}
+
+static void
+result_from_wire(const struct wire_response *w, struct sfd_result *ret_res)
+{
+	struct sfd_result res = {
+	        .bytes_sent = w->bytes_sent,
+	        .final_offset = w->final_offset,
+	        .status = w->status,
+	        .error = w->error,
+	        .method = w->method,
+	        .flags = w->short_source ? SFD_RESULT_SHORT_SOURCE : 0,
+	        .id = w->id,
+	};
+
+	snprintf(res.message, sizeof(res.message), "%s", w->message);
+	*ret_res = res;
+}
+
+/*
+ * The connection cannot be used any more. Requests in flight are forgotten:
+ * their replies can no longer be matched. Shutting the socket down tells the
+ * daemon at once, so it cancels what it still sends for us and settles those
+ * file positions. Return: the sticky error.
+ */
+static int
+fail(struct sfd_client *c, int err)
+{
+	if (!c->err) {
+		c->err = err;
+		shutdown(c->fd, SHUT_RDWR);
+		if (c->reqs)
+			memset(c->reqs, 0, c->reqs_cap * sizeof(*c->reqs));
+		c->n_reqs = 0;
+		c->n_user = 0;
+	}
+	return c->err;
+}
+
+static int
+connection_error(const struct wire_response *w)
+{
+	if (w->status == SFD_STATUS_PERMISSION_DENIED)
+		return -EACCES;
+	if (w->error > 0)
+		return -w->error;
+	return -ECONNRESET;
+}
+
+static int
+handle_record(struct sfd_client *c, const void *buf, size_t len)
+{
+	struct wire_response w;
+	struct completion x;
+	struct waiter *waiter;
+	struct req r;
+	ssize_t i;
+
+	if (wire_response_decode(buf, len, &w) < 0)
+		return fail(c, -EBADMSG);
+	/* Our ids start at 1: a reply without one is about the connection
+	 * itself (a refused user), and the daemon closes it next. */
+	if (w.id == 0)
+		return fail(c, connection_error(&w));
+	i = reqs_find(c, w.id);
+	/* A reply to nothing we wait for: the request of a blocking call that
+	 * gave up on an error. Nobody wants it. */
+	if (i < 0)
+		return 0;
+	r = reqs_take(c, (size_t)i);
+	switch (r.kind) {
+	case REQ_USER:
+		x.userdata = r.userdata;
+		result_from_wire(&w, &x.res);
+		c->n_user--;
+		queue_push(c, &x);
+		break;
+	case REQ_SYNC:
+		waiter = r.userdata;
+		result_from_wire(&w, &waiter->res);
+		waiter->done = true;
+		break;
+	case REQ_CANCEL:
+		break;
+	}
+	return 0;
+}
+
+/* Read and route one reply. Return: 0, -EAGAIN when none is waiting, or a
+ * negative errno. */
+static int
+read_one(struct sfd_client *c)
+{
+	uint8_t buf[WIRE_MAX_RECORD];
+	int fds[FDMSG_MAX_FDS];
+	size_t nfds = 0;
+	ssize_t n;
+
+	if (c->err)
+		return c->err;
+	n = fdmsg_recv(c->fd, buf, sizeof(buf), fds, &nfds, MSG_DONTWAIT);
+	/* The daemon never sends descriptors: drop any rather than leak them. */
+	if (n >= 0)
+		fdmsg_close_all(fds, nfds);
+	if (n == -EAGAIN)
+		return -EAGAIN;
+	/* A zero-length read is the end of the connection (the protocol has
+	 * no empty records). */
+	if (n == 0)
+		return fail(c, -ECONNRESET);
+	/* The daemon closed with requests of ours unread. The kernel reports
+	 * that once, before the replies still queued for us (a refusal, the
+	 * last completions): read those first, the end comes after them. */
+	if (n == -ECONNRESET) {
+		if (c->reset_seen)
+			return fail(c, -ECONNRESET);
+		c->reset_seen = true;
+		return 0;
+	}
+	/* A reply we cannot read is a request we can never complete. */
+	if (n == -EMSGSIZE || n == -EBADMSG)
+		return fail(c, -EBADMSG);
+	if (n < 0)
+		return (int)n;
+	return handle_record(c, buf, (size_t)n);
+}
+
+/* Read and route every reply waiting now. Return: 0 or a negative errno. */
+static int
+read_available(struct sfd_client *c)
+{
+	int r;
+
+	do
+		r = read_one(c);
+	while (r == 0);
+	return r == -EAGAIN ? 0 : r;
+}
+
+/*
+ * Send one record, waiting while the socket is full. The daemon may itself be
+ * blocked on us reading its replies before it reads more requests, so the
+ * wait keeps reading them (into the queue) until there is room.
+ */
+static int
+send_record(struct sfd_client *c, const void *buf, size_t len, const int *fds, size_t nfds)
+{
+	for (;;) {
+		struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLOUT};
+		ssize_t n;
+		int r;
+
+		if (c->err)
+			return c->err;
+		n = fdmsg_send(c->fd, buf, len, fds, nfds, MSG_DONTWAIT);
+		if (n >= 0)
+			return 0;
+		/* The daemon has closed: what it said before closing (a
+		 * refusal) explains it better than EPIPE does. */
+		if (n == -EPIPE || n == -ECONNRESET) {
+			read_available(c);
+			return c->err ? c->err : (int)n;
+		}
+		if (n != -EAGAIN)
+			return (int)n;
+		if (poll(&p, 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (p.revents & (POLLIN | POLLHUP)) {
+			r = read_available(c);
+			if (r < 0)
+				return r;
+		}
+	}
+}
+
+/*
+ * Give @wr a fresh id, record it as in flight and send it with @fds.
+ * Return: 0 and *ret_id, or a negative errno (then nothing is in flight).
+ */
+static int
+start_request(struct sfd_client *c, enum req_kind kind, struct wire_request *wr, const int *fds,
+              size_t nfds, void *userdata, uint64_t *ret_id)
+{
+	uint8_t buf[WIRE_MAX_RECORD];
+	struct req r = {.kind = kind, .userdata = userdata};
+	ssize_t len;
+	int e;
+
+	if (c->err)
+		return c->err;
+	e = reqs_reserve(c, 1);
+	if (e < 0)
+		return e;
+	if (kind == REQ_USER) {
+		e = queue_reserve(c, c->q_len + c->n_user + 1);
+		if (e < 0)
+			return e;
+	}
+	r.id = c->next_id++;
+	if (c->next_id == 0)
+		c->next_id = 1;
+	wr->id = r.id;
+	len = wire_request_encode(wr, buf, sizeof(buf));
+	if (len < 0)
+		return (int)len;
+
+	reqs_place(c, &r);
+	c->n_reqs++;
+	e = send_record(c, buf, (size_t)len, fds, nfds);
+	if (e < 0) {
+		reqs_drop(c, r.id);
+		return e;
+	}
+	if (kind == REQ_USER)
+		c->n_user++;
+	*ret_id = r.id;
+	return 0;
+}
+
+static int
+send_cancel(struct sfd_client *c, uint64_t target)
+{
+	struct wire_request wr = {.op = WIRE_OP_CANCEL, .target = target};
+	uint64_t id;
+
+	return start_request(c, REQ_CANCEL, &wr, NULL, 0, NULL, &id);
+}
+
+static int
+sendfile_request(int out_fd, int in_fd, uint64_t offset, uint64_t count, unsigned flags,
+                 struct wire_request *ret_req)
+{
+	if (out_fd < 0 || in_fd < 0)
+		return -EBADF;
+	if (flags & ~SFD_NO_FALLBACK)
+		return -EINVAL;
+	*ret_req = (struct wire_request){
+	        .op = WIRE_OP_SENDFILE,
+	        .offset = offset,
+	        .count = count,
+	        .has_count = count != 0,
+	        .fallback = !(flags & SFD_NO_FALLBACK),
+	};
+	return 0;
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Read replies until @w has its own, routing the others. @deadline is a
+ * now_ms() time, or -1 to wait as long as it takes.
+ * Return: 0, -ETIMEDOUT, or a negative errno.
+ */
+static int
+wait_for(struct sfd_client *c, const struct waiter *w, int64_t deadline)
+{
+	for (;;) {
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		int timeout = -1;
+		int e;
+
+		e = read_available(c);
+		/* Checked first: the reply may have come just before the end. */
+		if (w->done)
+			return 0;
+		if (e < 0)
+			return e;
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ms();
+
+			if (left <= 0)
+				return -ETIMEDOUT;
+			timeout = (int)MIN(left, (int64_t)INT_MAX);
+		}
+		if (poll(&p, 1, timeout) < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+int
+sfd_client_open(const char *path, struct sfd_client **ret)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	_cleanup_close_ int fd = -1;
+	struct sfd_client *c;
+	int r;
+
+	if (path) {
+		size_t len = strlen(path);
+
+		if (len == 0)
+			return -EINVAL;
+		if (len >= sizeof(sa.sun_path))
+			return -ENAMETOOLONG;
+		memcpy(sa.sun_path, path, len + 1);
+	} else {
+		r = sockpath_default(sa.sun_path, sizeof(sa.sun_path));
+		if (r < 0)
+			return r;
+	}
+
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* An AF_UNIX connect interrupted while waiting for room in the
+	 * listener's backlog leaves the socket unconnected: just retry. */
+	do
+		r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->fd = TAKE_FD(fd);
+	c->next_id = 1;
+	*ret = c;
+	return 0;
+}
+
+void
+sfd_client_free(struct sfd_client *c)
+{
+	if (!c)
+		return;
+	safe_close(c->fd);
+	free(c->reqs);
+	free(c->queue);
+	free(c);
+}
+
+int
+sfd_client_get_fd(const struct sfd_client *c)
+{
+	return c->fd;
+}
+
+int
+sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
+                  unsigned flags, void *userdata, uint64_t *ret_id)
+{
+	int fds[2] = {out_fd, in_fd};
+	struct wire_request wr;
+	int e;
+
+	e = sendfile_request(out_fd, in_fd, offset, count, flags, &wr);
+	if (e < 0)
+		return e;
+	return start_request(c, REQ_USER, &wr, fds, 2, userdata, ret_id);
+}
+
+int
+sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
+                    unsigned flags, int timeout_ms, struct sfd_result *ret)
+{
+	int fds[2] = {out_fd, in_fd};
+	struct waiter w = {0};
+	struct wire_request wr;
+	int64_t deadline = -1;
+	uint64_t id;
+	int e;
+
+	e = sendfile_request(out_fd, in_fd, offset, count, flags, &wr);
+	if (e < 0)
+		return e;
+	/* Room for the request and for the Cancel a timeout may need, so
+	 * that a timeout can always stop the transfer. */
+	e = reqs_reserve(c, 2);
+	if (e < 0)
+		return e;
+	if (timeout_ms >= 0)
+		deadline = now_ms() + timeout_ms;
+
+	e = start_request(c, REQ_SYNC, &wr, fds, 2, &w, &id);
+	if (e < 0)
+		return e;
+	e = wait_for(c, &w, deadline);
+	if (e == -ETIMEDOUT) {
+		/* The daemon answers a Cancel at once; waiting for the
+		 * target's reply means its file position is final when we
+		 * return. */
+		e = send_cancel(c, id);
+		if (e == 0)
+			e = wait_for(c, &w, -1);
+		/* A transfer that ended by itself first keeps its outcome. */
+		if (e == 0 && w.res.status == SFD_STATUS_CANCELLED)
+			e = -ETIMEDOUT;
+	}
+	if (e < 0) {
+		/* Its entry points into this stack frame: a late reply
+		 * must find nothing. */
+		reqs_drop(c, id);
+		return e;
+	}
+	*ret = w.res;
+	return 0;
+}
+
+int
+sfd_client_dispatch(struct sfd_client *c, sfd_completion_fn cb)
+{
+	int n = 0;
+
+	if (!cb)
+		return -EINVAL;
+	for (;;) {
+		struct completion x;
+		int e;
+
+		if (c->q_len > 0) {
+			/* A copy: the callback may submit, and that may
+			 * move the queue. */
+			queue_pop(c, &x);
+			cb(c, x.res.id, &x.res, x.userdata);
+			if (n < INT_MAX)
+				n++;
+			continue;
+		}
+		e = read_one(c);
+		if (e == -EAGAIN)
+			return n;
+		/* A dead connection is reported even after deliveries: the
+		 * caller's poller may not wake us again for it. */
+		if (c->err)
+			return c->err;
+		if (e < 0)
+			return n > 0 ? n : e;
+	}
+}
+
+int
+sfd_client_cancel(struct sfd_client *c, uint64_t id)
+{
+	ssize_t i;
+
+	if (c->err)
+		return c->err;
+	i = reqs_find(c, id);
+	if (i < 0 || c->reqs[i].kind != REQ_USER)
+		return -ENOENT;
+	return send_cancel(c, id);
+}
+
+unsigned
+sfd_client_pending(const struct sfd_client *c)
+{
+	return (unsigned)c->q_len;
+}
+
+unsigned
+sfd_client_in_flight(const struct sfd_client *c)
+{
+	return c->n_user;
+}
+
+const char *
+sfd_status_str(int status)
+{
+	static const char *const names[] = {
+	        [SFD_STATUS_OK] = "ok",
+	        [SFD_STATUS_NOT_AVAILABLE] = "not available",
+	        [SFD_STATUS_INVALID_ARGUMENT] = "invalid argument",
+	        [SFD_STATUS_PEER_CLOSED] = "peer closed",
+	        [SFD_STATUS_IO_ERROR] = "I/O error",
+	        [SFD_STATUS_CANCELLED] = "cancelled",
+	        [SFD_STATUS_LIMIT] = "limit reached",
+	        [SFD_STATUS_PROTOCOL] = "protocol error",
+	        [SFD_STATUS_SHUTTING_DOWN] = "shutting down",
+	        [SFD_STATUS_PERMISSION_DENIED] = "permission denied",
+	};
+
+	if (status < 0 || (size_t)status >= ARRAY_SIZE(names) || !names[status])
+		return "unknown";
+	return names[status];
+}
+
+const char *
+sfd_method_str(int method)
+{
+	static const char *const names[] = {
+	        [SFD_METHOD_NONE] = "none",
+	        [SFD_METHOD_SENDFILE] = "sendfile",
+	        [SFD_METHOD_SPLICE] = "splice",
+	        [SFD_METHOD_READ_WRITE] = "read_write",
+	};
+
+	if (method < 0 || (size_t)method >= ARRAY_SIZE(names) || !names[method])
+		return "unknown";
+	return names[method];
+}
+
+int
+sfd_default_socket_path(char *buf, unsigned long size)
+{
+	char path[PATH_MAX];
+	int n;
+
+	/* Through a local buffer: @buf is written only on success. */
+	n = sockpath_default(path, sizeof(path));
+	if (n < 0)
+		return n;
+	if ((unsigned long)n >= size)
+		return -ENAMETOOLONG;
+	memcpy(buf, path, (size_t)n + 1);
+	return n;
+}

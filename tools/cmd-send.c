@@ -1,0 +1,328 @@
+/*
+ * cmd-send.c - `sendfilectl send`: open a file and a TCP connection, and have
+ * the daemon send the one to the other.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sendfilectl.h"
+#include "sendfiled.h"
+
+struct send_opts {
+	uint64_t offset;
+	uint64_t count; /* 0: to end of file */
+	unsigned flags;
+	int timeout_ms;
+	bool json;
+	const char *file;
+	const char *dest;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "Usage: sendfilectl [--socket PATH] send [OPTIONS] FILE HOST:PORT\n"
+	           "\n"
+	           "Send FILE to a TCP peer through the daemon: sendfilectl opens both, and the\n"
+	           "daemon copies the bytes zero-copy. Write an IPv6 address in brackets:\n"
+	           "[::1]:8080.\n"
+	           "\n"
+	           "Options:\n"
+	           "  -o, --offset N      start at byte N of FILE (default 0)\n"
+	           "  -n, --count N       send N bytes (default: to the end of FILE)\n"
+	           "      --no-fallback   fail rather than copy through user space when no\n"
+	           "                      zero-copy method applies\n"
+	           "  -t, --timeout-ms N  cancel the transfer after N milliseconds (default: -1,\n"
+	           "                      wait for ever)\n"
+	           "  -j, --json          print the daemon's answer as one JSON object on stdout\n"
+	           "  -h, --help          show this help\n");
+}
+
+/*
+ * Split "host:port" or "[v6 address]:port" in place. A bare IPv6 address is
+ * refused: its last colon could be part of it.
+ */
+static int
+split_dest(char *spec, char **ret_host, char **ret_port)
+{
+	char *host, *colon;
+
+	if (spec[0] == '[') {
+		char *close = strchr(spec, ']');
+
+		if (!close || close[1] != ':')
+			return -EINVAL;
+		*close = '\0';
+		host = spec + 1;
+		colon = close + 1;
+	} else {
+		colon = strrchr(spec, ':');
+		if (!colon || memchr(spec, ':', (size_t)(colon - spec)))
+			return -EINVAL;
+		host = spec;
+	}
+	*colon = '\0';
+	if (!*host || !colon[1])
+		return -EINVAL;
+	*ret_host = host;
+	*ret_port = colon + 1;
+	return 0;
+}
+
+/* A copy of @dest split by split_dest(). Return: 0, or -EINVAL. */
+static int
+parse_dest(const char *dest, char *spec, size_t size, char **ret_host, char **ret_port)
+{
+	if (snprintf(spec, size, "%s", dest) >= (int)size)
+		return -EINVAL;
+	return split_dest(spec, ret_host, ret_port);
+}
+
+static bool
+dest_ok(const char *dest)
+{
+	char spec[NI_MAXHOST + NI_MAXSERV + 4];
+	char *host, *port;
+
+	return parse_dest(dest, spec, sizeof(spec), &host, &port) == 0;
+}
+
+/* @dest has passed dest_ok(). Return: a connected TCP socket, or -1 after
+ * saying why. */
+static int
+connect_dest(const char *dest)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct addrinfo *res;
+	char spec[NI_MAXHOST + NI_MAXSERV + 4];
+	char *host, *port;
+	int err = 0;
+	int fd = -1;
+	int r;
+
+	if (parse_dest(dest, spec, sizeof(spec), &host, &port) < 0)
+		return -1;
+	r = getaddrinfo(host, port, &hints, &res);
+	if (r != 0) {
+		ctl_error("cannot resolve %s: %s", dest,
+		          r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+		return -1;
+	}
+	for (struct addrinfo *addr = res; addr; addr = addr->ai_next) {
+		fd = socket(addr->ai_family, addr->ai_socktype | SOCK_CLOEXEC, addr->ai_protocol);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		if (connect(fd, addr->ai_addr, addr->ai_addrlen) == 0)
+			break;
+		err = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		ctl_error("cannot connect to %s: %s", dest, strerror(err));
+	return fd;
+}
+
+static void
+print_json(const struct sfd_result *res)
+{
+	printf("{\"id\":%" PRIu64 ",\"status\":\"%s\",\"bytes_sent\":%" PRIu64
+	       ",\"final_offset\":%" PRIu64 ",\"method\":\"%s\",\"error\":%d,\"message\":",
+	       res->id, ctl_status_token(res->status), res->bytes_sent, res->final_offset,
+	       sfd_method_str(res->method), res->error);
+	ctl_json_string(stdout, res->message);
+	printf(",\"short_source\":%s}\n", res->flags & SFD_RESULT_SHORT_SOURCE ? "true" : "false");
+}
+
+static void
+print_human(const struct sfd_result *res)
+{
+	const char *short_note = res->flags & SFD_RESULT_SHORT_SOURCE
+	                                 ? " (the file ended before the range did)"
+	                                 : "";
+	const char *detail = res->message;
+
+	if (res->status == SFD_STATUS_OK) {
+		if (res->method == SFD_METHOD_NONE)
+			printf("sent %" PRIu64 " bytes, final offset %" PRIu64 "%s\n",
+			       res->bytes_sent, res->final_offset, short_note);
+		else
+			printf("sent %" PRIu64 " bytes (%s), final offset %" PRIu64 "%s\n",
+			       res->bytes_sent, sfd_method_str(res->method), res->final_offset,
+			       short_note);
+		return;
+	}
+	if (!*detail && res->error)
+		detail = strerror(res->error);
+	fprintf(stderr, "sendfilectl: %s%s%s", sfd_status_str(res->status), *detail ? ": " : "",
+	        detail);
+	/* After a failure mid-way the file position has moved: say where. */
+	if (res->bytes_sent > 0)
+		fprintf(stderr, " (sent %" PRIu64 " bytes, final offset %" PRIu64 ")",
+		        res->bytes_sent, res->final_offset);
+	fputc('\n', stderr);
+}
+
+/* The daemon cancelled the transfer for us and settled the file position:
+ * report that position, which is all that is known. */
+static void
+print_timeout(const struct send_opts *o, int in_fd)
+{
+	off_t pos = lseek(in_fd, 0, SEEK_CUR);
+	char msg[96];
+
+	snprintf(msg, sizeof(msg), "timed out after %d ms; the transfer was cancelled",
+	         o->timeout_ms);
+	if (o->json) {
+		printf("{\"status\":\"timed_out\",\"error\":%d,\"message\":", ETIMEDOUT);
+		ctl_json_string(stdout, msg);
+		if (pos >= 0)
+			printf(",\"final_offset\":%lld", (long long)pos);
+		printf("}\n");
+	} else if (pos >= 0) {
+		ctl_error("%s, file position now %lld", msg, (long long)pos);
+	} else {
+		ctl_error("%s", msg);
+	}
+}
+
+/* Return: 0 and *ret; -1 when --help was shown; or CTL_EXIT_USAGE. */
+static int
+parse_args(int argc, char **argv, struct send_opts *ret)
+{
+	enum { OPT_NO_FALLBACK = 0x100 };
+	static const struct option options[] = {
+	        {"offset", required_argument, NULL, 'o'},
+	        {"count", required_argument, NULL, 'n'},
+	        {"no-fallback", no_argument, NULL, OPT_NO_FALLBACK},
+	        {"timeout-ms", required_argument, NULL, 't'},
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {0},
+	};
+	struct send_opts o = {.timeout_ms = -1};
+	uint64_t v;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "o:n:t:jh", options, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			if (ctl_parse_u64(optarg, &o.offset) < 0 || o.offset > INT64_MAX)
+				return ctl_usage_error("send", "bad offset '%s'", optarg);
+			break;
+		case 'n':
+			if (ctl_parse_u64(optarg, &o.count) < 0 || o.count == 0)
+				return ctl_usage_error("send",
+				                       "bad count '%s': give a positive number, "
+				                       "or no --count to send to the end",
+				                       optarg);
+			break;
+		case OPT_NO_FALLBACK:
+			o.flags |= SFD_NO_FALLBACK;
+			break;
+		case 't':
+			if (strcmp(optarg, "-1") == 0)
+				o.timeout_ms = -1;
+			else if (ctl_parse_u64(optarg, &v) == 0 && v <= INT_MAX)
+				o.timeout_ms = (int)v;
+			else
+				return ctl_usage_error("send", "bad timeout '%s'", optarg);
+			break;
+		case 'j':
+			o.json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return -1;
+		default:
+			fputs("Try 'sendfilectl send --help'.\n", stderr);
+			return CTL_EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2)
+		return ctl_usage_error("send", "expected FILE and HOST:PORT");
+	o.file = argv[optind];
+	o.dest = argv[optind + 1];
+	/* Check its form now, so that a typo is a usage error. */
+	if (!dest_ok(o.dest))
+		return ctl_usage_error(
+		        "send", "bad destination '%s': expected HOST:PORT or [IPV6]:PORT", o.dest);
+	*ret = o;
+	return 0;
+}
+
+int
+ctl_cmd_send(const struct ctl_global *g, int argc, char **argv)
+{
+	struct sfd_client *client = NULL;
+	struct sfd_result res;
+	struct send_opts o = {0};
+	char path[256];
+	int in_fd = -1, out_fd = -1;
+	int status;
+	int r;
+
+	r = parse_args(argc, argv, &o);
+	if (r != 0)
+		return r < 0 ? CTL_EXIT_OK : r;
+
+	in_fd = open(o.file, O_RDONLY | O_CLOEXEC);
+	if (in_fd < 0) {
+		ctl_error("cannot open %s: %s", o.file, strerror(errno));
+		return CTL_EXIT_LOCAL;
+	}
+	/* The daemon before the peer: no point connecting to one we cannot
+	 * serve. */
+	r = sfd_client_open(g->socket_path, &client);
+	if (r < 0) {
+		ctl_error("cannot reach the daemon at %s: %s",
+		          ctl_socket_path(g, path, sizeof(path)), strerror(-r));
+		status = CTL_EXIT_UNREACHABLE;
+		goto close_file;
+	}
+	out_fd = connect_dest(o.dest);
+	if (out_fd < 0) {
+		status = CTL_EXIT_LOCAL;
+		goto free_client;
+	}
+
+	r = sfd_client_sendfile(client, out_fd, in_fd, o.offset, o.count, o.flags, o.timeout_ms,
+	                        &res);
+	if (r == -ETIMEDOUT) {
+		print_timeout(&o, in_fd);
+		status = CTL_EXIT_FAILED;
+	} else if (r == -EACCES) {
+		ctl_error("the daemon at %s does not serve this user",
+		          ctl_socket_path(g, path, sizeof(path)));
+		status = CTL_EXIT_UNREACHABLE;
+	} else if (r < 0) {
+		ctl_error("lost the daemon at %s: %s", ctl_socket_path(g, path, sizeof(path)),
+		          strerror(-r));
+		status = CTL_EXIT_UNREACHABLE;
+	} else {
+		if (o.json)
+			print_json(&res);
+		else
+			print_human(&res);
+		status = res.status == SFD_STATUS_OK ? CTL_EXIT_OK : CTL_EXIT_FAILED;
+	}
+
+	close(out_fd);
+free_client:
+	sfd_client_free(client);
+close_file:
+	close(in_fd);
+	return status;
+}

@@ -1,0 +1,190 @@
+/*
+ * sendfilectl.c - main(), the command table and the helpers the commands
+ * share.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "sendfilectl.h"
+#include "sendfiled.h"
+
+static const struct ctl_command commands[] = {
+        {
+                .name = "send",
+                .synopsis = "[--offset N] [--count N] [--no-fallback] [--timeout-ms N] [--json] "
+                            "FILE HOST:PORT",
+                .summary = "send FILE to a TCP peer through the daemon",
+                .run = ctl_cmd_send,
+        },
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "Usage: sendfilectl [--socket PATH] COMMAND [ARGS...]\n"
+	           "       sendfilectl --help | --version\n"
+	           "\n"
+	           "The command-line client of sendfiled, the zero-copy file sending daemon.\n"
+	           "\n"
+	           "Options:\n"
+	           "  -s, --socket PATH  the daemon's data socket (default: $SENDFILED_SOCKET,\n"
+	           "                     else $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock, else\n"
+	           "                     /run/sendfiled/sendfiled.sock)\n"
+	           "  -h, --help         show this help\n"
+	           "  -V, --version      show the version\n"
+	           "\n"
+	           "Commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %s %s\n      %s\n", commands[i].name, commands[i].synopsis,
+		        commands[i].summary);
+	fprintf(f, "\n"
+	           "Run 'sendfilectl COMMAND --help' for a command's options.\n"
+	           "\n"
+	           "Exit status: 0 success, 1 the daemon answered with an error, 2 usage error,\n"
+	           "3 the daemon could not be reached, 4 a local file or destination could not\n"
+	           "be opened.\n");
+}
+
+int
+ctl_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sendfilectl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'sendfilectl%s%s --help'.\n", cmd ? " " : "", cmd ? cmd : "");
+	return CTL_EXIT_USAGE;
+}
+
+void
+ctl_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sendfilectl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int
+ctl_parse_u64(const char *s, uint64_t *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	/* strtoull() would accept "-1" (as 2^64 - 1), blanks and a sign. */
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	if (*end)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+const char *
+ctl_socket_path(const struct ctl_global *g, char *buf, size_t size)
+{
+	if (g->socket_path)
+		return g->socket_path;
+	if (sfd_default_socket_path(buf, size) < 0)
+		return "(default path too long)";
+	return buf;
+}
+
+void
+ctl_json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p == '\n')
+			fputs("\\n", f);
+		else if (*p == '\t')
+			fputs("\\t", f);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+const char *
+ctl_status_token(int status)
+{
+	static const char *const tokens[] = {
+	        [SFD_STATUS_OK] = "ok",
+	        [SFD_STATUS_NOT_AVAILABLE] = "not_available",
+	        [SFD_STATUS_INVALID_ARGUMENT] = "invalid_argument",
+	        [SFD_STATUS_PEER_CLOSED] = "peer_closed",
+	        [SFD_STATUS_IO_ERROR] = "io_error",
+	        [SFD_STATUS_CANCELLED] = "cancelled",
+	        [SFD_STATUS_LIMIT] = "limit",
+	        [SFD_STATUS_PROTOCOL] = "protocol",
+	        [SFD_STATUS_SHUTTING_DOWN] = "shutting_down",
+	        [SFD_STATUS_PERMISSION_DENIED] = "permission_denied",
+	};
+
+	if (status < 0 || (size_t)status >= sizeof(tokens) / sizeof(tokens[0]) || !tokens[status])
+		return "unknown";
+	return tokens[status];
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option options[] = {
+	        {"socket", required_argument, NULL, 's'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},
+	        {0},
+	};
+	struct ctl_global g = {0};
+	int o;
+
+	/* "+": stop at the command's name, whose options are its own. */
+	while ((o = getopt_long(argc, argv, "+s:hV", options, NULL)) != -1) {
+		switch (o) {
+		case 's':
+			g.socket_path = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return CTL_EXIT_OK;
+		case 'V':
+			printf("sendfilectl %s\n", SFD_VERSION);
+			return CTL_EXIT_OK;
+		default:
+			/* getopt has said what was wrong. */
+			fputs("Try 'sendfilectl --help'.\n", stderr);
+			return CTL_EXIT_USAGE;
+		}
+	}
+	if (optind >= argc)
+		return ctl_usage_error(NULL, "no command given");
+
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[optind], commands[i].name) != 0)
+			continue;
+		argc -= optind;
+		argv += optind;
+		/* 0, not 1: glibc then starts afresh on the new vector. */
+		optind = 0;
+		return commands[i].run(&g, argc, argv);
+	}
+	return ctl_usage_error(NULL, "unknown command '%s'", argv[optind]);
+}

@@ -1,0 +1,63 @@
+/*
+ * sendfilectl - the command-line client of sendfiled.
+ *
+ * main() (sendfilectl.c) reads the options that come before the command's
+ * name and runs the command from its table. Each command lives in a file of
+ * its own, cmd-<name>.c, and is declared here; the helpers they share are
+ * below.
+ */
+#ifndef SFD_SENDFILECTL_H
+#define SFD_SENDFILECTL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes, the same for every command. */
+enum {
+	CTL_EXIT_OK = 0,
+	CTL_EXIT_FAILED = 1,      /* the daemon answered with a non-OK status */
+	CTL_EXIT_USAGE = 2,       /* bad command line */
+	CTL_EXIT_UNREACHABLE = 3, /* the daemon could not be reached, or went away */
+	CTL_EXIT_LOCAL = 4,       /* a local file or destination could not be opened */
+};
+
+/* Options given before the command's name. */
+struct ctl_global {
+	const char *socket_path; /* the data socket; NULL for the library's default */
+};
+
+struct ctl_command {
+	const char *name;
+	const char *synopsis; /* what follows the name, for --help */
+	const char *summary;
+	/* @argv[0] is the command's name; getopt is reset for it. Return: an
+	 * exit code. */
+	int (*run)(const struct ctl_global *g, int argc, char **argv);
+};
+
+/* The commands. */
+int ctl_cmd_send(const struct ctl_global *g, int argc, char **argv);
+
+/*
+ * ctl_usage_error() - report a bad command line on stderr, with a hint to
+ * `sendfilectl [@cmd] --help`. Return: CTL_EXIT_USAGE.
+ */
+int ctl_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ctl_error() - "sendfilectl: <message>" on stderr. */
+void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ctl_parse_u64() - a decimal number, nothing else. Return: 0 and *ret, or
+ * -EINVAL / -ERANGE. */
+int ctl_parse_u64(const char *s, uint64_t *ret);
+
+/* ctl_socket_path() - the data socket in use, for messages. */
+const char *ctl_socket_path(const struct ctl_global *g, char *buf, size_t size);
+
+/* ctl_json_string() - @s as a JSON string literal, quotes included. */
+void ctl_json_string(FILE *f, const char *s);
+
+/* ctl_status_token() - enum sfd_status as a JSON token: "ok", "not_available"... */
+const char *ctl_status_token(int status);
+
+#endif
