@@ -33,6 +33,10 @@ struct req {
 	struct conn *c;
 	struct xfer *x;
 	uint64_t id;
+	uint64_t transfer; /* daemon-wide id, for the control plane */
+	uint64_t offset, count;
+	bool has_count;
+	uint64_t start_ms;
 };
 
 struct conn {
@@ -160,6 +164,56 @@ reply_status(struct conn *c, uint64_t id, int status, int err, const char *msg)
 /* ---- transfers ---------------------------------------------------------- */
 
 static void
+req_info(const struct req *rq, struct transfer_info *ret)
+{
+	*ret = (struct transfer_info){
+		.transfer = rq->transfer,
+		.request_id = rq->id,
+		.pid = rq->c->cred.pid,
+		.uid = rq->c->cred.uid,
+		.offset = rq->offset,
+		.count = rq->count,
+		.has_count = rq->has_count,
+		.bytes_sent = rq->x ? xfer_bytes_sent(rq->x) : 0,
+		.method = rq->x ? xfer_method(rq->x) : 0,
+		.on_worker = rq->x ? xfer_on_worker(rq->x) : false,
+		.start_ms = rq->start_ms,
+	};
+}
+
+void
+conn_foreach_transfer(struct conn *c, void (*fn)(const struct transfer_info *info, void *arg),
+		      void *arg)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &c->reqs)
+	{
+		struct transfer_info info;
+
+		req_info(list_entry(pos, struct req, link), &info);
+		fn(&info, arg);
+	}
+}
+
+int
+conn_cancel_transfer(struct conn *c, uint64_t transfer)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &c->reqs)
+	{
+		struct req *rq = list_entry(pos, struct req, link);
+
+		if (rq->transfer == transfer) {
+			xfer_cancel(rq->x);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static void
 on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 {
 	struct req *rq = userdata;
@@ -175,13 +229,29 @@ on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 	        .short_source = res->short_source,
 	};
 
+	struct uid_stats *us;
+
 	(void)x;
+	if (srv->on_event) {
+		struct transfer_info info;
+
+		req_info(rq, &info);
+		info.bytes_sent = res->bytes_sent;
+		info.method = res->method;
+		srv->on_event(srv->on_event_data,
+			      res->status == SENDFILED__V1__STATUS__OK ? TRANSFER_DONE
+								       : TRANSFER_ERROR,
+			      &info, res->status, res->error);
+	}
 	list_del(&rq->link);
 	c->n_reqs--;
 	srv->in_flight--;
 	server_uid_release(srv, c->cred.uid);
 	free(rq);
 
+	us = server_uid_stats(srv, c->cred.uid);
+	if (us)
+		us->bytes_sent += res->bytes_sent;
 	srv->stats.bytes_sent += res->bytes_sent;
 	srv->stats.by_status[res->status & 15]++;
 	srv->stats.by_method[res->method & 3]++;
@@ -268,9 +338,26 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 	}
 	rq->c = c;
 	rq->id = req->id;
+	rq->transfer = ++srv->next_transfer;
+	rq->offset = req->offset;
+	rq->count = req->count;
+	rq->has_count = req->has_count;
+	rq->start_ms = uv_now(srv->loop);
 	list_add_tail(&c->reqs, &rq->link);
 	c->n_reqs++;
 	srv->in_flight++;
+	{
+		struct uid_stats *us = server_uid_stats(srv, c->cred.uid);
+
+		if (us)
+			us->requests++;
+	}
+	if (srv->on_event) {
+		struct transfer_info info;
+
+		req_info(rq, &info);
+		srv->on_event(srv->on_event_data, TRANSFER_START, &info, 0, 0);
+	}
 	xfer_run(rq->x);
 }
 

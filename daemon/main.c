@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "ctl.h"
 #include "log.h"
 #include "server.h"
 #include "sockpath.h"
@@ -20,6 +21,7 @@
 static struct server srv;
 static uv_signal_t sig_term, sig_int;
 static bool stopped;
+static struct ctl *ctl;
 
 static void
 usage(FILE *f)
@@ -77,6 +79,8 @@ on_stopped(struct server *s)
 	stopped = true;
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
+	ctl_free(ctl);
+	ctl = NULL;
 	server_free(&srv);
 }
 
@@ -256,6 +260,16 @@ main(int argc, char **argv)
 		return 1;
 	}
 	srv.on_stopped = on_stopped;
+	{
+		struct ctl_config ccfg;
+
+		ctl_config_defaults(&ccfg);
+		r = ctl_start(&srv, &ccfg, &ctl);
+		if (r < 0) {
+			log_err("cannot start the control plane: %s", strerror(-r));
+			return 1;
+		}
+	}
 	uv_signal_init(loop, &sig_term);
 	uv_signal_init(loop, &sig_int);
 	uv_signal_start(&sig_term, on_signal, SIGTERM);

@@ -65,6 +65,50 @@ server_uid_release(struct server *srv, uid_t uid)
 	}
 }
 
+struct uid_stats *
+server_uid_stats(struct server *srv, uid_t uid)
+{
+	struct uid_stats *u;
+
+	for (unsigned i = 0; i < srv->n_uid_stats; i++)
+		if (srv->uid_stats[i].uid == uid)
+			return &srv->uid_stats[i];
+	if (srv->n_uid_stats >= SERVER_MAX_UID_STATS - 1 && uid != SERVER_UID_OTHER)
+		return server_uid_stats(srv, SERVER_UID_OTHER);
+	u = realloc(srv->uid_stats, (srv->n_uid_stats + 1) * sizeof(*u));
+	if (!u)
+		return NULL;
+	srv->uid_stats = u;
+	u = &srv->uid_stats[srv->n_uid_stats++];
+	*u = (struct uid_stats){.uid = uid};
+	return u;
+}
+
+void
+server_foreach_transfer(struct server *srv,
+			void (*fn)(const struct transfer_info *info, void *arg), void *arg)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &srv->conns)
+	{
+		conn_foreach_transfer(conn_from_link(pos), fn, arg);
+	}
+}
+
+int
+server_cancel_transfer(struct server *srv, uint64_t transfer)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &srv->conns)
+	{
+		if (conn_cancel_transfer(conn_from_link(pos), transfer) == 0)
+			return 0;
+	}
+	return -ENOENT;
+}
+
 static void on_listen(uv_poll_t *h, int status, int events);
 
 static void
@@ -206,6 +250,7 @@ server_init(struct server *srv, uv_loop_t *loop, const struct server_config *cfg
 	srv->cfg = *cfg;
 	srv->listen_fd = -1;
 	list_init(&srv->conns);
+	srv->start_ms = uv_now(loop);
 	if (fd < 0) {
 		r = bind_listener(cfg, &fd);
 		if (r < 0)
@@ -291,4 +336,6 @@ server_free(struct server *srv)
 	uv_close((uv_handle_t *)&srv->drain_timer, NULL);
 	free(srv->uids);
 	srv->uids = NULL;
+	free(srv->uid_stats);
+	srv->uid_stats = NULL;
 }

@@ -46,6 +46,41 @@ struct uid_count {
 	unsigned in_flight;
 };
 
+/* Cumulative counters per uid, for the control plane. Bounded: past
+ * SERVER_MAX_UID_STATS distinct uids, the rest are counted under
+ * SERVER_UID_OTHER. */
+#define SERVER_MAX_UID_STATS 256
+#define SERVER_UID_OTHER ((uid_t)-1)
+struct uid_stats {
+	uid_t uid;
+	uint64_t requests;
+	uint64_t bytes_sent;
+};
+
+/* What the control plane shows of a transfer. */
+struct transfer_info {
+	uint64_t transfer;   /* daemon-wide id */
+	uint64_t request_id; /* the client's id */
+	pid_t pid;
+	uid_t uid;
+	uint64_t offset;
+	uint64_t count;
+	bool has_count;
+	uint64_t bytes_sent;
+	int method;
+	bool on_worker;
+	uint64_t start_ms; /* uv_now() when it started */
+};
+
+enum transfer_event_kind {
+	TRANSFER_START,
+	TRANSFER_DONE,
+	TRANSFER_ERROR,
+};
+
+typedef void (*server_event_fn)(void *data, enum transfer_event_kind kind,
+				const struct transfer_info *info, int status, int error);
+
 struct server {
 	uv_loop_t *loop;
 	struct server_config cfg;
@@ -62,6 +97,13 @@ struct server {
 	unsigned n_uids;
 	bool stopping;
 	struct server_stats stats;
+	struct uid_stats *uid_stats;
+	unsigned n_uid_stats;
+	uint64_t next_transfer;
+	uint64_t start_ms;
+	/* Transfer events for the control plane; may be NULL. */
+	server_event_fn on_event;
+	void *on_event_data;
 	void (*on_stopped)(struct server *srv);
 };
 
@@ -80,6 +122,16 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct server_config 
 void server_stop(struct server *srv, bool immediate);
 
 void server_free(struct server *srv);
+
+/* server_uid_stats() - the counters of @uid (created on first use). */
+struct uid_stats *server_uid_stats(struct server *srv, uid_t uid);
+
+/* server_foreach_transfer() - call @fn for every transfer in flight. */
+void server_foreach_transfer(struct server *srv,
+			     void (*fn)(const struct transfer_info *info, void *arg), void *arg);
+
+/* server_cancel_transfer() - cancel by daemon-wide id. Return: 0 or -ENOENT. */
+int server_cancel_transfer(struct server *srv, uint64_t transfer);
 
 /* Per-uid in-flight accounting (used by conn). */
 bool server_uid_acquire(struct server *srv, uid_t uid);

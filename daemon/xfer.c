@@ -141,6 +141,12 @@ wire_method(const struct xfer *x)
 	return SENDFILED__V1__METHOD__METHOD_NONE;
 }
 
+int
+xfer_method(const struct xfer *x)
+{
+	return x->sent > 0 ? wire_method(x) : SENDFILED__V1__METHOD__METHOD_NONE;
+}
+
 static bool
 seekable_source(const struct xfer *x)
 {

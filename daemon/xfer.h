@@ -83,5 +83,7 @@ void xfer_cancel(struct xfer *x);
 uint64_t xfer_id(const struct xfer *x);
 uint64_t xfer_bytes_sent(const struct xfer *x);
 bool xfer_on_worker(const struct xfer *x);
+/* xfer_method() - the wire Method in use now (METHOD_NONE before any byte). */
+int xfer_method(const struct xfer *x);
 
 #endif

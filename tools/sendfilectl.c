@@ -14,13 +14,20 @@
 #include "sendfiled.h"
 
 static const struct ctl_command commands[] = {
-        {
-                .name = "send",
-                .synopsis = "[--offset N] [--count N] [--no-fallback] [--timeout-ms N] [--json] "
-                            "FILE HOST:PORT",
-                .summary = "send FILE to a TCP peer through the daemon",
-                .run = ctl_cmd_send,
-        },
+        {"send",
+         "[--offset N] [--count N] [--no-fallback] [--timeout-ms N] [--json] FILE HOST:PORT",
+         "send FILE to a TCP peer through the daemon", ctl_cmd_send},
+        {"status", "[--json]", "the daemon's version, pid, state and live counts", ctl_cmd_status},
+        {"stats", "[--json]", "counters: connections, requests, bytes, by status, method, uid",
+         ctl_cmd_stats},
+        {"list", "[--json]", "the transfers in flight", ctl_cmd_list},
+        {"cancel", "TRANSFER", "cancel a transfer by the id 'list' shows", ctl_cmd_cancel},
+        {"drain", "", "stop accepting, finish transfers in flight, exit", ctl_cmd_drain},
+        {"watch", "[--json] [--count N]", "stream transfer events as they happen", ctl_cmd_watch},
+        {"metrics", "", "counters in Prometheus text exposition format", ctl_cmd_metrics},
+        {"log-level", "LEVEL", "set the log level (err, warning, notice, info, debug)",
+         ctl_cmd_log_level},
+        {"limits", "[--json]", "the daemon's limits and allow-lists", ctl_cmd_limits},
 };
 
 static void
@@ -35,6 +42,10 @@ usage(FILE *f)
 	           "  -s, --socket PATH  the daemon's data socket (default: $SENDFILED_SOCKET,\n"
 	           "                     else $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock, else\n"
 	           "                     /run/sendfiled/sendfiled.sock)\n"
+	           "  -c, --control PATH the control socket (default: control.sock beside the\n"
+	           "                     data socket)\n"
+	           "  -e, --events PATH  the events socket (default: events.sock beside it)\n"
+	           "  -t, --timeout-ms N how long to wait for the control plane (default 5000)\n"
 	           "  -h, --help         show this help\n"
 	           "  -V, --version      show the version\n"
 	           "\n"
@@ -149,18 +160,33 @@ main(int argc, char **argv)
 {
 	static const struct option options[] = {
 	        {"socket", required_argument, NULL, 's'},
+	        {"control", required_argument, NULL, 'c'},
+	        {"events", required_argument, NULL, 'e'},
+	        {"timeout-ms", required_argument, NULL, 't'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},
 	        {0},
 	};
-	struct ctl_global g = {0};
+	struct ctl_global g = {.timeout_ms = 5000};
+	uint64_t v;
 	int o;
 
 	/* "+": stop at the command's name, whose options are its own. */
-	while ((o = getopt_long(argc, argv, "+s:hV", options, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "+s:c:e:t:hV", options, NULL)) != -1) {
 		switch (o) {
 		case 's':
 			g.socket_path = optarg;
+			break;
+		case 'c':
+			g.control_path = optarg;
+			break;
+		case 'e':
+			g.events_path = optarg;
+			break;
+		case 't':
+			if (ctl_parse_u64(optarg, &v) < 0 || v > 3600000)
+				return ctl_usage_error(NULL, "bad --timeout-ms: %s", optarg);
+			g.timeout_ms = (int)v;
 			break;
 		case 'h':
 			usage(stdout);

@@ -23,7 +23,10 @@ enum {
 
 /* Options given before the command's name. */
 struct ctl_global {
-	const char *socket_path; /* the data socket; NULL for the library's default */
+	const char *socket_path;  /* the data socket; NULL for the library's default */
+	const char *control_path; /* NULL: control.sock beside the data socket */
+	const char *events_path;  /* NULL: events.sock beside the data socket */
+	int timeout_ms;           /* for control-plane requests */
 };
 
 struct ctl_command {
@@ -37,6 +40,15 @@ struct ctl_command {
 
 /* The commands. */
 int ctl_cmd_send(const struct ctl_global *g, int argc, char **argv);
+int ctl_cmd_status(const struct ctl_global *g, int argc, char **argv);
+int ctl_cmd_stats(const struct ctl_global *g, int argc, char **argv);
+int ctl_cmd_list(const struct ctl_global *g, int argc, char **argv);
+int ctl_cmd_cancel(const struct ctl_global *g, int argc, char **argv);
+int ctl_cmd_drain(const struct ctl_global *g, int argc, char **argv);
+int ctl_cmd_watch(const struct ctl_global *g, int argc, char **argv);
+int ctl_cmd_metrics(const struct ctl_global *g, int argc, char **argv);
+int ctl_cmd_log_level(const struct ctl_global *g, int argc, char **argv);
+int ctl_cmd_limits(const struct ctl_global *g, int argc, char **argv);
 
 /*
  * ctl_usage_error() - report a bad command line on stderr, with a hint to

@@ -1,0 +1,40 @@
+/*
+ * ctl - the control plane: nng REQ/REP on the control socket (status, stats,
+ * list, cancel, drain, log level, limits) and nng PUB on the events socket
+ * (one protobuf Event per transfer start and finish).
+ *
+ * nng runs its own threads. Its callbacks only hand a request to the loop
+ * (a mutex-guarded slot and uv_async_send) and never block; everything that
+ * touches the server runs on the loop thread.
+ *
+ * nng 1.5.2's IPC listener stops accepting for good when a peer disconnects
+ * during the SP handshake (fixed in nng 1.6.0). A probe on a worker thread
+ * completes a handshake with each listener every few seconds and re-creates a
+ * listener that does not answer.
+ */
+#ifndef SFD_CTL_H
+#define SFD_CTL_H
+
+struct server;
+struct ctl;
+
+struct ctl_config {
+	char control_path[108]; /* "" = control.sock beside the data socket */
+	char events_path[108];  /* "" = events.sock beside the data socket */
+	unsigned mode;          /* file mode of both sockets, e.g. 0600 */
+	unsigned probe_interval_ms;
+};
+
+void ctl_config_defaults(struct ctl_config *cfg);
+
+/*
+ * ctl_start() - listen on both sockets and hook into @srv's transfer events.
+ * Return: 0 and *ret, or a negative errno (nng errors are mapped).
+ */
+int ctl_start(struct server *srv, const struct ctl_config *cfg, struct ctl **ret);
+
+/* ctl_free() - close both sockets, remove their files. NULL is a no-op.
+ * Blocks until nng's callbacks have returned. */
+void ctl_free(struct ctl *ctl);
+
+#endif

@@ -1,0 +1,644 @@
+/*
+ * cmd-ctl.c - the commands that talk to the daemon's control plane over nng:
+ * status, stats, list, cancel, drain, log-level, limits, metrics (REQ/REP on
+ * control.sock) and watch (SUB on events.sock).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "control.pb-c.h"
+#include "sendfilectl.h"
+#include "sendfiled.h"
+
+static const char *const status_names[] = {
+        "ok",        "not_available", "invalid_argument", "peer_closed",   "io_error",
+        "cancelled", "limit",         "protocol",         "shutting_down", "permission_denied",
+};
+static const char *const method_names[] = {"none", "sendfile", "splice", "read_write"};
+
+static const char *
+status_name(unsigned s)
+{
+	return s < sizeof(status_names) / sizeof(status_names[0]) ? status_names[s] : "unknown";
+}
+
+static const char *
+method_name(unsigned m)
+{
+	return m < 4 ? method_names[m] : "unknown";
+}
+
+/* The control or events socket: given, or beside the data socket. */
+static int
+endpoint_url(const struct ctl_global *g, bool events, char *url, size_t size)
+{
+	const char *given = events ? g->events_path : g->control_path;
+	char data[108], path[160];
+	const char *slash;
+	int n;
+
+	if (given) {
+		n = snprintf(url, size, "ipc://%s", given);
+	} else {
+		const char *d = ctl_socket_path(g, data, sizeof(data));
+
+		slash = strrchr(d, '/');
+		n = snprintf(path, sizeof(path), "%.*s/%s", slash ? (int)(slash - d) : 1,
+		             slash ? d : ".", events ? "events.sock" : "control.sock");
+		if (n < 0 || (size_t)n >= sizeof(path))
+			return -ENAMETOOLONG;
+		n = snprintf(url, size, "ipc://%s", path);
+	}
+	if (n < 0 || (size_t)n >= size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/*
+ * One request, one reply. The dial does not wait: if the listener is being
+ * re-created, nng reconnects and REQ re-sends within the timeout.
+ * Return: CTL_EXIT_OK with *ret (free with ..._free_unpacked), or an exit code.
+ */
+static int
+call(const struct ctl_global *g, const Sendfiled__Control__V1__ControlRequest *req,
+     Sendfiled__Control__V1__ControlResponse **ret)
+{
+	char url[200];
+	nng_socket s;
+	nng_msg *m = NULL;
+	size_t len;
+	int rv;
+
+	if (endpoint_url(g, false, url, sizeof(url)) < 0) {
+		ctl_error("control socket path too long");
+		return CTL_EXIT_USAGE;
+	}
+	rv = nng_req0_open(&s);
+	if (rv != 0) {
+		ctl_error("cannot open an nng socket: %s", nng_strerror(rv));
+		return CTL_EXIT_UNREACHABLE;
+	}
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, g->timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, g->timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, 1000);
+	nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 50);
+	nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 500);
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 16 << 20);
+	rv = nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK);
+	if (rv == 0) {
+		len = sendfiled__control__v1__control_request__get_packed_size(req);
+		rv = nng_msg_alloc(&m, len);
+	}
+	if (rv == 0) {
+		sendfiled__control__v1__control_request__pack(req, nng_msg_body(m));
+		rv = nng_sendmsg(s, m, 0);
+		if (rv != 0)
+			nng_msg_free(m);
+	}
+	if (rv == 0)
+		rv = nng_recvmsg(s, &m, 0);
+	if (rv != 0) {
+		ctl_error("control socket %s: %s", url + 6,
+		          rv == NNG_ETIMEDOUT ? "no answer (is sendfiled running?)"
+		                              : nng_strerror(rv));
+		nng_close(s);
+		return CTL_EXIT_UNREACHABLE;
+	}
+	*ret = sendfiled__control__v1__control_response__unpack(NULL, nng_msg_len(m),
+	                                                        nng_msg_body(m));
+	nng_msg_free(m);
+	nng_close(s);
+	if (!*ret) {
+		ctl_error("control socket %s: reply does not parse", url + 6);
+		return CTL_EXIT_UNREACHABLE;
+	}
+	if ((*ret)->has_error && (*ret)->error) {
+		ctl_error("%s (%s)", (*ret)->message ? (*ret)->message : "failed",
+		          strerror((*ret)->error));
+		sendfiled__control__v1__control_response__free_unpacked(*ret, NULL);
+		return CTL_EXIT_FAILED;
+	}
+	return CTL_EXIT_OK;
+}
+
+static Sendfiled__Control__V1__Empty empty = SENDFILED__CONTROL__V1__EMPTY__INIT;
+
+/* Parse "[--json]" for the commands that only take that. */
+static int
+json_only(const char *cmd, int argc, char **argv, bool *json, const char *help)
+{
+	static const struct option opts[] = {
+	        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
+	int o;
+
+	while ((o = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+		if (o == 'j') {
+			*json = true;
+		} else if (o == 'h') {
+			printf("Usage: sendfilectl %s %s\n", cmd, help);
+			return -1;
+		} else {
+			return ctl_usage_error(cmd, "bad option");
+		}
+	}
+	return optind;
+}
+
+int
+ctl_cmd_status(const struct ctl_global *g, int argc, char **argv)
+{
+	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
+	Sendfiled__Control__V1__ControlResponse *resp;
+	bool json = false;
+	int r = json_only("status", argc, argv, &json, "[--json]\nShow the daemon's state.");
+	Sendfiled__Control__V1__Status *s;
+
+	if (r < 0)
+		return CTL_EXIT_OK;
+	if (r != argc)
+		return ctl_usage_error("status", "unexpected argument");
+	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_STATUS;
+	req.status = &empty;
+	r = call(g, &req, &resp);
+	if (r != CTL_EXIT_OK)
+		return r;
+	s = resp->status;
+	if (!s) {
+		ctl_error("unexpected reply");
+		r = CTL_EXIT_FAILED;
+	} else if (json) {
+		printf("{\"version\":");
+		ctl_json_string(stdout, s->version ? s->version : "");
+		printf(",\"pid\":%u,\"socket\":", s->pid);
+		ctl_json_string(stdout, s->socket ? s->socket : "");
+		printf(",\"uptime_ms\":%llu,\"draining\":%s,\"connections\":%u,\"in_flight\":%u,"
+		       "\"log_level\":",
+		       (unsigned long long)s->uptime_ms, s->draining ? "true" : "false",
+		       s->connections, s->in_flight);
+		ctl_json_string(stdout, s->log_level ? s->log_level : "");
+		printf("}\n");
+	} else {
+		printf("sendfiled %s, pid %u, serving %s\n", s->version ? s->version : "?", s->pid,
+		       s->socket ? s->socket : "?");
+		printf("state: %s, up %.1f s, log level %s\n", s->draining ? "draining" : "running",
+		       s->uptime_ms / 1000.0, s->log_level ? s->log_level : "?");
+		printf("connections: %u, transfers in flight: %u\n", s->connections, s->in_flight);
+	}
+	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
+	return r;
+}
+
+static int
+get_stats(const struct ctl_global *g, Sendfiled__Control__V1__ControlResponse **ret)
+{
+	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
+	int r;
+
+	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_STATS;
+	req.stats = &empty;
+	r = call(g, &req, ret);
+	if (r == CTL_EXIT_OK && !(*ret)->stats) {
+		sendfiled__control__v1__control_response__free_unpacked(*ret, NULL);
+		ctl_error("unexpected reply");
+		return CTL_EXIT_FAILED;
+	}
+	return r;
+}
+
+int
+ctl_cmd_stats(const struct ctl_global *g, int argc, char **argv)
+{
+	Sendfiled__Control__V1__ControlResponse *resp;
+	Sendfiled__Control__V1__Stats *s;
+	bool json = false;
+	int r = json_only("stats", argc, argv, &json,
+	                  "[--json]\nShow counters: connections, requests, bytes, by status, by "
+	                  "method, per uid.");
+
+	if (r < 0)
+		return CTL_EXIT_OK;
+	if (r != argc)
+		return ctl_usage_error("stats", "unexpected argument");
+	r = get_stats(g, &resp);
+	if (r != CTL_EXIT_OK)
+		return r;
+	s = resp->stats;
+	if (json) {
+		printf("{\"connections_accepted\":%llu,\"connections_refused\":%llu,"
+		       "\"connections\":%u,\"requests\":%llu,\"in_flight\":%u,\"bytes_sent\":%llu,"
+		       "\"control_listener_restarts\":%llu,\"by_status\":{",
+		       (unsigned long long)s->connections_accepted,
+		       (unsigned long long)s->connections_refused, s->connections,
+		       (unsigned long long)s->requests, s->in_flight,
+		       (unsigned long long)s->bytes_sent,
+		       (unsigned long long)s->control_listener_restarts);
+		for (size_t i = 0; i < s->n_by_status; i++)
+			printf("%s\"%s\":%llu", i ? "," : "", status_name(i),
+			       (unsigned long long)s->by_status[i]);
+		printf("},\"by_method\":{");
+		for (size_t i = 0; i < s->n_by_method; i++)
+			printf("%s\"%s\":%llu", i ? "," : "", method_name(i),
+			       (unsigned long long)s->by_method[i]);
+		printf("},\"per_uid\":[");
+		for (size_t i = 0; i < s->n_per_uid; i++)
+			printf("%s{\"uid\":%u,\"in_flight\":%u,\"requests\":%llu,\"bytes_sent\":%"
+			       "llu}",
+			       i ? "," : "", s->per_uid[i]->uid, s->per_uid[i]->in_flight,
+			       (unsigned long long)s->per_uid[i]->requests,
+			       (unsigned long long)s->per_uid[i]->bytes_sent);
+		printf("]}\n");
+	} else {
+		printf("connections: %u open, %llu accepted, %llu refused\n", s->connections,
+		       (unsigned long long)s->connections_accepted,
+		       (unsigned long long)s->connections_refused);
+		printf("requests: %llu, in flight: %u, bytes sent: %llu\n",
+		       (unsigned long long)s->requests, s->in_flight,
+		       (unsigned long long)s->bytes_sent);
+		printf("replies by status:");
+		for (size_t i = 0; i < s->n_by_status; i++)
+			if (s->by_status[i])
+				printf(" %s=%llu", status_name(i),
+				       (unsigned long long)s->by_status[i]);
+		printf("\ntransfers by method:");
+		for (size_t i = 0; i < s->n_by_method; i++)
+			if (s->by_method[i])
+				printf(" %s=%llu", method_name(i),
+				       (unsigned long long)s->by_method[i]);
+		printf("\n");
+		for (size_t i = 0; i < s->n_per_uid; i++)
+			printf("uid %u: %u in flight, %llu requests, %llu bytes\n",
+			       s->per_uid[i]->uid, s->per_uid[i]->in_flight,
+			       (unsigned long long)s->per_uid[i]->requests,
+			       (unsigned long long)s->per_uid[i]->bytes_sent);
+		if (s->control_listener_restarts)
+			printf("control listener re-created %llu times\n",
+			       (unsigned long long)s->control_listener_restarts);
+	}
+	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
+int
+ctl_cmd_metrics(const struct ctl_global *g, int argc, char **argv)
+{
+	Sendfiled__Control__V1__ControlResponse *resp;
+	Sendfiled__Control__V1__Stats *s;
+	bool json = false;
+	int r = json_only("metrics", argc, argv, &json,
+	                  "\nPrint the counters in Prometheus text exposition format.");
+
+	if (r < 0)
+		return CTL_EXIT_OK;
+	if (r != argc || json)
+		return ctl_usage_error("metrics", "unexpected argument");
+	r = get_stats(g, &resp);
+	if (r != CTL_EXIT_OK)
+		return r;
+	s = resp->stats;
+#define COUNTER(name, help, v)                                                                     \
+	printf("# HELP sendfiled_%s %s\n# TYPE sendfiled_%s counter\nsendfiled_%s %llu\n", name,   \
+	       help, name, name, (unsigned long long)(v))
+#define GAUGE(name, help, v)                                                                       \
+	printf("# HELP sendfiled_%s %s\n# TYPE sendfiled_%s gauge\nsendfiled_%s %llu\n", name,     \
+	       help, name, name, (unsigned long long)(v))
+	COUNTER("connections_accepted_total", "Client connections accepted.",
+	        s->connections_accepted);
+	COUNTER("connections_refused_total", "Client connections refused (limits, allow-list).",
+	        s->connections_refused);
+	GAUGE("connections", "Client connections open.", s->connections);
+	COUNTER("requests_total", "Request records received.", s->requests);
+	GAUGE("transfers_in_flight", "Transfers in progress.", s->in_flight);
+	COUNTER("bytes_sent_total", "Bytes delivered to destinations.", s->bytes_sent);
+	COUNTER("control_listener_restarts_total", "Control-plane listeners re-created.",
+	        s->control_listener_restarts);
+	printf("# HELP sendfiled_replies_total Replies sent, by status.\n"
+	       "# TYPE sendfiled_replies_total counter\n");
+	for (size_t i = 0; i < s->n_by_status; i++)
+		printf("sendfiled_replies_total{status=\"%s\"} %llu\n", status_name(i),
+		       (unsigned long long)s->by_status[i]);
+	printf("# HELP sendfiled_transfers_total Finished transfers, by the method that moved "
+	       "their bytes.\n# TYPE sendfiled_transfers_total counter\n");
+	for (size_t i = 0; i < s->n_by_method; i++)
+		printf("sendfiled_transfers_total{method=\"%s\"} %llu\n", method_name(i),
+		       (unsigned long long)s->by_method[i]);
+	printf("# HELP sendfiled_uid_requests_total Sendfile requests, by client uid.\n"
+	       "# TYPE sendfiled_uid_requests_total counter\n");
+	for (size_t i = 0; i < s->n_per_uid; i++)
+		printf("sendfiled_uid_requests_total{uid=\"%u\"} %llu\n", s->per_uid[i]->uid,
+		       (unsigned long long)s->per_uid[i]->requests);
+	printf("# HELP sendfiled_uid_bytes_sent_total Bytes sent, by client uid.\n"
+	       "# TYPE sendfiled_uid_bytes_sent_total counter\n");
+	for (size_t i = 0; i < s->n_per_uid; i++)
+		printf("sendfiled_uid_bytes_sent_total{uid=\"%u\"} %llu\n", s->per_uid[i]->uid,
+		       (unsigned long long)s->per_uid[i]->bytes_sent);
+#undef COUNTER
+#undef GAUGE
+	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
+int
+ctl_cmd_list(const struct ctl_global *g, int argc, char **argv)
+{
+	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
+	Sendfiled__Control__V1__ControlResponse *resp;
+	bool json = false;
+	int r = json_only("list", argc, argv, &json, "[--json]\nList the transfers in flight.");
+
+	if (r < 0)
+		return CTL_EXIT_OK;
+	if (r != argc)
+		return ctl_usage_error("list", "unexpected argument");
+	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_LIST;
+	req.list = &empty;
+	r = call(g, &req, &resp);
+	if (r != CTL_EXIT_OK)
+		return r;
+	if (!resp->list) {
+		sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
+		ctl_error("unexpected reply");
+		return CTL_EXIT_FAILED;
+	}
+	if (json)
+		printf("[");
+	else
+		printf("%-10s %-8s %-8s %-6s %-12s %-12s %-14s %-10s %s\n", "TRANSFER", "REQUEST",
+		       "PID", "UID", "OFFSET", "COUNT", "SENT", "METHOD", "AGE");
+	for (size_t i = 0; i < resp->list->n_transfers; i++) {
+		Sendfiled__Control__V1__Transfer *t = resp->list->transfers[i];
+		char count[32];
+
+		if (t->has_count)
+			snprintf(count, sizeof(count), "%llu", (unsigned long long)t->count);
+		else
+			snprintf(count, sizeof(count), "EOF");
+		if (json)
+			printf("%s{\"transfer\":%llu,\"request_id\":%llu,\"pid\":%u,\"uid\":%u,"
+			       "\"offset\":%llu,\"count\":%s,\"bytes_sent\":%llu,\"method\":\"%s\","
+			       "\"on_worker\":%s,\"age_ms\":%llu}",
+			       i ? "," : "", (unsigned long long)t->transfer,
+			       (unsigned long long)t->request_id, t->pid, t->uid,
+			       (unsigned long long)t->offset, t->has_count ? count : "null",
+			       (unsigned long long)t->bytes_sent, method_name(t->method),
+			       t->on_worker ? "true" : "false", (unsigned long long)t->age_ms);
+		else
+			printf("%-10llu %-8llu %-8u %-6u %-12llu %-12s %-14llu %-10s %.1fs%s\n",
+			       (unsigned long long)t->transfer, (unsigned long long)t->request_id,
+			       t->pid, t->uid, (unsigned long long)t->offset, count,
+			       (unsigned long long)t->bytes_sent, method_name(t->method),
+			       t->age_ms / 1000.0, t->on_worker ? " (worker)" : "");
+	}
+	if (json)
+		printf("]\n");
+	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
+int
+ctl_cmd_cancel(const struct ctl_global *g, int argc, char **argv)
+{
+	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
+	Sendfiled__Control__V1__CancelTransfer c = SENDFILED__CONTROL__V1__CANCEL_TRANSFER__INIT;
+	Sendfiled__Control__V1__ControlResponse *resp;
+	bool json = false;
+	uint64_t id;
+	int r = json_only("cancel", argc, argv, &json,
+	                  "TRANSFER\nCancel a transfer (its id as shown by 'list').");
+
+	if (r < 0)
+		return CTL_EXIT_OK;
+	if (r != argc - 1 || ctl_parse_u64(argv[r], &id) < 0)
+		return ctl_usage_error("cancel", "expected one transfer id");
+	c.has_transfer = true;
+	c.transfer = id;
+	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_CANCEL;
+	req.cancel = &c;
+	r = call(g, &req, &resp);
+	if (r != CTL_EXIT_OK)
+		return r;
+	printf("cancelled transfer %llu\n", (unsigned long long)id);
+	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
+int
+ctl_cmd_drain(const struct ctl_global *g, int argc, char **argv)
+{
+	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
+	Sendfiled__Control__V1__ControlResponse *resp;
+	bool json = false;
+	int r = json_only("drain", argc, argv, &json,
+	                  "\nStop accepting, let transfers in flight finish (up to the drain "
+	                  "timeout), then exit.");
+
+	if (r < 0)
+		return CTL_EXIT_OK;
+	if (r != argc)
+		return ctl_usage_error("drain", "unexpected argument");
+	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_DRAIN;
+	req.drain = &empty;
+	r = call(g, &req, &resp);
+	if (r != CTL_EXIT_OK)
+		return r;
+	printf("draining\n");
+	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
+int
+ctl_cmd_log_level(const struct ctl_global *g, int argc, char **argv)
+{
+	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
+	Sendfiled__Control__V1__SetLogLevel l = SENDFILED__CONTROL__V1__SET_LOG_LEVEL__INIT;
+	Sendfiled__Control__V1__ControlResponse *resp;
+	bool json = false;
+	int r = json_only("log-level", argc, argv, &json,
+	                  "LEVEL\nSet the daemon's log level: err, warning, notice, info, debug.");
+
+	if (r < 0)
+		return CTL_EXIT_OK;
+	if (r != argc - 1)
+		return ctl_usage_error("log-level", "expected one level");
+	l.level = argv[r];
+	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_SET_LOG_LEVEL;
+	req.set_log_level = &l;
+	r = call(g, &req, &resp);
+	if (r != CTL_EXIT_OK)
+		return r;
+	printf("%s\n", resp->message ? resp->message : "ok");
+	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
+int
+ctl_cmd_limits(const struct ctl_global *g, int argc, char **argv)
+{
+	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
+	Sendfiled__Control__V1__Limits *l;
+	Sendfiled__Control__V1__ControlResponse *resp;
+	bool json = false;
+	int r = json_only("limits", argc, argv, &json, "[--json]\nShow the daemon's limits.");
+
+	if (r < 0)
+		return CTL_EXIT_OK;
+	if (r != argc)
+		return ctl_usage_error("limits", "unexpected argument");
+	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_LIMITS;
+	req.limits = &empty;
+	r = call(g, &req, &resp);
+	if (r != CTL_EXIT_OK)
+		return r;
+	l = resp->limits;
+	if (!l) {
+		ctl_error("unexpected reply");
+		r = CTL_EXIT_FAILED;
+	} else {
+		printf(json ? "{\"max_connections\":%u,\"max_in_flight_per_conn\":%u,"
+		              "\"max_in_flight_per_uid\":%u,\"max_record\":%u,\"chunk_size\":%llu,"
+		              "\"drain_timeout_ms\":%u,\"allow_uids\":["
+		            : "max_connections %u\nmax_in_flight_per_conn %u\n"
+		              "max_in_flight_per_uid %u\nmax_record %u\nchunk_size %llu\n"
+		              "drain_timeout_ms %u\nallow_uids",
+		       l->max_connections, l->max_in_flight_per_conn, l->max_in_flight_per_uid,
+		       l->max_record, (unsigned long long)l->chunk_size, l->drain_timeout_ms);
+		for (size_t i = 0; i < l->n_allow_uids; i++)
+			printf(json ? "%s%u" : "%s%u", json ? (i ? "," : "") : " ",
+			       l->allow_uids[i]);
+		printf(json ? "],\"allow_gids\":[" : "%s\nallow_gids",
+		       json ? "" : (l->n_allow_uids ? "" : " (anyone)"));
+		for (size_t i = 0; i < l->n_allow_gids; i++)
+			printf("%s%u", json ? (i ? "," : "") : " ", l->allow_gids[i]);
+		printf(json ? "]}\n" : "%s\n", json ? "" : (l->n_allow_gids ? "" : " (any)"));
+	}
+	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
+	return r;
+}
+
+static volatile sig_atomic_t stop_watch;
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stop_watch = 1;
+}
+
+int
+ctl_cmd_watch(const struct ctl_global *g, int argc, char **argv)
+{
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+	                                     {"count", required_argument, NULL, 'n'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {0}};
+	uint64_t count = 0, seen = 0;
+	struct sigaction sa = {.sa_handler = on_stop};
+	bool json = false;
+	char url[200];
+	nng_socket s;
+	int o, rv;
+
+	while ((o = getopt_long(argc, argv, "jn:h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'j':
+			json = true;
+			break;
+		case 'n':
+			if (ctl_parse_u64(optarg, &count) < 0)
+				return ctl_usage_error("watch", "bad --count");
+			break;
+		case 'h':
+			printf("Usage: sendfilectl watch [--json] [--count N]\n"
+			       "Print transfer events (start, done, error) as they happen, until "
+			       "interrupted or N events.\n");
+			return CTL_EXIT_OK;
+		default:
+			return ctl_usage_error("watch", "bad option");
+		}
+	}
+	if (optind != argc)
+		return ctl_usage_error("watch", "unexpected argument");
+	if (endpoint_url(g, true, url, sizeof(url)) < 0)
+		return ctl_usage_error("watch", "events socket path too long");
+	rv = nng_sub0_open(&s);
+	if (rv != 0) {
+		ctl_error("cannot open an nng socket: %s", nng_strerror(rv));
+		return CTL_EXIT_UNREACHABLE;
+	}
+	nng_socket_set(s, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64 * 1024);
+	/* Wake up now and then to notice Ctrl-C. */
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 200);
+	nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 50);
+	nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 500);
+	rv = nng_dial(s, url, NULL, 0);
+	if (rv != 0) {
+		ctl_error("events socket %s: %s", url + 6, nng_strerror(rv));
+		nng_close(s);
+		return CTL_EXIT_UNREACHABLE;
+	}
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	/* The subscription is in place once the dial returns. */
+	fprintf(stderr, "watching %s\n", url + 6);
+	while (!stop_watch && (count == 0 || seen < count)) {
+		Sendfiled__Control__V1__Event *ev;
+		nng_msg *m;
+
+		rv = nng_recvmsg(s, &m, 0);
+		if (rv == NNG_ETIMEDOUT)
+			continue;
+		if (rv != 0) {
+			ctl_error("events socket: %s", nng_strerror(rv));
+			break;
+		}
+		ev = sendfiled__control__v1__event__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+		nng_msg_free(m);
+		if (!ev)
+			continue;
+		seen++;
+		{
+			static const char *const kinds[] = {"start", "done", "error"};
+			const char *kind = ev->kind <= 2 ? kinds[ev->kind] : "unknown";
+
+			if (json)
+				printf("{\"event\":\"%s\",\"transfer\":%llu,\"request_id\":%llu,"
+				       "\"pid\":%u,\"uid\":%u,\"offset\":%llu,\"bytes_sent\":%llu,"
+				       "\"status\":\"%s\",\"error\":%d,\"method\":\"%s\","
+				       "\"time_ms\":%llu,\"duration_ms\":%llu}\n",
+				       kind, (unsigned long long)ev->transfer,
+				       (unsigned long long)ev->request_id, ev->pid, ev->uid,
+				       (unsigned long long)ev->offset,
+				       (unsigned long long)ev->bytes_sent, status_name(ev->status),
+				       ev->error, method_name(ev->method),
+				       (unsigned long long)ev->time_ms,
+				       (unsigned long long)ev->duration_ms);
+			else if (ev->kind == SENDFILED__CONTROL__V1__EVENT__KIND__START)
+				printf("start  transfer %llu (pid %u uid %u request %llu) offset "
+				       "%llu\n",
+				       (unsigned long long)ev->transfer, ev->pid, ev->uid,
+				       (unsigned long long)ev->request_id,
+				       (unsigned long long)ev->offset);
+			else
+				printf("%-6s transfer %llu: %s, %llu bytes by %s in %llu ms%s%s\n",
+				       kind, (unsigned long long)ev->transfer,
+				       status_name(ev->status), (unsigned long long)ev->bytes_sent,
+				       method_name(ev->method), (unsigned long long)ev->duration_ms,
+				       ev->error ? ": " : "", ev->error ? strerror(ev->error) : "");
+			fflush(stdout);
+		}
+		sendfiled__control__v1__event__free_unpacked(ev, NULL);
+	}
+	nng_close(s);
+	return CTL_EXIT_OK;
+}
