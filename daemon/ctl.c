@@ -54,6 +54,10 @@ struct ctl {
 	nng_ctx ctx;
 	nng_aio *aio;
 	bool sending; /* the aio carries a reply (else a receive) */
+	/* A drain waits until its own reply is on its way: stopping closes
+	 * the control plane. */
+	bool drain_after_reply;
+	atomic_bool drain_now;
 
 	/* Hand-off from nng's thread to the loop. */
 	pthread_mutex_t mtx;
@@ -266,6 +270,11 @@ on_aio(void *arg)
 			nng_msg_free(nng_aio_get_msg(ctl->aio));
 		if (rv == NNG_ECLOSED)
 			return;
+		if (ctl->drain_after_reply) {
+			ctl->drain_after_reply = false;
+			atomic_store(&ctl->drain_now, true);
+			uv_async_send(&ctl->async);
+		}
 		nng_ctx_recv(ctl->ctx, ctl->aio);
 		return;
 	}
@@ -443,7 +452,7 @@ handle(struct ctl *ctl, nng_msg *req_msg)
 		break;
 	case SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_DRAIN:
 		log_notice("control plane: drain requested");
-		server_stop(srv, false);
+		ctl->drain_after_reply = true;
 		break;
 	case SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_SET_LOG_LEVEL: {
 		int lvl =
@@ -517,12 +526,12 @@ on_async(uv_async_t *a)
 	m = ctl->pending;
 	ctl->pending = NULL;
 	pthread_mutex_unlock(&ctl->mtx);
-	if (!m || ctl->closing) {
-		nng_msg_free(m);
-		return;
-	}
-	handle(ctl, m);
+	if (m && !ctl->closing)
+		handle(ctl, m);
 	nng_msg_free(m);
+	/* Last: stopping may free the control plane (ctl_free()). */
+	if (atomic_exchange(&ctl->drain_now, false) && !ctl->closing)
+		server_stop(ctl->srv, false);
 }
 
 /* ---- events ------------------------------------------------------------- */

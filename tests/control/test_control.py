@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Control-plane tests: a real daemon, sendfilectl, and raw SP-over-IPC peers.
+
+Run by meson (suite 'control') with SENDFILED_BIN and SENDFILECTL_BIN set.
+Standard library only; prints the plain 'N passed, N failed' summary.
+"""
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+DAEMON = os.environ.get("SENDFILED_BIN", "build/daemon/sendfiled")
+CTL = os.environ.get("SENDFILECTL_BIN", "build/tools/sendfilectl")
+
+
+class Daemon:
+    def __init__(self, *args):
+        self.dir = tempfile.mkdtemp(prefix="sfd-ctl-")
+        self.sock = os.path.join(self.dir, "sendfiled.sock")
+        self.control = os.path.join(self.dir, "control.sock")
+        self.events = os.path.join(self.dir, "events.sock")
+        self.proc = subprocess.Popen(
+            [DAEMON, "--socket", self.sock, "--log-level", "info", *args],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.time() + 5
+        while not (os.path.exists(self.sock) and os.path.exists(self.control)):
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("daemon did not start")
+            time.sleep(0.01)
+
+    def ctl(self, *args, check=True, timeout=20):
+        r = subprocess.run(
+            [CTL, "--socket", self.sock, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and r.returncode != 0:
+            raise AssertionError(f"sendfilectl {args} exited {r.returncode}: {r.stderr}")
+        return r
+
+    def fds(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("daemon did not stop on SIGTERM")
+        err = self.proc.stderr.read()
+        assert self.proc.returncode == 0, f"daemon exit {self.proc.returncode}: {err}"
+        return err
+
+
+def receiver(pause=0.0):
+    """A TCP receiver on loopback: returns (address, thread, result dict)."""
+    lis = socket.socket()
+    lis.bind(("127.0.0.1", 0))
+    lis.listen(1)
+    res = {"n": 0, "sha": hashlib.sha256()}
+
+    def run():
+        c, _ = lis.accept()
+        lis.close()
+        if pause:
+            time.sleep(pause)
+        while True:
+            b = c.recv(1 << 20)
+            if not b:
+                break
+            res["n"] += len(b)
+            res["sha"].update(b)
+        c.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return "127.0.0.1:%d" % lis.getsockname()[1], t, res
+
+
+def make_file(size):
+    f = tempfile.NamedTemporaryFile(delete=False)
+    f.write(os.urandom(size))
+    f.close()
+    return f.name
+
+
+def sp_frame(body, req_id=0x80000001):
+    """One REQ message on nng's IPC transport: type 1, length, REQ header, body."""
+    payload = struct.pack(">I", req_id) + body
+    return b"\x01" + struct.pack(">Q", len(payload)) + payload
+
+
+def raw_req(path, body, hello=True, timeout=3):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    if hello:
+        s.sendall(b"\x00SP\x00\x00\x30\x00\x00")
+        got = b""
+        while len(got) < 8:
+            got += s.recv(8 - len(got))
+        assert got[:4] == b"\x00SP\x00", got
+    s.sendall(sp_frame(body))
+    head = b""
+    while len(head) < 9:
+        chunk = s.recv(9 - len(head))
+        if not chunk:
+            raise ConnectionError("closed")
+        head += chunk
+    n = struct.unpack(">Q", head[1:])[0]
+    data = b""
+    while len(data) < n:
+        data += s.recv(n - len(data))
+    s.close()
+    return data[4:]  # strip the REQ header
+
+
+# ---- tests -----------------------------------------------------------------
+
+
+def test_status_stats_metrics_limits(d):
+    st = json.loads(d.ctl("status", "--json").stdout)
+    assert st["pid"] == d.proc.pid and st["socket"] == d.sock and not st["draining"]
+    path = make_file(3 << 20)
+    try:
+        addr, t, res = receiver()
+        out = json.loads(d.ctl("send", "--json", path, addr).stdout)
+        t.join(10)
+        assert out["status"] == "ok" and out["bytes_sent"] == 3 << 20
+        with open(path, "rb") as f:
+            assert res["sha"].hexdigest() == hashlib.sha256(f.read()).hexdigest()
+    finally:
+        os.unlink(path)
+    stats = json.loads(d.ctl("stats", "--json").stdout)
+    assert stats["bytes_sent"] >= 3 << 20
+    assert stats["by_status"]["ok"] >= 1 and stats["by_method"]["sendfile"] >= 1
+    assert any(u["uid"] == os.getuid() and u["requests"] >= 1 for u in stats["per_uid"])
+    metrics = d.ctl("metrics").stdout
+    assert "# TYPE sendfiled_bytes_sent_total counter" in metrics
+    line = [l for l in metrics.splitlines() if l.startswith("sendfiled_bytes_sent_total ")][0]
+    assert int(line.split()[1]) == stats["bytes_sent"]
+    for l in metrics.splitlines():
+        assert l.startswith("#") or len(l.rsplit(" ", 1)) == 2, l
+    lim = json.loads(d.ctl("limits", "--json").stdout)
+    assert lim["max_in_flight_per_conn"] == 1024 and lim["max_record"] == 4096
+
+
+def test_watch_list_cancel(d):
+    path = make_file(64 << 20)
+    try:
+        w = subprocess.Popen(
+            [CTL, "--socket", d.sock, "watch", "--json", "--count", "2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        w.stderr.readline()  # "watching ...": subscribed
+        time.sleep(0.2)
+        # A receiver that never reads: the transfer stays in flight.
+        addr, t, res = receiver(pause=30)
+        send = subprocess.Popen(
+            [CTL, "--socket", d.sock, "send", "--json", path, addr],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        transfers = []
+        for _ in range(100):
+            transfers = json.loads(d.ctl("list", "--json").stdout)
+            if transfers:
+                break
+            time.sleep(0.05)
+        assert len(transfers) == 1, transfers
+        tr = transfers[0]
+        assert tr["count"] is None and tr["offset"] == 0
+        d.ctl("cancel", str(tr["transfer"]))
+        out = json.loads(send.communicate(timeout=10)[0])
+        assert out["status"] == "cancelled", out
+        assert 0 < out["bytes_sent"] < 64 << 20
+        assert out["final_offset"] == out["bytes_sent"]
+        r = d.ctl("cancel", str(tr["transfer"]), check=False)
+        assert r.returncode == 1 and "no such transfer" in r.stderr
+        events = [json.loads(l) for l in w.communicate(timeout=10)[0].splitlines()]
+        assert [e["event"] for e in events] == ["start", "error"], events
+        assert events[1]["status"] == "cancelled"
+        assert events[1]["bytes_sent"] == out["bytes_sent"]
+    finally:
+        os.unlink(path)
+
+
+def test_raw_connect_close_keeps_control_plane(d):
+    """nng 1.5.2 loses an IPC listener to a peer that leaves mid-handshake."""
+    for path in (d.control, d.events):
+        for i in range(20):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            if i % 2:
+                s.send(b"\x00SP")  # half a header, then gone
+            s.close()
+    r = subprocess.run(
+        [CTL, "--socket", d.sock, "--timeout-ms", "10000", "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["pid"] == d.proc.pid
+    stats = json.loads(d.ctl("--timeout-ms", "10000", "stats", "--json").stdout)
+    assert stats["control_listener_restarts"] >= 1
+    # The events listener came back too: watch sees a new transfer.
+    w = subprocess.Popen(
+        [CTL, "--socket", d.sock, "--timeout-ms", "10000", "watch", "--json", "--count", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    w.stderr.readline()
+    time.sleep(0.3)
+    path = make_file(4096)
+    try:
+        addr, t, res = receiver()
+        d.ctl("send", path, addr)
+        t.join(10)
+    finally:
+        os.unlink(path)
+    out, _ = w.communicate(timeout=15)
+    assert json.loads(out.splitlines()[0])["event"] == "start"
+
+
+def test_malformed_control_messages(d):
+    before = d.fds()
+    # Not a ControlRequest: an error reply, not a crash.
+    reply = raw_req(d.control, b"\xff\xff\xff\xff\x0f")
+    assert reply, "empty reply"
+    assert reply[0] == 0x08  # field 1 (error), varint
+    # An unknown operation (field 99): EOPNOTSUPP.
+    reply = raw_req(d.control, b"\x9a\x06\x00")
+    assert reply[:2] == bytes([0x08, 95]), reply  # EOPNOTSUPP = 95
+    # Larger than NNG_OPT_RECVMAXSZ: the pipe is dropped, the daemon lives.
+    try:
+        raw_req(d.control, b"\x00" * (1 << 20), timeout=2)
+    except (ConnectionError, socket.timeout, OSError):
+        pass
+    st = json.loads(d.ctl("--timeout-ms", "10000", "status", "--json").stdout)
+    assert st["pid"] == d.proc.pid
+    time.sleep(0.3)
+    assert d.fds() <= before + 2, (before, d.fds())
+
+
+def test_log_level(d):
+    assert "now debug" in d.ctl("log-level", "debug").stdout
+    assert json.loads(d.ctl("status", "--json").stdout)["log_level"] == "debug"
+    r = d.ctl("log-level", "loud", check=False)
+    assert r.returncode == 1
+
+
+def test_drain_stops_daemon(d):
+    assert d.ctl("drain").stdout.strip() == "draining"
+    d.proc.wait(10)
+    assert d.proc.returncode == 0
+    assert not os.path.exists(d.control) and not os.path.exists(d.sock)
+
+
+def test_unreachable(d):
+    r = subprocess.run(
+        [CTL, "--socket", "/nonexistent/sendfiled.sock", "--timeout-ms", "300", "status"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 3, r
+
+
+def main():
+    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
+    passed = failed = 0
+    for t in tests:
+        d = Daemon()
+        try:
+            t(d)
+            if d.proc.poll() is None:
+                d.stop()
+            print(f"ok - {t.__name__}")
+            passed += 1
+        except Exception:
+            print(f"FAIL - {t.__name__}")
+            traceback.print_exc()
+            failed += 1
+            if d.proc.poll() is None:
+                d.proc.kill()
+                d.proc.wait()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
