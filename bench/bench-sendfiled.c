@@ -215,9 +215,11 @@ on_small_done(struct sfd_client *c, uint64_t id, const struct sfd_result *res, v
 	s->done++;
 }
 
-/* 4 KiB requests, @depth in flight on one connection, for @secs seconds. */
+/* 4 KiB requests, @depth in flight on one connection, for @secs seconds,
+ * to a TCP loopback connection or (@unix_dst) an AF_UNIX stream socket. */
 static double
-small_offloaded(const char *path, int src, int depth, double secs, uint64_t *ret_failed)
+small_offloaded(const char *path, int src, int depth, double secs, bool unix_dst,
+                uint64_t *ret_failed)
 {
 	struct small_state s = {.src = src};
 	struct drain d = {0};
@@ -227,7 +229,12 @@ small_offloaded(const char *path, int src, int depth, double secs, uint64_t *ret
 
 	if (sfd_client_open(path, &s.c) < 0)
 		DIE("cannot reach the daemon at %s", path);
-	tcp_pair(tcp);
+	if (unix_dst) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, tcp) < 0)
+			DIE("socketpair: %s", strerror(errno));
+	} else {
+		tcp_pair(tcp);
+	}
 	fcntl(tcp[0], F_SETFL, O_NONBLOCK);
 	s.dst = tcp[0];
 	d.fd = tcp[1];
@@ -397,9 +404,14 @@ main(int argc, char **argv)
 	printf("small requests: 4 KiB, 64 in flight on one connection, %.0f s each\n", secs);
 	raw = raw_exchange(small, 64, secs);
 	printf("  raw record+2 fds exchange (baseline): %.0f /s\n", raw);
-	rps = small_offloaded(path, small, 64, secs, &failed);
-	printf("  offloaded sendfile of 4 KiB: %.0f requests/s (%.3f of baseline)%s\n", rps,
-	       rps / raw, failed ? ", SOME FAILED" : "");
+	rps = small_offloaded(path, small, 64, secs, false, &failed);
+	printf("  offloaded sendfile of 4 KiB to TCP loopback: %.0f requests/s (%.3f of "
+	       "baseline)%s\n",
+	       rps, rps / raw, failed ? ", SOME FAILED" : "");
+	rps = small_offloaded(path, small, 64, secs, true, &failed);
+	printf("  offloaded sendfile of 4 KiB to an AF_UNIX socket: %.0f requests/s (%.3f of "
+	       "baseline)%s\n",
+	       rps, rps / raw, failed ? ", SOME FAILED" : "");
 	sfd_client_free(cl);
 	close(big);
 	close(small);

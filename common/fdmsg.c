@@ -50,39 +50,29 @@ fdmsg_close_all(int *fds, size_t n)
 		fds[i] = safe_close(fds[i]);
 }
 
-int
-fdmsg_recv_record(int sock, struct fdmsg_record *rec, int flags)
+/* Room for more descriptors than we accept, so that an over-full SCM_RIGHTS
+ * is seen (and closed) rather than silently truncated by the kernel. */
+#define CTL_FDS (FDMSG_MAX_FDS + 14)
+union ctlbuf {
+	char buf[CMSG_SPACE(sizeof(int) * CTL_FDS)];
+	struct cmsghdr align;
+};
+
+/* Judge one received message: take its descriptors, fill @rec. Return: 1 for
+ * a record, 0 for end of stream. */
+static int
+judge(struct msghdr *msg, size_t n, struct fdmsg_record *rec)
 {
-	/* Room for more than we accept, so that an over-full SCM_RIGHTS is seen
-	 * (and closed) rather than silently truncated by the kernel. */
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * (FDMSG_MAX_FDS + 14))];
-		struct cmsghdr align;
-	} ctl;
-	struct iovec iov = {.iov_base = rec->buf, .iov_len = rec->cap};
-	struct msghdr msg = {
-	        .msg_iov = &iov,
-	        .msg_iovlen = 1,
-	        .msg_control = ctl.buf,
-	        .msg_controllen = sizeof(ctl.buf),
-	};
-	int got[FDMSG_MAX_FDS + 14];
+	int got[CTL_FDS];
 	size_t ngot = 0;
 	bool bad = false;
-	ssize_t n;
 
 	rec->len = 0;
 	rec->nfds = 0;
 	rec->error = 0;
-	do
-		n = recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-
 	/* Take every descriptor the kernel gave us before judging the record,
 	 * so that none can leak on a bad one. */
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
 			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 
@@ -99,14 +89,14 @@ fdmsg_recv_record(int sock, struct fdmsg_record *rec, int flags)
 			bad = true;
 		}
 	}
-	if (n == 0 && ngot == 0 && !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+	if (n == 0 && ngot == 0 && !(msg->msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
 		return 0;
 
-	rec->len = MIN((size_t)n, rec->cap);
-	if (msg.msg_flags & MSG_TRUNC) {
+	rec->len = MIN(n, rec->cap);
+	if (msg->msg_flags & MSG_TRUNC) {
 		fdmsg_close_all(got, ngot);
 		rec->error = EMSGSIZE;
-	} else if ((msg.msg_flags & MSG_CTRUNC) || bad || ngot > FDMSG_MAX_FDS) {
+	} else if ((msg->msg_flags & MSG_CTRUNC) || bad || ngot > FDMSG_MAX_FDS) {
 		fdmsg_close_all(got, ngot);
 		rec->error = EBADMSG;
 	} else {
@@ -114,6 +104,83 @@ fdmsg_recv_record(int sock, struct fdmsg_record *rec, int flags)
 		rec->nfds = ngot;
 	}
 	return 1;
+}
+
+int
+fdmsg_recv_record(int sock, struct fdmsg_record *rec, int flags)
+{
+	union ctlbuf ctl;
+	struct iovec iov = {.iov_base = rec->buf, .iov_len = rec->cap};
+	struct msghdr msg = {
+	        .msg_iov = &iov,
+	        .msg_iovlen = 1,
+	        .msg_control = ctl.buf,
+	        .msg_controllen = sizeof(ctl.buf),
+	};
+	ssize_t n;
+
+	do
+		n = recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return judge(&msg, (size_t)n, rec);
+}
+
+int
+fdmsg_recv_records(int sock, struct fdmsg_record *recs, size_t n, int flags)
+{
+	struct mmsghdr mm[FDMSG_BATCH];
+	struct iovec iov[FDMSG_BATCH];
+	union ctlbuf ctl[FDMSG_BATCH];
+	int got;
+
+	if (n > FDMSG_BATCH)
+		n = FDMSG_BATCH;
+	for (size_t i = 0; i < n; i++) {
+		iov[i] = (struct iovec){.iov_base = recs[i].buf, .iov_len = recs[i].cap};
+		mm[i] = (struct mmsghdr){.msg_hdr = {
+		                                 .msg_iov = &iov[i],
+		                                 .msg_iovlen = 1,
+		                                 .msg_control = ctl[i].buf,
+		                                 .msg_controllen = sizeof(ctl[i].buf),
+		                         }};
+	}
+	do
+		got = recvmmsg(sock, mm, (unsigned)n, flags | MSG_CMSG_CLOEXEC, NULL);
+	while (got < 0 && errno == EINTR);
+	if (got < 0)
+		return -errno;
+	for (int i = 0; i < got; i++) {
+		if (judge(&mm[i].msg_hdr, mm[i].msg_len, &recs[i]) == 0) {
+			/* End of stream: what came before it still counts; the
+			 * caller sees an empty record and stops. */
+			recs[i].len = 0;
+			recs[i].nfds = 0;
+			recs[i].error = 0;
+			return i + 1;
+		}
+	}
+	return got;
+}
+
+int
+fdmsg_send_batch(int sock, const struct iovec *records, size_t n, int flags)
+{
+	struct mmsghdr mm[FDMSG_BATCH];
+	int sent;
+
+	if (n > FDMSG_BATCH)
+		n = FDMSG_BATCH;
+	for (size_t i = 0; i < n; i++)
+		mm[i] = (struct mmsghdr){
+		        .msg_hdr = {.msg_iov = (struct iovec *)&records[i], .msg_iovlen = 1}};
+	do
+		sent = sendmmsg(sock, mm, (unsigned)n, flags | MSG_NOSIGNAL);
+	while (sent < 0 && errno == EINTR);
+	if (sent < 0)
+		return -errno;
+	return sent;
 }
 
 ssize_t

@@ -51,6 +51,25 @@ struct fdmsg_record {
  */
 int fdmsg_recv_record(int sock, struct fdmsg_record *rec, int flags);
 
+/* Most records one batch call moves. */
+#define FDMSG_BATCH 32
+
+/*
+ * fdmsg_recv_records() - receive up to @n records (at most FDMSG_BATCH) with
+ * one recvmmsg(2); each is judged as by fdmsg_recv_record(). A record with
+ * len 0, no descriptors and no error marks the end of the stream.
+ * Return: the number of records filled (>= 1), or a negative errno.
+ */
+int fdmsg_recv_records(int sock, struct fdmsg_record *recs, size_t n, int flags);
+
+/*
+ * fdmsg_send_batch() - send up to @n records (at most FDMSG_BATCH), one per
+ * iovec, with one sendmmsg(2); no descriptors. @flags are added to
+ * MSG_NOSIGNAL. Return: the number sent (>= 1), or a negative errno.
+ */
+struct iovec;
+int fdmsg_send_batch(int sock, const struct iovec *records, size_t n, int flags);
+
 /* fdmsg_close_all() - close @n descriptors of @fds and set them to -1. */
 void fdmsg_close_all(int *fds, size_t n);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <uv.h>
 
 #include "conn.h"
@@ -56,6 +57,7 @@ struct conn {
 	struct reply *rq_head, *rq_tail;
 	unsigned n_replies;
 
+	bool corked;     /* reading a batch: hold replies, send them together */
 	bool closing;    /* EOF, error or shutdown: read nothing more */
 	bool draining;   /* server stopping: refuse new requests */
 	bool cancelling; /* inside cancel_all(): defer the free */
@@ -92,20 +94,30 @@ static int
 flush_replies(struct conn *c)
 {
 	while (c->rq_head) {
+		struct iovec iov[FDMSG_BATCH];
 		struct reply *r = c->rq_head;
-		ssize_t n = fdmsg_send(c->fd, r->buf, r->len, NULL, 0, MSG_DONTWAIT);
+		size_t n = 0;
+		int sent;
 
-		if (n == -EAGAIN)
+		for (; r && n < FDMSG_BATCH; r = r->next, n++)
+			iov[n] = (struct iovec){.iov_base = r->buf, .iov_len = r->len};
+		/* One sendmmsg for the lot: one syscall, one wake-up of the
+		 * client, however many replies a batch of requests produced. */
+		sent = fdmsg_send_batch(c->fd, iov, n, MSG_DONTWAIT);
+		if (sent == -EAGAIN)
 			return 0;
-		c->rq_head = r->next;
+		if (sent < 0) {
+			fail_conn(c, -sent);
+			return sent;
+		}
+		for (int i = 0; i < sent; i++) {
+			r = c->rq_head;
+			c->rq_head = r->next;
+			c->n_replies--;
+			free(r);
+		}
 		if (!c->rq_head)
 			c->rq_tail = NULL;
-		c->n_replies--;
-		free(r);
-		if (n < 0) {
-			fail_conn(c, (int)-n);
-			return (int)n;
-		}
 	}
 	return 0;
 }
@@ -124,7 +136,7 @@ send_reply(struct conn *c, const struct wire_response *resp)
 		log_err("cannot encode reply: %s", strerror((int)-len));
 		return;
 	}
-	if (!c->rq_head) {
+	if (!c->rq_head && !c->corked) {
 		n = fdmsg_send(c->fd, buf, (size_t)len, NULL, 0, MSG_DONTWAIT);
 		if (n >= 0)
 			return;
@@ -167,23 +179,23 @@ static void
 req_info(const struct req *rq, struct transfer_info *ret)
 {
 	*ret = (struct transfer_info){
-		.transfer = rq->transfer,
-		.request_id = rq->id,
-		.pid = rq->c->cred.pid,
-		.uid = rq->c->cred.uid,
-		.offset = rq->offset,
-		.count = rq->count,
-		.has_count = rq->has_count,
-		.bytes_sent = rq->x ? xfer_bytes_sent(rq->x) : 0,
-		.method = rq->x ? xfer_method(rq->x) : 0,
-		.on_worker = rq->x ? xfer_on_worker(rq->x) : false,
-		.start_ms = rq->start_ms,
+	        .transfer = rq->transfer,
+	        .request_id = rq->id,
+	        .pid = rq->c->cred.pid,
+	        .uid = rq->c->cred.uid,
+	        .offset = rq->offset,
+	        .count = rq->count,
+	        .has_count = rq->has_count,
+	        .bytes_sent = rq->x ? xfer_bytes_sent(rq->x) : 0,
+	        .method = rq->x ? xfer_method(rq->x) : 0,
+	        .on_worker = rq->x ? xfer_on_worker(rq->x) : false,
+	        .start_ms = rq->start_ms,
 	};
 }
 
 void
 conn_foreach_transfer(struct conn *c, void (*fn)(const struct transfer_info *info, void *arg),
-		      void *arg)
+                      void *arg)
 {
 	struct list_head *pos, *tmp;
 
@@ -239,9 +251,9 @@ on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 		info.bytes_sent = res->bytes_sent;
 		info.method = res->method;
 		srv->on_event(srv->on_event_data,
-			      res->status == SENDFILED__V1__STATUS__OK ? TRANSFER_DONE
-								       : TRANSFER_ERROR,
-			      &info, res->status, res->error);
+		              res->status == SENDFILED__V1__STATUS__OK ? TRANSFER_DONE
+		                                                       : TRANSFER_ERROR,
+		              &info, res->status, res->error);
 	}
 	list_del(&rq->link);
 	c->n_reqs--;
@@ -446,23 +458,48 @@ handle_record(struct conn *c, struct fdmsg_record *rec)
 static void
 read_records(struct conn *c)
 {
-	unsigned char buf[WIRE_MAX_RECORD];
+	/* The loop is single-threaded: one set of receive buffers serves
+	 * every connection. */
+	static unsigned char bufs[FDMSG_BATCH][WIRE_MAX_RECORD];
+	unsigned budget = READS_PER_WAKE;
 
-	for (int i = 0; i < READS_PER_WAKE && !c->closing; i++) {
-		struct fdmsg_record rec = {.buf = buf, .cap = sizeof(buf)};
-		int r;
+	c->corked = true;
+	while (budget > 0 && !c->closing) {
+		struct fdmsg_record recs[FDMSG_BATCH];
+		unsigned room = c->srv->cfg.max_in_flight_per_conn -
+		                MIN(c->n_replies, c->srv->cfg.max_in_flight_per_conn);
+		size_t want = MIN(MIN(budget, (unsigned)FDMSG_BATCH), room);
+		int got;
 
-		if (c->n_replies >= c->srv->cfg.max_in_flight_per_conn)
+		if (want == 0)
 			break; /* the client is not reading: stop reading it */
-		r = fdmsg_recv_record(c->fd, &rec, MSG_DONTWAIT);
-		if (r == -EAGAIN)
+		for (size_t i = 0; i < want; i++)
+			recs[i] = (struct fdmsg_record){.buf = bufs[i], .cap = WIRE_MAX_RECORD};
+		got = fdmsg_recv_records(c->fd, recs, want, MSG_DONTWAIT);
+		if (got == -EAGAIN)
 			break;
-		if (r <= 0) {
-			fail_conn(c, r == 0 ? 0 : -r);
+		if (got < 0) {
+			fail_conn(c, -got);
 			break;
 		}
-		handle_record(c, &rec);
+		for (int i = 0; i < got; i++) {
+			if (c->closing) {
+				/* Records after a fatal one: close what they carry. */
+				fdmsg_close_all(recs[i].fds, recs[i].nfds);
+				continue;
+			}
+			if (recs[i].len == 0 && recs[i].nfds == 0 && !recs[i].error) {
+				fail_conn(c, 0);
+				continue;
+			}
+			handle_record(c, &recs[i]);
+		}
+		budget -= (unsigned)got;
+		if ((size_t)got < want)
+			break; /* drained */
 	}
+	c->corked = false;
+	flush_replies(c);
 }
 
 static void

@@ -42,8 +42,10 @@ struct endpoint {
 	bool open;
 	int probe_proto;
 	bool probe_failed; /* written by the probe job, read after it */
-	/* Pipes the socket core has taken from this endpoint (nng thread). */
+	/* Pipes the socket core has taken from this endpoint, and those open
+	 * now (updated on nng threads). */
 	atomic_ulong attached;
+	atomic_long connected;
 };
 
 struct ctl {
@@ -149,13 +151,17 @@ restart_listener(struct ctl *ctl, struct endpoint *ep)
 }
 
 static void
-on_pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+on_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct endpoint *ep = arg;
 
 	(void)p;
-	(void)ev;
-	atomic_fetch_add(&ep->attached, 1);
+	if (ev == NNG_PIPE_EV_ADD_POST) {
+		atomic_fetch_add(&ep->attached, 1);
+		atomic_fetch_add(&ep->connected, 1);
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		atomic_fetch_sub(&ep->connected, 1);
+	}
 }
 
 /*
@@ -554,6 +560,10 @@ on_event(void *data, enum transfer_event_kind kind, const struct transfer_info *
 	nng_msg *m;
 	size_t len;
 
+	/* Nobody listening: spare the encoding and nng's per-message work,
+	 * which would otherwise cost every request. */
+	if (atomic_load(&ctl->pub.connected) <= 0)
+		return;
 	ev.has_kind = true;
 	ev.kind = kind == TRANSFER_START  ? SENDFILED__CONTROL__V1__EVENT__KIND__START
 	          : kind == TRANSFER_DONE ? SENDFILED__CONTROL__V1__EVENT__KIND__DONE
@@ -639,8 +649,9 @@ ctl_start(struct server *srv, const struct ctl_config *cfg, struct ctl **ret)
 		goto fail;
 	}
 	ctl->pub.open = true;
-	nng_pipe_notify(ctl->rep.sock, NNG_PIPE_EV_ADD_POST, on_pipe_added, &ctl->rep);
-	nng_pipe_notify(ctl->pub.sock, NNG_PIPE_EV_ADD_POST, on_pipe_added, &ctl->pub);
+	nng_pipe_notify(ctl->rep.sock, NNG_PIPE_EV_ADD_POST, on_pipe_event, &ctl->rep);
+	nng_pipe_notify(ctl->pub.sock, NNG_PIPE_EV_ADD_POST, on_pipe_event, &ctl->pub);
+	nng_pipe_notify(ctl->pub.sock, NNG_PIPE_EV_REM_POST, on_pipe_event, &ctl->pub);
 	/* nng 1.5.2 accepts messages of any size by default. */
 	nng_socket_set_size(ctl->rep.sock, NNG_OPT_RECVMAXSZ, CTL_RECV_MAX);
 	nng_socket_set_size(ctl->pub.sock, NNG_OPT_RECVMAXSZ, CTL_RECV_MAX);

@@ -383,6 +383,10 @@ maybe_free(struct xfer *x)
 	/* Handles are closed (and so out of epoll) before their descriptors:
 	 * a description the client still holds would otherwise stay
 	 * registered under a number we may reuse. */
+	/* Received together, the two are usually adjacent: one syscall. */
+	if (x->dst >= 0 && (x->src == x->dst + 1 || x->src == x->dst - 1) &&
+	    close_range(MIN(x->dst, x->src), MAX(x->dst, x->src), 0) == 0)
+		x->dst = x->src = -1;
 	x->dst = safe_close(x->dst);
 	x->src = safe_close(x->src);
 	x->pipe_rd = safe_close(x->pipe_rd);
@@ -442,6 +446,15 @@ finish_error(struct xfer *x, int err)
 		break;
 	case ECANCELED:
 		finish(x, SENDFILED__V1__STATUS__CANCELLED, ECANCELED, "cancelled");
+		break;
+	case EBADF:
+		/* Validation left access checks on files to the first syscall. */
+		if (x->sent == 0) {
+			finish(x, SENDFILED__V1__STATUS__INVALID_ARGUMENT, EBADF,
+			       "source is not open for reading");
+			break;
+		}
+		finish(x, SENDFILED__V1__STATUS__IO_ERROR, err, "I/O error");
 		break;
 	default:
 		finish(x, SENDFILED__V1__STATUS__IO_ERROR, err, "I/O error");
