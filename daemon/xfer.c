@@ -59,8 +59,9 @@ struct xfer {
 	bool zero_copy_proven; /* a zero-copy call has moved bytes: EINVAL is real */
 	bool finished;
 	bool eof;
-	uint64_t sent;  /* bytes delivered to the destination */
-	uint64_t limit; /* bytes to send; UINT64_MAX: until EOF */
+	bool short_write; /* the last sendfile() took less than offered */
+	uint64_t sent;    /* bytes delivered to the destination */
+	uint64_t limit;   /* bytes to send; UINT64_MAX: until EOF */
 	enum wait wait;
 
 	/* M_SPLICE_BUFFER: our own pipe and the bytes sitting in it. */
@@ -183,6 +184,7 @@ step_sendfile(struct xfer *x, size_t want)
 	off_t off = (off_t)(x->p.offset + x->sent);
 	ssize_t n = sendfile(x->dst, x->src, &off, want);
 
+	x->short_write = n > 0 && (size_t)n < want;
 	if (n < 0) {
 		if (errno == EAGAIN)
 			x->wait = WAIT_DST;
@@ -297,6 +299,7 @@ step(struct xfer *x, size_t budget)
 	ssize_t n;
 
 	x->wait = WAIT_NONE;
+	x->short_write = false;
 	if (want == 0) {
 		x->eof = true;
 		return 0;
@@ -526,7 +529,9 @@ run_loop(struct xfer *x, size_t budget)
 		}
 		x->sent += n;
 		moved += n;
-		if (moved >= budget && !range_done(x)) {
+		/* A short sendfile() means the socket buffer is full: the next
+		 * call would only say EAGAIN, so wait right away. */
+		if ((moved >= budget || x->short_write) && !range_done(x)) {
 			/* Budget spent: yield to the other transfers and come back
 			 * on the next writable event (level-triggered). */
 			r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst,
