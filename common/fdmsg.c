@@ -147,17 +147,27 @@ fdmsg_recv_records(int sock, struct fdmsg_record *recs, size_t n, int flags)
 		                         }};
 	}
 	do
-		got = recvmmsg(sock, mm, (unsigned)n, flags | MSG_CMSG_CLOEXEC, NULL);
+		got = recvmmsg(sock, mm, (unsigned)n, flags | MSG_CMSG_CLOEXEC | MSG_WAITFORONE,
+		               NULL);
 	while (got < 0 && errno == EINTR);
 	if (got < 0)
 		return -errno;
 	for (int i = 0; i < got; i++) {
 		if (judge(&mm[i].msg_hdr, mm[i].msg_len, &recs[i]) == 0) {
 			/* End of stream: what came before it still counts; the
-			 * caller sees an empty record and stops. */
+			 * caller sees an empty record and stops. Records the
+			 * kernel already gave us after it are judged only to
+			 * close what they carry. */
 			recs[i].len = 0;
 			recs[i].nfds = 0;
 			recs[i].error = 0;
+			for (int j = i + 1; j < got; j++) {
+				struct fdmsg_record scratch = {.buf = recs[j].buf,
+				                               .cap = recs[j].cap};
+
+				if (judge(&mm[j].msg_hdr, mm[j].msg_len, &scratch) > 0)
+					fdmsg_close_all(scratch.fds, scratch.nfds);
+			}
 			return i + 1;
 		}
 	}

@@ -396,7 +396,7 @@ handle_record(struct conn *c, struct fdmsg_record *rec)
 
 	c->srv->stats.requests++;
 	r = wire_request_decode(rec->buf, rec->len, &req);
-	if (rec->error || r < 0) {
+	if (rec->error || r < 0 || !req.has_id) {
 		fdmsg_close_all(rec->fds, rec->nfds);
 		if (!req.has_id) {
 			/* Nothing to address a reply to: the stream of records can

@@ -53,6 +53,7 @@ check_flags(int fd, bool want_write, struct fdinfo *info, const char **ret_msg)
 		return -EBADF;
 	}
 	info->nonblock = fl & O_NONBLOCK;
+	info->append = fl & O_APPEND;
 	return 0;
 }
 

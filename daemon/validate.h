@@ -22,6 +22,7 @@ enum fd_kind {
 struct fdinfo {
 	enum fd_kind kind;
 	bool nonblock; /* O_NONBLOCK is set on the (shared) file description */
+	bool append;   /* O_APPEND (destinations): sendfile and splice refuse it */
 	off_t size;    /* st_size for FD_KIND_FILE, else 0 */
 };
 
@@ -35,8 +36,10 @@ int validate_request(const struct wire_request *req, const char **ret_msg);
  * socket, a pipe, a regular file or a character device. */
 int validate_dst(int fd, struct fdinfo *ret_info, const char **ret_msg);
 
-/* validate_src() - the source must be open for reading: a regular file, a
- * block or character device, a pipe or a stream socket. */
+/* validate_src() - the source must be a regular file, a block or character
+ * device, a pipe or a stream socket. For files, whether it is open for
+ * reading is left to the first read (EBADF): that spares a syscall per
+ * request; streams must be readable here. */
 int validate_src(int fd, struct fdinfo *ret_info, const char **ret_msg);
 
 #endif

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -33,6 +34,10 @@
 /* Worker jobs move this many chunks before returning to the loop, which
  * re-queues them; a blocked worker costs a thread, not the loop. */
 #define WORKER_CHUNKS 8
+
+/* step()'s private "no zero-copy method applies and fallback is off": outside
+ * the errno range, so that a real EOPNOTSUPP cannot be mistaken for it. */
+#define XFER_ENOZEROCOPY 4096
 
 enum method {
 	M_SENDFILE,      /* sendfile(dst, src, &off): seekable source */
@@ -59,9 +64,11 @@ struct xfer {
 	bool zero_copy_proven; /* a zero-copy call has moved bytes: EINVAL is real */
 	bool finished;
 	bool eof;
-	bool short_write; /* the last sendfile() took less than offered */
-	uint64_t sent;    /* bytes delivered to the destination */
-	uint64_t limit;   /* bytes to send; UINT64_MAX: until EOF */
+	bool short_write;  /* the last sendfile() took less than offered */
+	bool no_zero_copy; /* known before starting: fail NOT_AVAILABLE */
+	bool cold;         /* on a worker only while its file is read from disk */
+	uint64_t sent;     /* bytes delivered to the destination */
+	uint64_t limit;    /* bytes to send; UINT64_MAX: until EOF */
 	enum wait wait;
 
 	/* M_SPLICE_BUFFER: our own pipe and the bytes sitting in it. */
@@ -118,7 +125,8 @@ xfer_id(const struct xfer *x)
 uint64_t
 xfer_bytes_sent(const struct xfer *x)
 {
-	return x->sent;
+	/* A worker may be adding to it right now. */
+	return __atomic_load_n(&x->sent, __ATOMIC_RELAXED);
 }
 
 bool
@@ -277,9 +285,22 @@ step_copy(struct xfer *x, size_t want)
 static int
 enter_copy(struct xfer *x)
 {
-	x->buf = malloc(COPY_BUF_SIZE);
+	size_t cap = MAX((size_t)COPY_BUF_SIZE, x->piped);
+
+	x->buf = malloc(cap);
 	if (!x->buf)
 		return -ENOMEM;
+	/* Bytes already taken from a socket source into our pipe must still
+	 * reach the destination: they go first. */
+	x->buf_len = x->buf_off = 0;
+	while (x->piped > 0) {
+		ssize_t n = read(x->pipe_rd, x->buf + x->buf_len, x->piped);
+
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		x->buf_len += n;
+		x->piped -= n;
+	}
 	x->method = M_COPY;
 	return 0;
 }
@@ -289,7 +310,7 @@ enter_copy(struct xfer *x)
  * splice).
  * Return: bytes delivered (0 with x->eof at the end of the source), or a
  * negative errno; on -EAGAIN, x->wait says what to wait for. Switches to the
- * user-space copy (or fails with -ENOTSUP when fallback is off) the first
+ * user-space copy (or fails with -XFER_ENOZEROCOPY when fallback is off) the first
  * time the kernel says no zero-copy method applies.
  */
 static ssize_t
@@ -323,7 +344,7 @@ step(struct xfer *x, size_t budget)
 		int r;
 
 		if (!x->p.fallback)
-			return -ENOTSUP;
+			return -XFER_ENOZEROCOPY;
 		r = enter_copy(x);
 		if (r < 0)
 			return r;
@@ -432,7 +453,7 @@ static void
 finish_error(struct xfer *x, int err)
 {
 	switch (err) {
-	case ENOTSUP:
+	case XFER_ENOZEROCOPY:
 		finish(x, SENDFILED__V1__STATUS__NOT_AVAILABLE, EINVAL,
 		       "no zero-copy method applies to these descriptors and fallback is off");
 		break;
@@ -500,6 +521,31 @@ watch(struct xfer *x, uv_poll_t *h, bool *inited, int fd, int events, uv_poll_t 
 	return uv_poll_start(h, events, on_poll);
 }
 
+/*
+ * Would reading the next @want bytes of a file source wait for the disk? A
+ * cold file must not stall the loop, and with it every other transfer. Asks
+ * the page cache for the first and last byte of the range without blocking
+ * (RWF_NOWAIT); a filesystem that cannot tell is taken as cached.
+ */
+static bool
+cold(struct xfer *x, size_t want)
+{
+	off_t off = (off_t)(x->p.offset + x->sent);
+	char byte;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+
+	if (want == 0)
+		return false;
+	if (preadv2(x->src, &iov, 1, off, RWF_NOWAIT) < 0 && errno == EAGAIN)
+		return true;
+	if (want > 4096 && preadv2(x->src, &iov, 1, off + (off_t)want - 1, RWF_NOWAIT) < 0 &&
+	    errno == EAGAIN)
+		return true;
+	return false;
+}
+
+static void queue_job(struct xfer *x);
+
 static void
 run_loop(struct xfer *x, size_t budget)
 {
@@ -507,17 +553,29 @@ run_loop(struct xfer *x, size_t budget)
 	int r;
 
 	while (!range_done(x)) {
-		ssize_t n = step(x, budget - moved);
+		ssize_t n;
+
+		if (seekable_source(x) && (x->method == M_SENDFILE || x->method == M_COPY) &&
+		    cold(x, want_bytes(x, budget - moved))) {
+			/* Read it on a worker; come back once that job is done. */
+			if (x->dst_poll_init)
+				uv_poll_stop(&x->dst_poll);
+			x->cold = true;
+			x->on_worker = true;
+			queue_job(x);
+			return;
+		}
+		n = step(x, budget - moved);
 
 		if (n == -EINTR)
 			continue;
 		if (n == -EAGAIN) {
 			if (x->wait == WAIT_SRC)
-				r = watch(x, &x->src_poll, &x->src_poll_init, x->src,
-				          UV_READABLE | UV_DISCONNECT, &x->dst_poll);
+				r = watch(x, &x->src_poll, &x->src_poll_init, x->src, UV_READABLE,
+				          &x->dst_poll);
 			else
-				r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst,
-				          UV_WRITABLE | UV_DISCONNECT, &x->src_poll);
+				r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst, UV_WRITABLE,
+				          &x->src_poll);
 			if (r < 0)
 				finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r,
 				       "cannot watch the descriptor");
@@ -534,8 +592,8 @@ run_loop(struct xfer *x, size_t budget)
 		if ((moved >= budget || x->short_write) && !range_done(x)) {
 			/* Budget spent: yield to the other transfers and come back
 			 * on the next writable event (level-triggered). */
-			r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst,
-			          UV_WRITABLE | UV_DISCONNECT, &x->src_poll);
+			r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst, UV_WRITABLE,
+			          &x->src_poll);
 			if (r < 0)
 				finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r,
 				       "cannot watch the descriptor");
@@ -593,13 +651,11 @@ work_cb(uv_work_t *w)
 			x->job_err = (int)n;
 			return;
 		}
-		x->sent += n;
+		__atomic_store_n(&x->sent, x->sent + n, __ATOMIC_RELAXED);
 		moved += n;
 	}
 	x->job_err = range_done(x) ? 1 : 0;
 }
-
-static void queue_job(struct xfer *x);
 
 static void
 after_work_cb(uv_work_t *w, int status)
@@ -617,7 +673,12 @@ after_work_cb(uv_work_t *w, int status)
 		finish(x, SENDFILED__V1__STATUS__OK, 0, NULL);
 	else if (x->cancel)
 		finish_error(x, ECANCELED);
-	else
+	else if (x->cold) {
+		/* The disk has been read: back to the loop, which probes again. */
+		x->cold = false;
+		x->on_worker = false;
+		run_loop(x, x->p.chunk);
+	} else
 		queue_job(x);
 }
 
@@ -725,6 +786,19 @@ xfer_new(uv_loop_t *loop, int dst, const struct fdinfo *dinfo, int src, const st
 	}
 	}
 	x->on_worker = needs_worker(dinfo, sinfo);
+	/* sendfile and splice refuse an O_APPEND file. Knowing it now keeps a
+	 * socket source from losing bytes to a splice that cannot go on. */
+	if (dinfo->kind == FD_KIND_FILE && dinfo->append) {
+		if (!p->fallback) {
+			x->no_zero_copy = true;
+		} else if (enter_copy(x) < 0) {
+			x->pipe_rd = safe_close(x->pipe_rd);
+			x->pipe_wr = safe_close(x->pipe_wr);
+			pthread_mutex_destroy(&x->mtx);
+			free(x);
+			return -ENOMEM;
+		}
+	}
 	x->dst = TAKE_FD(d);
 	x->src = TAKE_FD(s);
 	*ret_x = x;
@@ -734,6 +808,10 @@ xfer_new(uv_loop_t *loop, int dst, const struct fdinfo *dinfo, int src, const st
 void
 xfer_run(struct xfer *x)
 {
+	if (x->no_zero_copy) {
+		finish_error(x, XFER_ENOZEROCOPY);
+		return;
+	}
 	if (x->on_worker) {
 		queue_job(x);
 		return;
