@@ -396,6 +396,9 @@ handle_record(struct conn *c, struct fdmsg_record *rec)
 
 	c->srv->stats.requests++;
 	r = wire_request_decode(rec->buf, rec->len, &req);
+	/* Id 0 is the daemon's own, for replies about the connection. */
+	if (req.has_id && req.id == 0)
+		req.has_id = false;
 	if (rec->error || r < 0 || !req.has_id) {
 		fdmsg_close_all(rec->fds, rec->nfds);
 		if (!req.has_id) {
