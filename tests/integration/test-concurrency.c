@@ -1,0 +1,558 @@
+/*
+ * test-concurrency.c - many transfers at once, on one connection and on many;
+ * a blocking destination that must not hold the others up; cancelling
+ * transfers on the loop and on worker threads; a client that goes away with
+ * transfers in flight.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* One transfer of a range of a file to its own TCP receiver. */
+struct xfer_case {
+	int src, dst, idx;
+	uint64_t off, count; /* count 0: to end of file */
+	uint64_t want;       /* bytes it must send */
+	bool short_source;
+	uint64_t id;
+	struct done_slot slot;
+};
+
+static void
+case_setup(struct xfer_case *x, const char *path, uint64_t size, uint64_t off, uint64_t count,
+           bool nonblock, struct sink *s, const struct sink_opts *o)
+{
+	int srv;
+	uint64_t avail = off < size ? size - off : 0;
+
+	memset(x, 0, sizeof(*x));
+	x->src = tfile_open(path, O_RDONLY);
+	tcp_pair(nonblock, &x->dst, &srv);
+	x->idx = sink_add(s, srv, o);
+	x->off = off;
+	x->count = count;
+	x->want = count && count < avail ? count : avail;
+	x->short_source = count > avail;
+}
+
+/* The reply, the position, and (after closing our end) the bytes received. */
+static void
+case_check(struct xfer_case *x, struct sink *s)
+{
+	const struct sfd_result *r = &x->slot.res;
+
+	assert_true(x->slot.done);
+	assert_int_equal(x->slot.times, 1);
+	assert_int_equal(r->id, x->id);
+	assert_result(r, SFD_STATUS_OK, x->want, x->off + x->want,
+	              x->want ? SFD_METHOD_SENDFILE : SFD_METHOD_NONE);
+	assert_int_equal(!!(r->flags & SFD_RESULT_SHORT_SOURCE), x->short_source);
+	if (x->want)
+		assert_int_equal(fd_pos(x->src), x->off + x->want);
+	else
+		assert_int_equal(fd_pos(x->src), 0);
+	close(x->dst);
+	x->dst = -1;
+	assert_received(s, x->idx, x->src, x->off, x->want);
+	close(x->src);
+	x->src = -1;
+}
+
+/* Ranges of every shape: small and large, to end of file, past it, empty. */
+static void
+pick_range(uint64_t *rng, uint64_t size, unsigned i, uint64_t *ret_off, uint64_t *ret_count)
+{
+	uint64_t r[2];
+
+	fill_random(r, sizeof(r), rng);
+	switch (i % 10) {
+	case 0: /* to end of file from near its end */
+		*ret_off = size - r[0] % (64 * KiB);
+		*ret_count = 0;
+		break;
+	case 1: /* past end of file */
+		*ret_off = size - r[0] % (32 * KiB);
+		*ret_count = 64 * KiB;
+		break;
+	case 2: /* beyond it */
+		*ret_off = size + r[0] % 100;
+		*ret_count = i % 20 == 2 ? 0 : 10;
+		break;
+	default:
+		*ret_off = r[0] % (size - 256 * KiB);
+		*ret_count = 1 + r[1] % (256 * KiB);
+		break;
+	}
+}
+
+#define MANY 200
+#define CONNS 20
+
+/*
+ * 200 transfers in flight on one connection; every tenth destination is
+ * blocking (a worker thread), the rest are served on the loop.
+ */
+static void
+test_many_on_one_connection(void **state)
+{
+	const uint64_t size = 4 * MiB;
+	struct xfer_case *x = calloc(MANY, sizeof(*x));
+	struct sfd_client *c = client_open();
+	struct sink *s = sink_new();
+	char path[PATH_MAX];
+	uint64_t rng = 42;
+	unsigned done = 0;
+
+	(void)state;
+	assert_non_null(x);
+	tfile_create(path, size, 10);
+	for (unsigned i = 0; i < MANY; i++) {
+		uint64_t off, count;
+
+		pick_range(&rng, size, i, &off, &count);
+		case_setup(&x[i], path, size, off, count, i % 10 != 5, s, NULL);
+		x[i].slot.counter = &done;
+	}
+	for (unsigned i = 0; i < MANY; i++)
+		assert_int_equal(sfd_client_submit(c, x[i].dst, x[i].src, x[i].off, x[i].count, 0,
+		                                   &x[i].slot, &x[i].id),
+		                 0);
+	if (!pump(c, &done, MANY, 30000))
+		fail_msg("%u of %d transfers completed", done, MANY);
+	assert_int_equal(sfd_client_in_flight(c), 0);
+	assert_int_equal(sfd_client_pending(c), 0);
+	for (unsigned i = 0; i < MANY; i++)
+		case_check(&x[i], s);
+	sink_free(s);
+	sfd_client_free(c);
+	free(x);
+}
+
+struct conn_thread {
+	pthread_t thread;
+	struct xfer_case *x;
+	unsigned n;
+	int err; /* what went wrong, as a negative errno */
+	const char *what;
+};
+
+/* No cmocka assertions off the main thread: record, and let it check. */
+static void *
+conn_run(void *arg)
+{
+	struct conn_thread *t = arg;
+	struct sfd_client *c = NULL;
+	unsigned done = 0;
+	int64_t deadline = now_ms() + 30000;
+	int r;
+
+	r = sfd_client_open(daemon_socket(), &c);
+	if (r < 0) {
+		t->err = r;
+		t->what = "open";
+		return NULL;
+	}
+	for (unsigned i = 0; i < t->n; i++) {
+		t->x[i].slot.counter = &done;
+		r = sfd_client_submit(c, t->x[i].dst, t->x[i].src, t->x[i].off, t->x[i].count, 0,
+		                      &t->x[i].slot, &t->x[i].id);
+		if (r < 0) {
+			t->err = r;
+			t->what = "submit";
+			goto out;
+		}
+	}
+	while (done < t->n) {
+		struct pollfd p = {.fd = sfd_client_get_fd(c), .events = POLLIN};
+
+		r = sfd_client_dispatch(c, harness_on_done);
+		if (r < 0) {
+			t->err = r;
+			t->what = "dispatch";
+			goto out;
+		}
+		if (done == t->n)
+			break;
+		if (now_ms() > deadline) {
+			t->err = -ETIMEDOUT;
+			t->what = "completions";
+			goto out;
+		}
+		(void)poll(&p, 1, 100);
+	}
+out:
+	sfd_client_free(c);
+	return NULL;
+}
+
+/* 200 transfers over 20 connections, one client per thread. */
+static void
+test_many_over_many_connections(void **state)
+{
+	const uint64_t size = 4 * MiB;
+	struct xfer_case *x = calloc(MANY, sizeof(*x));
+	struct conn_thread t[CONNS];
+	struct sink *s = sink_new();
+	char path[PATH_MAX];
+	uint64_t rng = 4242;
+
+	(void)state;
+	assert_non_null(x);
+	tfile_create(path, size, 11);
+	for (unsigned i = 0; i < MANY; i++) {
+		uint64_t off, count;
+
+		pick_range(&rng, size, i, &off, &count);
+		case_setup(&x[i], path, size, off, count, i % 10 != 7, s, NULL);
+	}
+	for (unsigned k = 0; k < CONNS; k++) {
+		t[k] = (struct conn_thread){.x = x + k * (MANY / CONNS), .n = MANY / CONNS};
+		assert_int_equal(pthread_create(&t[k].thread, NULL, conn_run, &t[k]), 0);
+	}
+	for (unsigned k = 0; k < CONNS; k++) {
+		assert_int_equal(pthread_join(t[k].thread, NULL), 0);
+		if (t[k].err)
+			fail_msg("connection %u: %s: %s", k, t[k].what, strerror(-t[k].err));
+	}
+	for (unsigned i = 0; i < MANY; i++)
+		case_check(&x[i], s);
+	sink_free(s);
+	free(x);
+}
+
+/*
+ * A blocking destination whose receiver reads slowly occupies a worker
+ * thread, not the loop: transfers of other clients, on the loop and on other
+ * workers, complete meanwhile.
+ */
+static void
+test_blocking_dst_does_not_block_others(void **state)
+{
+	const struct sink_opts slow = {.delay_ms = 20};
+	struct sfd_client *a = client_open(), *b = client_open();
+	struct sink *s = sink_new();
+	char big[PATH_MAX], small[PATH_MAX];
+	struct xfer_case xa, xb, xc;
+	unsigned done_a = 0, done_b = 0;
+	int fl;
+
+	(void)state;
+	tfile_create(big, 16 * MiB, 12);
+	tfile_create(small, 4 * MiB, 13);
+	case_setup(&xa, big, 16 * MiB, 0, 0, false, s, &slow);
+	case_setup(&xb, small, 4 * MiB, 0, 0, true, s, NULL);
+	case_setup(&xc, small, 4 * MiB, 1, 3 * MiB, false, s, NULL);
+	xa.slot.counter = &done_a;
+	xb.slot.counter = &done_b;
+	xc.slot.counter = &done_b;
+	fl = fd_flags(xa.dst);
+	assert_false(fl & O_NONBLOCK);
+
+	assert_int_equal(sfd_client_submit(a, xa.dst, xa.src, 0, 0, 0, &xa.slot, &xa.id), 0);
+	/* The slow transfer has started: its receiver has bytes to read. */
+	assert_true(sink_wait_queued(s, xa.idx, 1, 5000) || sink_bytes(s, xa.idx) > 0);
+
+	assert_int_equal(sfd_client_submit(b, xb.dst, xb.src, 0, 0, 0, &xb.slot, &xb.id), 0);
+	assert_int_equal(sfd_client_submit(b, xc.dst, xc.src, 1, 3 * MiB, 0, &xc.slot, &xc.id), 0);
+	if (!pump(b, &done_b, 2, 10000)) {
+		sink_resume(s, xa.idx);
+		fail_msg("a slow blocking destination held up other transfers");
+	}
+	/* ... while the slow one is still going. */
+	assert_int_equal(sfd_client_dispatch(a, harness_on_done), 0);
+	assert_int_equal(sfd_client_in_flight(a), 1);
+	assert_false(xa.slot.done);
+	assert_true(sink_bytes(s, xa.idx) < 16 * MiB);
+	case_check(&xb, s);
+	case_check(&xc, s);
+
+	sink_resume(s, xa.idx);
+	assert_true(pump(a, &done_a, 1, 20000));
+	/* Still blocking: the daemon left O_NONBLOCK alone. */
+	assert_int_equal(fd_flags(xa.dst), fl);
+	case_check(&xa, s);
+	sink_free(s);
+	sfd_client_free(a);
+	sfd_client_free(b);
+}
+
+/*
+ * Cancel a transfer whose receiver does not read: it completes CANCELLED with
+ * the bytes sent so far, the position there, and the receiver eventually
+ * reads exactly those bytes.
+ */
+static void
+cancel_one(bool nonblock)
+{
+	const struct sink_opts paused = {.paused = true};
+	const uint64_t size = 64 * MiB, off = 4096;
+	struct sfd_client *c = client_open();
+	struct sink *s = sink_new();
+	char path[PATH_MAX];
+	struct xfer_case x;
+	unsigned done = 0;
+	const struct sfd_result *r = &x.slot.res;
+	int64_t t0;
+
+	tfile_create(path, size, 14);
+	case_setup(&x, path, size, off, 0, nonblock, s, &paused);
+	x.slot.counter = &done;
+	assert_int_equal(sfd_client_submit(c, x.dst, x.src, off, 0, 0, &x.slot, &x.id), 0);
+	assert_true(sink_wait_queued(s, x.idx, 1, 5000));
+	/* Let the kernel buffers fill: the transfer is then stuck, mid-file. */
+	sleep_ms(50);
+	assert_int_equal(sfd_client_dispatch(c, harness_on_done), 0);
+
+	t0 = now_ms();
+	assert_int_equal(sfd_client_cancel(c, x.id), 0);
+	if (!pump(c, &done, 1, 5000))
+		fail_msg("the cancelled transfer did not complete");
+	/* A worker blocked in sendfile(2) is interrupted, not waited for. */
+	assert_true(now_ms() - t0 < 2000);
+	if (r->status != SFD_STATUS_CANCELLED)
+		fail_msg("status %s (%s)", sfd_status_str(r->status), r->message);
+	assert_int_equal(r->error, ECANCELED);
+	assert_true(r->bytes_sent > 0);
+	assert_true(r->bytes_sent < size - off);
+	assert_int_equal(r->final_offset, off + r->bytes_sent);
+	assert_int_equal(r->method, SFD_METHOD_SENDFILE);
+	assert_int_equal(fd_pos(x.src), r->final_offset);
+	/* No longer in flight. */
+	assert_int_equal(sfd_client_cancel(c, x.id), -ENOENT);
+
+	sink_resume(s, x.idx);
+	close(x.dst);
+	assert_received(s, x.idx, x.src, off, r->bytes_sent);
+	close(x.src);
+	sink_free(s);
+	sfd_client_free(c);
+}
+
+static void
+test_cancel_nonblocking_dst(void **state)
+{
+	(void)state;
+	cancel_one(true);
+}
+
+static void
+test_cancel_blocking_dst(void **state)
+{
+	(void)state;
+	cancel_one(false);
+}
+
+/*
+ * A cold file to a receiver that does not read: the transfer waits on a
+ * worker thread. The others go on meanwhile; a cancel stops it; the position
+ * and the bytes received agree.
+ */
+static void
+test_cancel_cold_file(void **state)
+{
+	const struct sink_opts paused = {.paused = true};
+	const uint64_t size = 64 * MiB;
+	struct sfd_client *c = client_open();
+	struct sink *s = sink_new();
+	const struct sfd_result *r;
+	char path[PATH_MAX];
+	struct xfer_case x;
+	unsigned done = 0;
+	int64_t t0;
+
+	(void)state;
+	tfile_create(path, size, 18);
+	if (!tfile_make_cold(path)) {
+		sink_free(s);
+		sfd_client_free(c);
+		skip();
+	}
+	case_setup(&x, path, size, 0, 0, true, s, &paused);
+	x.slot.counter = &done;
+	r = &x.slot.res;
+	assert_int_equal(sfd_client_submit(c, x.dst, x.src, 0, 0, 0, &x.slot, &x.id), 0);
+	assert_true(sink_wait_queued(s, x.idx, 1, 10000));
+	sleep_ms(50);
+	assert_daemon_serves();
+	assert_int_equal(sfd_client_dispatch(c, harness_on_done), 0);
+
+	t0 = now_ms();
+	assert_int_equal(sfd_client_cancel(c, x.id), 0);
+	if (!pump(c, &done, 1, 5000))
+		fail_msg("the cancelled transfer did not complete");
+	assert_true(now_ms() - t0 < 2000);
+	assert_int_equal(r->status, SFD_STATUS_CANCELLED);
+	assert_true(r->bytes_sent > 0 && r->bytes_sent < size);
+	assert_int_equal(r->final_offset, r->bytes_sent);
+	assert_int_equal(fd_pos(x.src), r->final_offset);
+	sink_resume(s, x.idx);
+	close(x.dst);
+	assert_received(s, x.idx, x.src, 0, r->bytes_sent);
+	close(x.src);
+	sink_free(s);
+	sfd_client_free(c);
+}
+
+/* Cancelling what is not in flight. */
+static void
+test_cancel_not_in_flight(void **state)
+{
+	struct sfd_client *c = client_open();
+	struct sink *s = sink_new();
+	char path[PATH_MAX];
+	struct xfer_case x;
+	unsigned done = 0;
+
+	(void)state;
+	assert_int_equal(sfd_client_cancel(c, 12345), -ENOENT);
+	tfile_create(path, 1000, 15);
+	case_setup(&x, path, 1000, 0, 0, true, s, NULL);
+	x.slot.counter = &done;
+	assert_int_equal(sfd_client_submit(c, x.dst, x.src, 0, 0, 0, &x.slot, &x.id), 0);
+	assert_true(pump(c, &done, 1, 5000));
+	assert_int_equal(sfd_client_cancel(c, x.id), -ENOENT);
+	case_check(&x, s);
+	sink_free(s);
+	sfd_client_free(c);
+}
+
+/*
+ * More blocking transfers than worker threads, all stuck: the ones still
+ * queued are cancelled before they start (nothing sent, position untouched),
+ * the running ones are interrupted.
+ */
+static void
+test_cancel_more_than_workers(void **state)
+{
+	enum { N = 12 };
+	const struct sink_opts paused = {.paused = true};
+	const uint64_t size = 32 * MiB;
+	struct sfd_client *c = client_open();
+	struct sink *s = sink_new();
+	struct xfer_case x[N];
+	char path[PATH_MAX];
+	unsigned done = 0, started = 0;
+
+	(void)state;
+	tfile_create(path, size, 16);
+	for (unsigned i = 0; i < N; i++) {
+		case_setup(&x[i], path, size, i, 0, false, s, &paused);
+		x[i].slot.counter = &done;
+		assert_int_equal(
+		        sfd_client_submit(c, x[i].dst, x[i].src, i, 0, 0, &x[i].slot, &x[i].id), 0);
+	}
+	/* The daemon runs 8 workers by default: at least those start. */
+	for (unsigned i = 0; i < N; i++)
+		started += sink_wait_queued(s, x[i].idx, 1, started >= 8 ? 100 : 3000);
+	assert_true(started >= 8);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(sfd_client_cancel(c, x[i].id), 0);
+	if (!pump(c, &done, N, 5000))
+		fail_msg("%u of %d cancelled transfers completed", done, N);
+	for (unsigned i = 0; i < N; i++) {
+		const struct sfd_result *r = &x[i].slot.res;
+
+		assert_int_equal(x[i].slot.times, 1);
+		if (r->status != SFD_STATUS_CANCELLED)
+			fail_msg("transfer %u: %s (%s)", i, sfd_status_str(r->status), r->message);
+		assert_int_equal(r->final_offset, i + r->bytes_sent);
+		assert_int_equal(fd_pos(x[i].src), r->bytes_sent ? r->final_offset : 0);
+		sink_resume(s, x[i].idx);
+		close(x[i].dst);
+		assert_received(s, x[i].idx, x[i].src, i, r->bytes_sent);
+		close(x[i].src);
+	}
+	sink_free(s);
+	sfd_client_free(c);
+}
+
+/*
+ * A client that goes away with transfers in flight: the daemon cancels them
+ * (on the loop and on a worker), settles their file positions, and closes
+ * every descriptor they held.
+ */
+static void
+test_disconnect_with_transfers_in_flight(void **state)
+{
+	const struct sink_opts paused = {.paused = true};
+	const uint64_t size = 64 * MiB;
+	struct sfd_client *c = client_open();
+	struct sink *s = sink_new();
+	char path[PATH_MAX];
+	struct xfer_case xl, xw;
+	int p[2], pdst, psrv, pidx;
+	uint64_t pipe_id, pos_l, pos_w;
+	struct done_slot pslot = {0};
+
+	(void)state;
+	tfile_create(path, size, 17);
+	case_setup(&xl, path, size, 100, 0, true, s, &paused);
+	case_setup(&xw, path, size, 0, 0, false, s, &paused);
+	/* And a pipe that never ends: a transfer waiting for its source. */
+	assert_int_equal(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+	tcp_pair(true, &pdst, &psrv);
+	pidx = sink_add(s, psrv, NULL);
+	assert_int_equal(write(p[1], "0123456789", 10), 10);
+
+	assert_int_equal(sfd_client_submit(c, xl.dst, xl.src, 100, 0, 0, &xl.slot, &xl.id), 0);
+	assert_int_equal(sfd_client_submit(c, xw.dst, xw.src, 0, 0, 0, &xw.slot, &xw.id), 0);
+	assert_int_equal(sfd_client_submit(c, pdst, p[0], 0, 0, 0, &pslot, &pipe_id), 0);
+	assert_true(sink_wait_queued(s, xl.idx, 1, 5000));
+	assert_true(sink_wait_queued(s, xw.idx, 1, 5000));
+	for (int64_t end = now_ms() + 5000; sink_bytes(s, pidx) < 10 && now_ms() < end;)
+		sleep_ms(2);
+	assert_int_equal(sink_bytes(s, pidx), 10);
+	sleep_ms(50);
+
+	sfd_client_free(c);
+	if (!daemon_wait_fds(daemon_baseline(), 5000))
+		fail_msg("the daemon holds %d descriptors, %d when idle", daemon_fd_count(),
+		         daemon_baseline());
+	assert_false(xl.slot.done || xw.slot.done || pslot.done);
+
+	pos_l = (uint64_t)fd_pos(xl.src);
+	pos_w = (uint64_t)fd_pos(xw.src);
+	assert_true(pos_l > 100 && pos_l < size);
+	assert_true(pos_w > 0 && pos_w < size);
+	sink_resume(s, xl.idx);
+	sink_resume(s, xw.idx);
+	close(xl.dst);
+	close(xw.dst);
+	close(pdst);
+	assert_received(s, xl.idx, xl.src, 100, pos_l - 100);
+	assert_received(s, xw.idx, xw.src, 0, pos_w);
+	assert_true(sink_wait(s, pidx, 5000));
+	assert_int_equal(sink_bytes(s, pidx), 10);
+	close(xl.src);
+	close(xw.src);
+	close(p[0]);
+	close(p[1]);
+	sink_free(s);
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+	        HTEST(test_many_on_one_connection),
+	        HTEST(test_many_over_many_connections),
+	        HTEST(test_blocking_dst_does_not_block_others),
+	        HTEST(test_cancel_nonblocking_dst),
+	        HTEST(test_cancel_blocking_dst),
+	        HTEST(test_cancel_cold_file),
+	        HTEST(test_cancel_not_in_flight),
+	        HTEST(test_cancel_more_than_workers),
+	        HTEST(test_disconnect_with_transfers_in_flight),
+	};
+
+	harness_init(argc, argv);
+	return cmocka_run_group_tests(tests, harness_group_setup, harness_group_teardown);
+}
