@@ -8,13 +8,13 @@ set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 
-[ -f build-test/build.ninja ] || meson setup build-test -Dwerror=true >/dev/null
+[ -f build-test/build.ninja ] || meson setup build-test -Dwerror=true
 ninja -C build-test
 meson test -C build-test --print-errorlogs --num-processes 2
 meson test -C build-test --print-errorlogs --setup valgrind --suite unit
 
 [ -f build-asan/build.ninja ] ||
-	meson setup build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	meson setup build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
 ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite format
