@@ -81,6 +81,7 @@ struct xfer {
 	/* Loop mode. */
 	uv_poll_t dst_poll, src_poll;
 	bool dst_poll_init, src_poll_init;
+	uv_poll_t *watching; /* the handle armed now, if any */
 	int pending_closes;
 
 	/* Worker mode. */
@@ -497,7 +498,8 @@ on_poll(uv_poll_t *h, int status, int events)
 
 	/* On POLLERR libuv stops the handle and reports UV_EBADF; the next
 	 * syscall tells the real error (EPIPE, ECONNRESET). */
-	(void)status;
+	if (status < 0)
+		x->watching = NULL;
 	(void)events;
 	run_loop(x, x->p.chunk);
 }
@@ -507,6 +509,10 @@ watch(struct xfer *x, uv_poll_t *h, bool *inited, int fd, int events, uv_poll_t 
 {
 	int r;
 
+	/* Already armed (level-triggered): re-arming would cost two epoll_ctl
+	 * calls per wake-up, since uv_poll_start() stops the handle first. */
+	if (x->watching == h)
+		return 0;
 	if (!*inited) {
 		/* uv_poll_init() sets O_NONBLOCK; loop mode is only chosen for
 		 * descriptors that already have it, so nothing shared changes. */
@@ -516,9 +522,13 @@ watch(struct xfer *x, uv_poll_t *h, bool *inited, int fd, int events, uv_poll_t 
 		h->data = x;
 		*inited = true;
 	}
-	if (*(other == &x->dst_poll ? &x->dst_poll_init : &x->src_poll_init))
+	if (x->watching == other)
 		uv_poll_stop(other);
-	return uv_poll_start(h, events, on_poll);
+	x->watching = NULL;
+	r = uv_poll_start(h, events, on_poll);
+	if (r == 0)
+		x->watching = h;
+	return r;
 }
 
 /*
@@ -558,8 +568,9 @@ run_loop(struct xfer *x, size_t budget)
 		if (seekable_source(x) && (x->method == M_SENDFILE || x->method == M_COPY) &&
 		    cold(x, want_bytes(x, budget - moved))) {
 			/* Read it on a worker; come back once that job is done. */
-			if (x->dst_poll_init)
-				uv_poll_stop(&x->dst_poll);
+			if (x->watching)
+				uv_poll_stop(x->watching);
+			x->watching = NULL;
 			x->cold = true;
 			x->on_worker = true;
 			queue_job(x);
