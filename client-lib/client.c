@@ -47,6 +47,14 @@ SAME_VALUE(SFD_METHOD_SPLICE, SENDFILED__V1__METHOD__METHOD_SPLICE);
 SAME_VALUE(SFD_METHOD_READ_WRITE, SENDFILED__V1__METHOD__METHOD_READ_WRITE);
 _Static_assert(SFD_MESSAGE_MAX >= WIRE_MAX_MESSAGE, "a reply's message must fit sfd_result");
 
+/* sfd_client_sendfile() retries a request the daemon did not act on (it was
+ * shutting down) on a new connection: at most this many attempts, connects
+ * included, waiting RETRY_STEP_MS more after each failed connect, up to
+ * RETRY_MAX_PAUSE_MS (2.4 s in all), and never past the caller's timeout. */
+#define RETRY_MAX 50
+#define RETRY_STEP_MS 10
+#define RETRY_MAX_PAUSE_MS 50
+
 enum req_kind {
 	REQ_USER,   /* from sfd_client_submit(): the completion is queued for dispatch */
 	REQ_SYNC,   /* from sfd_client_sendfile(): the result goes to its waiter */
@@ -73,10 +81,18 @@ struct waiter {
 struct sfd_client {
 	int fd;
 	/* Once the connection is unusable (closed by the daemon, or it sent a
-	 * record we cannot read), every later call returns this error. */
+	 * record we cannot read), every later call returns this error, except
+	 * that sfd_client_sendfile() may replace the connection (see
+	 * may_reconnect()). */
 	int err;
 	bool reset_seen; /* ECONNRESET was read once already */
 	uint64_t next_id;
+	/* Where to connect again after a daemon restart. */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	/* sfd_client_get_fd() or sfd_client_submit() was called: an event
+	 * loop may watch fd, and completions may be due on this connection,
+	 * so it is never replaced. */
+	bool async_used;
 
 	/* Requests in flight: open addressing with linear probing, a
 	 * power-of-two number of slots, at most half of them used. */
@@ -512,28 +528,15 @@ wait_for(struct sfd_client *c, const struct waiter *w, int64_t deadline)
 	}
 }
 
-int
-sfd_client_open(const char *path, struct sfd_client **ret)
+/* Return: 0 and *ret_fd, a connected socket, or a negative errno. */
+static int
+connect_path(const char *path, int *ret_fd)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	_cleanup_close_ int fd = -1;
-	struct sfd_client *c;
 	int r;
 
-	if (path) {
-		size_t len = strlen(path);
-
-		if (len == 0)
-			return -EINVAL;
-		if (len >= sizeof(sa.sun_path))
-			return -ENAMETOOLONG;
-		memcpy(sa.sun_path, path, len + 1);
-	} else {
-		r = sockpath_default(sa.sun_path, sizeof(sa.sun_path));
-		if (r < 0)
-			return r;
-	}
-
+	memcpy(sa.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -544,12 +547,42 @@ sfd_client_open(const char *path, struct sfd_client **ret)
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
 		return -errno;
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+int
+sfd_client_open(const char *path, struct sfd_client **ret)
+{
+	char buf[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct sfd_client *c;
+	int fd = -1, r;
+
+	if (path) {
+		size_t len = strlen(path);
+
+		if (len == 0)
+			return -EINVAL;
+		if (len >= sizeof(buf))
+			return -ENAMETOOLONG;
+		memcpy(buf, path, len + 1);
+	} else {
+		r = sockpath_default(buf, sizeof(buf));
+		if (r < 0)
+			return r;
+	}
+	r = connect_path(buf, &fd);
+	if (r < 0)
+		return r;
 
 	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		safe_close(fd);
 		return -ENOMEM;
-	c->fd = TAKE_FD(fd);
+	}
+	c->fd = fd;
 	c->next_id = 1;
+	memcpy(c->path, buf, sizeof(buf));
 	*ret = c;
 	return 0;
 }
@@ -568,6 +601,10 @@ sfd_client_free(struct sfd_client *c)
 int
 sfd_client_get_fd(const struct sfd_client *c)
 {
+	/* The public signature promises not to change the client, and
+	 * nothing it can observe changes: this only stops
+	 * sfd_client_sendfile() from ever replacing the descriptor. */
+	((struct sfd_client *)c)->async_used = true;
 	return c->fd;
 }
 
@@ -582,7 +619,120 @@ sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, 
 	e = sendfile_request(out_fd, in_fd, offset, count, flags, &wr);
 	if (e < 0)
 		return e;
+	c->async_used = true;
 	return start_request(c, REQ_USER, &wr, fds, 2, userdata, ret_id);
+}
+
+/* The daemon closed the connection, or was closing it. */
+static bool
+went_away(int e)
+{
+	return e == -ECONNRESET || e == -EPIPE;
+}
+
+/*
+ * Replacing the connection is safe while nothing but blocking calls ever
+ * used it: no completion can be due on it, and no event loop watches it.
+ */
+static bool
+may_reconnect(const struct sfd_client *c)
+{
+	return !c->async_used;
+}
+
+/* Sleep before retry number @attempt, within @deadline. Return: false when
+ * the deadline leaves no time for it. */
+static bool
+pause_before_retry(unsigned attempt, int64_t deadline)
+{
+	int64_t ms = MIN((int64_t)attempt * RETRY_STEP_MS, (int64_t)RETRY_MAX_PAUSE_MS);
+	struct timespec ts;
+
+	if (deadline >= 0 && now_ms() + ms >= deadline)
+		return false;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	return true;
+}
+
+/*
+ * Replace the connection with a new one to the same path. While nobody
+ * listens there (a daemon that binds its own socket is restarting), wait and
+ * try again, counting each try in *@attempts.
+ * Return: 0, or the last connect() error (the old connection is kept).
+ */
+static int
+reconnect(struct sfd_client *c, int64_t deadline, unsigned *attempts)
+{
+	for (;;) {
+		int fd = -1, r = connect_path(c->path, &fd);
+
+		if (r == 0) {
+			safe_close(c->fd);
+			c->fd = fd;
+			c->err = 0;
+			c->reset_seen = false;
+			/* Only our own requests were in flight, and those the
+			 * caller has given up on: none is on the new one. */
+			if (c->reqs)
+				memset(c->reqs, 0, c->reqs_cap * sizeof(*c->reqs));
+			c->n_reqs = 0;
+			return 0;
+		}
+		if (r != -ECONNREFUSED && r != -ENOENT && r != -EAGAIN)
+			return r;
+		if (++*attempts >= RETRY_MAX || !pause_before_retry(*attempts, deadline))
+			return r;
+	}
+}
+
+/*
+ * One try of sfd_client_sendfile() on the current connection. Sets
+ * *ret_unsent when the daemon certainly did nothing with the request, so that
+ * sending it again cannot send anything twice: it was not sent, the daemon
+ * closed without reading it, or it answered SHUTTING_DOWN.
+ */
+static int
+sendfile_once(struct sfd_client *c, struct wire_request *wr, const int *fds, int64_t deadline,
+              struct waiter *w, bool *ret_unsent)
+{
+	uint64_t id;
+	int e;
+
+	*ret_unsent = false;
+	e = start_request(c, REQ_SYNC, wr, fds, 2, w, &id);
+	if (e < 0) {
+		/* Nothing left here: sendmsg() never took the record. */
+		*ret_unsent = went_away(e);
+		return e;
+	}
+	e = wait_for(c, w, deadline);
+	if (e == -ETIMEDOUT) {
+		/* The daemon answers a Cancel at once; waiting for the
+		 * target's reply means its file position is final when we
+		 * return. */
+		e = send_cancel(c, id);
+		if (e == 0)
+			e = wait_for(c, w, -1);
+		/* A transfer that ended by itself first keeps its outcome. */
+		if (e == 0 && w->res.status == SFD_STATUS_CANCELLED)
+			e = -ETIMEDOUT;
+	} else if (went_away(e) && c->reset_seen) {
+		/* The kernel reports ECONNRESET when the daemon closed with
+		 * records unread. Ours was the last one we sent, and records
+		 * are read in order: it was unread. */
+		*ret_unsent = true;
+	}
+	if (e < 0) {
+		/* Its entry points into this stack frame: a late reply
+		 * must find nothing. */
+		reqs_drop(c, id);
+		return e;
+	}
+	*ret_unsent = w->res.status == SFD_STATUS_SHUTTING_DOWN;
+	return 0;
 }
 
 int
@@ -590,10 +740,11 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
                     unsigned flags, int timeout_ms, struct sfd_result *ret)
 {
 	int fds[2] = {out_fd, in_fd};
-	struct waiter w = {0};
 	struct wire_request wr;
+	struct waiter w;
 	int64_t deadline = -1;
-	uint64_t id;
+	unsigned attempts = 0;
+	bool unsent;
 	int e;
 
 	e = sendfile_request(out_fd, in_fd, offset, count, flags, &wr);
@@ -607,27 +758,28 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
 	if (timeout_ms >= 0)
 		deadline = now_ms() + timeout_ms;
 
-	e = start_request(c, REQ_SYNC, &wr, fds, 2, &w, &id);
+	/* A daemon that closed this connection earlier may be back (or a new
+	 * one may be listening on the same socket). */
+	if (went_away(c->err) && may_reconnect(c) && reconnect(c, deadline, &attempts) < 0)
+		return c->err;
+	for (;;) {
+		memset(&w, 0, sizeof(w));
+		e = sendfile_once(c, &wr, fds, deadline, &w, &unsent);
+		if (!unsent || !may_reconnect(c) || ++attempts >= RETRY_MAX ||
+		    (deadline >= 0 && now_ms() >= deadline))
+			break;
+		/* The daemon is going away and did nothing with the request:
+		 * send it again on a new connection, which the next daemon
+		 * accepts (under socket activation it is queued until then).
+		 * If none can be made, report what this one said. */
+		if (reconnect(c, deadline, &attempts) < 0)
+			break;
+		e = reqs_reserve(c, 2);
+		if (e < 0)
+			return e;
+	}
 	if (e < 0)
 		return e;
-	e = wait_for(c, &w, deadline);
-	if (e == -ETIMEDOUT) {
-		/* The daemon answers a Cancel at once; waiting for the
-		 * target's reply means its file position is final when we
-		 * return. */
-		e = send_cancel(c, id);
-		if (e == 0)
-			e = wait_for(c, &w, -1);
-		/* A transfer that ended by itself first keeps its outcome. */
-		if (e == 0 && w.res.status == SFD_STATUS_CANCELLED)
-			e = -ETIMEDOUT;
-	}
-	if (e < 0) {
-		/* Its entry points into this stack frame: a late reply
-		 * must find nothing. */
-		reqs_drop(c, id);
-		return e;
-	}
 	*ret = w.res;
 	return 0;
 }

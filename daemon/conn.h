@@ -36,7 +36,7 @@ unsigned conn_in_flight(const struct conn *c);
 
 struct transfer_info;
 void conn_foreach_transfer(struct conn *c, void (*fn)(const struct transfer_info *info, void *arg),
-			   void *arg);
+                           void *arg);
 /* conn_cancel_transfer() - Return: 0 if @transfer is one of ours, else -ENOENT. */
 int conn_cancel_transfer(struct conn *c, uint64_t transfer);
 

@@ -1,24 +1,27 @@
 /*
- * main.c - sendfiled: command line, process setup, the loop.
+ * main.c - sendfiled: settings, process setup, the loop.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
+#include "conf.h"
 #include "config.h"
 #include "ctl.h"
 #include "log.h"
 #include "server.h"
-#include "sockpath.h"
+#include "service.h"
 #include "xfer.h"
 
 static struct server srv;
+static struct service svc;
 static uv_signal_t sig_term, sig_int;
 static bool stopped;
 static struct ctl *ctl;
@@ -30,44 +33,258 @@ usage(FILE *f)
 	        "Usage: sendfiled [OPTION]...\n"
 	        "Send files over sockets zero-copy on behalf of local processes.\n"
 	        "\n"
+	        "  -c, --config PATH            configuration file (default: $SENDFILED_CONFIG,\n"
+	        "                               else " SFD_CONFIG_PATH ",\n"
+	        "                               which may be missing)\n"
+	        "      --check-config           print the effective settings and exit 0, or\n"
+	        "                               print the errors and exit 1\n"
 	        "  -s, --socket PATH            data socket (default: $SENDFILED_SOCKET, else\n"
 	        "                               $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock, else\n"
 	        "                               /run/sendfiled/sendfiled.sock)\n"
 	        "      --socket-mode MODE       octal file mode of the data socket (default 0660)\n"
+	        "      --socket-group GROUP     group of the sockets, by name or number\n"
+	        "      --control-socket PATH    control socket (default: control.sock beside\n"
+	        "                               the data socket)\n"
+	        "      --events-socket PATH     events socket (default: events.sock beside it)\n"
+	        "      --control-mode MODE      octal file mode of both (default 0600, or 0660\n"
+	        "                               with a socket group)\n"
+	        "      --no-control             run without the control plane\n"
 	        "      --max-connections N      client connections at once (default 256)\n"
 	        "      --max-in-flight N        requests in flight per connection (default 1024)\n"
 	        "      --max-in-flight-per-uid N  requests in flight per user (default 4096)\n"
-	        "      --chunk-size BYTES       bytes sent per wake-up of one transfer (default "
-	        "2097152)\n"
-	        "      --drain-timeout MS       on SIGTERM, how long transfers may finish (default "
-	        "10000)\n"
-	        "      --workers N              threads for transfers that could block (default "
-	        "8)\n"
-	        "      --allow-uid UID          allow this uid (repeatable; default: anyone who "
-	        "can\n"
-	        "                               open the socket)\n"
-	        "      --allow-gid GID          allow this primary gid (repeatable)\n"
+	        "      --chunk-size BYTES       bytes sent per wake-up of one transfer; K, M, G\n"
+	        "                               suffixes (default 2M)\n"
+	        "      --drain-timeout MS       on SIGTERM, how long transfers may finish\n"
+	        "                               (default 10000)\n"
+	        "      --workers N              threads for transfers that could block\n"
+	        "                               (default 8)\n"
+	        "      --allow-uid USER         allow this user, by name or uid (repeatable;\n"
+	        "                               default: anyone who can open the socket)\n"
+	        "      --allow-gid GROUP        allow this primary group (repeatable)\n"
 	        "  -l, --log-level LEVEL        err, warning, notice (default), info, debug\n"
 	        "  -v, --verbose                same as --log-level debug\n"
 	        "  -h, --help                   show this help and exit\n"
 	        "  -V, --version                show the version and exit\n"
 	        "\n"
+	        "Each setting is taken from the first of: the command line; the environment\n"
+	        "($SENDFILED_SOCKET, $SENDFILED_LOG_LEVEL); the configuration file; the\n"
+	        "built-in default. See sendfiled(8) and sendfiled.conf(5).\n"
+	        "\n"
+	        "Under socket activation the data socket is the one passed by the service\n"
+	        "manager (FileDescriptorName=data); socket, socket_mode and socket_group then\n"
+	        "do not apply to it.\n"
+	        "\n"
 	        "SIGTERM or SIGINT: stop accepting, let transfers in flight finish until the\n"
 	        "drain timeout, then cancel the rest; a second signal cancels at once.\n");
 }
 
-static int
-parse_u64(const char *s, unsigned long long max, unsigned long long *ret)
-{
-	unsigned long long v;
-	char *end;
+/* ---- settings ----------------------------------------------------------- */
 
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno || !*s || *end || *s == '-' || v > max)
-		return -EINVAL;
-	*ret = v;
-	return 0;
+/* Options that set a configuration key carry OPT_KEY + the key. */
+enum {
+	OPT_CONFIG = 'c',
+	OPT_CHECK = 0x100,
+	OPT_NO_CONTROL,
+	OPT_KEY = 0x200,
+};
+
+static const struct option long_opts[] = {
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"check-config", no_argument, NULL, OPT_CHECK},
+        {"no-control", no_argument, NULL, OPT_NO_CONTROL},
+        {"socket", required_argument, NULL, OPT_KEY + CONF_SOCKET},
+        {"socket-mode", required_argument, NULL, OPT_KEY + CONF_SOCKET_MODE},
+        {"socket-group", required_argument, NULL, OPT_KEY + CONF_SOCKET_GROUP},
+        {"control-socket", required_argument, NULL, OPT_KEY + CONF_CONTROL_SOCKET},
+        {"events-socket", required_argument, NULL, OPT_KEY + CONF_EVENTS_SOCKET},
+        {"control-mode", required_argument, NULL, OPT_KEY + CONF_CONTROL_MODE},
+        {"max-connections", required_argument, NULL, OPT_KEY + CONF_MAX_CONNECTIONS},
+        {"max-in-flight", required_argument, NULL, OPT_KEY + CONF_MAX_IN_FLIGHT},
+        {"max-in-flight-per-uid", required_argument, NULL, OPT_KEY + CONF_MAX_IN_FLIGHT_PER_UID},
+        {"chunk-size", required_argument, NULL, OPT_KEY + CONF_CHUNK_SIZE},
+        {"drain-timeout", required_argument, NULL, OPT_KEY + CONF_DRAIN_TIMEOUT_MS},
+        {"workers", required_argument, NULL, OPT_KEY + CONF_WORKERS},
+        {"allow-uid", required_argument, NULL, OPT_KEY + CONF_ALLOW_UIDS},
+        {"allow-gid", required_argument, NULL, OPT_KEY + CONF_ALLOW_GIDS},
+        {"log-level", required_argument, NULL, OPT_KEY + CONF_LOG_LEVEL},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {0},
+};
+
+/* A setting from the command line, applied after the file and environment. */
+struct flag {
+	enum conf_key key;
+	const char *value;
+	const char *name; /* the option's long name, for messages */
+	bool append;
+};
+
+struct options {
+	const char *config; /* --config */
+	bool check;
+	bool no_control;
+	struct flag *flags;
+	int n_flags;
+};
+
+/* The long name of option @c, for messages ("--socket" also for -s). */
+static const char *
+flag_name(int c)
+{
+	if (c == 's')
+		c = OPT_KEY + CONF_SOCKET;
+	else if (c == 'l')
+		c = OPT_KEY + CONF_LOG_LEVEL;
+	for (const struct option *o = long_opts; o->name; o++)
+		if (o->val == c)
+			return o->name;
+	return "?";
+}
+
+/* Return: -1 to go on, else the exit status. */
+static int
+parse_args(int argc, char **argv, struct options *o)
+{
+	bool seen_list[CONF_N_KEYS] = {false};
+	int c;
+
+	o->flags = calloc((size_t)argc + 1, sizeof(*o->flags));
+	if (!o->flags)
+		return 1;
+	for (;;) {
+		struct flag *fl = &o->flags[o->n_flags];
+
+		c = getopt_long(argc, argv, "c:s:l:vhV", long_opts, NULL);
+		if (c == -1)
+			break;
+		switch (c) {
+		case OPT_CONFIG:
+			o->config = optarg;
+			break;
+		case OPT_CHECK:
+			o->check = true;
+			break;
+		case OPT_NO_CONTROL:
+			o->no_control = true;
+			break;
+		case 's':
+		case 'l':
+		case 'v':
+			fl->key = c == 's' ? CONF_SOCKET : CONF_LOG_LEVEL;
+			fl->value = c == 'v' ? "debug" : optarg;
+			fl->name = flag_name(c);
+			o->n_flags++;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("sendfiled %s\n", SFD_VERSION);
+			return 0;
+		default:
+			if (c < OPT_KEY || c >= OPT_KEY + CONF_N_KEYS) {
+				usage(stderr);
+				return 2;
+			}
+			fl->key = (enum conf_key)(c - OPT_KEY);
+			fl->value = optarg;
+			fl->name = flag_name(c);
+			/* Repeated --allow-uid/--allow-gid add up; the first
+			 * replaces the file's list. */
+			fl->append = seen_list[fl->key];
+			seen_list[fl->key] = true;
+			o->n_flags++;
+			break;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "sendfiled: unexpected argument: %s\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	return -1;
+}
+
+static void
+on_conf_error(void *userdata, const char *msg)
+{
+	bool check = *(bool *)userdata;
+
+	/* --check-config reads like a compiler: "FILE:LINE: message". */
+	if (check)
+		fprintf(stderr, "%s\n", msg);
+	else
+		log_err("%s", msg);
+}
+
+/*
+ * Settings in rising precedence: defaults, file, environment, command line.
+ * Return: -1 to go on, else the exit status.
+ */
+static int
+load_settings(const struct options *o, struct conf *cfg)
+{
+	const char *env = getenv("SENDFILED_CONFIG");
+	bool explicit = o->config || (env && *env);
+	const char *path = o->config ? o->config : explicit ? env : SFD_CONFIG_PATH;
+	bool check = o->check;
+	int file_errors, env_errors, flag_errors = 0;
+	bool found;
+
+	conf_defaults(cfg);
+	file_errors = conf_load(cfg, path, explicit, on_conf_error, &check);
+	found = file_errors != -ENOENT;
+	if (!found)
+		file_errors = 0;
+	env_errors = conf_apply_env(cfg, on_conf_error, &check);
+	for (int i = 0; i < o->n_flags; i++) {
+		const struct flag *fl = &o->flags[i];
+		char err[512], msg[640];
+
+		if (conf_set(cfg, fl->key, fl->value, fl->append, CONF_FROM_CMDLINE, 0, err,
+		             sizeof(err)) < 0) {
+			snprintf(msg, sizeof(msg), "--%s: %s", fl->name, err);
+			on_conf_error(&check, msg);
+			flag_errors++;
+		}
+	}
+
+	if (o->check) {
+		int errors = file_errors + env_errors + flag_errors;
+
+		if (errors) {
+			fprintf(stderr, "sendfiled: %d error%s in the configuration\n", errors,
+			        errors == 1 ? "" : "s");
+			return 1;
+		}
+		printf("# sendfiled %s: effective configuration\n", SFD_VERSION);
+		printf("# configuration file: %s%s\n", path,
+		       found ? "" : " (not found: built-in defaults)");
+		if (o->no_control)
+			printf("# control plane: off (--no-control)\n");
+		conf_print(cfg, stdout);
+		return 0;
+	}
+	if (flag_errors) {
+		fprintf(stderr, "Try 'sendfiled --help'.\n");
+		return 2;
+	}
+	if (file_errors || env_errors)
+		return 1;
+	if (found)
+		log_info("configuration read from %s", path);
+	return -1;
+}
+
+/* ---- the running daemon ------------------------------------------------- */
+
+static void
+on_stopping(struct server *s)
+{
+	(void)s;
+	service_stopping(&svc);
 }
 
 static void
@@ -79,6 +296,7 @@ on_stopped(struct server *s)
 	stopped = true;
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
+	service_close(&svc);
 	ctl_free(ctl);
 	ctl = NULL;
 	server_free(&srv);
@@ -106,145 +324,135 @@ raise_nofile_limit(void)
 	}
 }
 
+/* Give the socket file at @path to @gid, unless it has it already (a
+ * service whose own group it is need not, and may not be allowed to, call
+ * chown()). */
+static int
+chown_group(const char *path, gid_t gid)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return -errno;
+	if (st.st_gid == gid)
+		return 0;
+	if (chown(path, (uid_t)-1, gid) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * The data socket: the one the service manager passed, or one we bind.
+ * Return: 0, or the exit status.
+ */
+static int
+start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
+{
+	char path[sizeof(cfg->srv.socket_path)];
+	int fd = -1, r;
+
+	r = service_take_listener(&fd, path, sizeof(path));
+	if (r < 0)
+		return 1;
+	if (r > 0) {
+		if (cfg->origin[CONF_SOCKET] != CONF_FROM_DEFAULT &&
+		    strcmp(path, cfg->srv.socket_path) != 0)
+			log_notice("serving the socket passed by the service manager (%s), not %s",
+			           path[0] ? path : "no path", cfg->srv.socket_path);
+		if (cfg->origin[CONF_SOCKET_MODE] != CONF_FROM_DEFAULT || cfg->has_socket_group)
+			log_info("socket_mode and socket_group do not apply to a passed socket: "
+			         "its owner sets them (SocketMode=, SocketGroup=)");
+		if (!path[0] && !no_control && (!cfg->control_path[0] || !cfg->events_path[0])) {
+			log_err("the passed socket has no file system path to put the control "
+			        "sockets beside: set control_socket and events_socket, or use "
+			        "--no-control");
+			close(fd);
+			return 1;
+		}
+		memcpy(cfg->srv.socket_path, path, sizeof(path));
+		log_info("socket activation: serving the passed socket %s",
+		         path[0] ? path : "(no path)");
+	}
+
+	r = server_init(&srv, loop, &cfg->srv, fd);
+	if (r < 0) {
+		log_err("cannot listen on %s: %s", cfg->srv.socket_path,
+		        r == -EADDRINUSE ? "another daemon is serving it" : strerror(-r));
+		return 1;
+	}
+	srv.on_stopping = on_stopping;
+	srv.on_stopped = on_stopped;
+	if (srv.listen_owned_path && cfg->has_socket_group) {
+		r = chown_group(cfg->srv.socket_path, cfg->socket_group);
+		if (r < 0) {
+			log_err("cannot give %s to group %u: %s", cfg->srv.socket_path,
+			        (unsigned)cfg->socket_group, strerror(-r));
+			server_free(&srv);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Return: 0, or the exit status. */
+static int
+start_control(const struct conf *cfg)
+{
+	struct ctl_config ccfg;
+	int r;
+
+	r = conf_ctl_config(cfg, srv.cfg.socket_path, &ccfg);
+	if (r < 0) {
+		log_err("control socket path too long (beside %s)", srv.cfg.socket_path);
+		return 1;
+	}
+	r = ctl_start(&srv, &ccfg, &ctl);
+	if (r < 0) {
+		log_err("cannot start the control plane on %s and %s: %s (--no-control runs "
+		        "without it)",
+		        ccfg.control_path, ccfg.events_path, strerror(-r));
+		return 1;
+	}
+	if (cfg->has_socket_group) {
+		const char *paths[] = {ccfg.control_path, ccfg.events_path};
+
+		for (size_t i = 0; i < 2; i++) {
+			r = chown_group(paths[i], cfg->socket_group);
+			if (r < 0) {
+				log_err("cannot give %s to group %u: %s", paths[i],
+				        (unsigned)cfg->socket_group, strerror(-r));
+				ctl_free(ctl);
+				ctl = NULL;
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-	enum {
-		OPT_MODE = 0x100,
-		OPT_MAXCONN,
-		OPT_MAXFLIGHT,
-		OPT_MAXUID,
-		OPT_CHUNK,
-		OPT_DRAIN,
-		OPT_WORKERS,
-		OPT_ALLOW_UID,
-		OPT_ALLOW_GID,
-	};
-	static const struct option opts[] = {
-	        {"socket", required_argument, NULL, 's'},
-	        {"socket-mode", required_argument, NULL, OPT_MODE},
-	        {"max-connections", required_argument, NULL, OPT_MAXCONN},
-	        {"max-in-flight", required_argument, NULL, OPT_MAXFLIGHT},
-	        {"max-in-flight-per-uid", required_argument, NULL, OPT_MAXUID},
-	        {"chunk-size", required_argument, NULL, OPT_CHUNK},
-	        {"drain-timeout", required_argument, NULL, OPT_DRAIN},
-	        {"workers", required_argument, NULL, OPT_WORKERS},
-	        {"allow-uid", required_argument, NULL, OPT_ALLOW_UID},
-	        {"allow-gid", required_argument, NULL, OPT_ALLOW_GID},
-	        {"log-level", required_argument, NULL, 'l'},
-	        {"verbose", no_argument, NULL, 'v'},
-	        {"help", no_argument, NULL, 'h'},
-	        {"version", no_argument, NULL, 'V'},
-	        {0},
-	};
-	struct server_config cfg;
-	unsigned long long v, workers = 8;
+	struct options opts = {0};
+	struct conf cfg;
 	uv_loop_t *loop;
 	char buf[32];
-	int c, r;
+	int r;
 
 	log_setup();
-	server_config_defaults(&cfg);
-	r = sockpath_default(cfg.socket_path, sizeof(cfg.socket_path));
-	if (r < 0) {
-		log_err("default socket path is too long");
-		return 1;
-	}
-
-	while ((c = getopt_long(argc, argv, "s:l:vhV", opts, NULL)) != -1) {
-		switch (c) {
-		case 's':
-			if (strlen(optarg) >= sizeof(cfg.socket_path)) {
-				log_err("socket path too long: %s", optarg);
-				return 2;
-			}
-			strcpy(cfg.socket_path, optarg);
-			break;
-		case OPT_MODE: {
-			char *end;
-			long m = strtol(optarg, &end, 8);
-
-			if (!*optarg || *end || m < 0 || m > 07777) {
-				log_err("bad --socket-mode: %s", optarg);
-				return 2;
-			}
-			cfg.socket_mode = (unsigned)m;
-			break;
-		}
-		case OPT_MAXCONN:
-		case OPT_MAXFLIGHT:
-		case OPT_MAXUID:
-		case OPT_DRAIN:
-		case OPT_WORKERS:
-			if (parse_u64(optarg, c == OPT_WORKERS ? 1024 : UINT_MAX, &v) < 0 ||
-			    (v == 0 && c != OPT_DRAIN)) {
-				log_err("bad value for --%s: %s", opts[c - OPT_MODE + 1].name,
-				        optarg);
-				return 2;
-			}
-			if (c == OPT_MAXCONN)
-				cfg.max_connections = (unsigned)v;
-			else if (c == OPT_MAXFLIGHT)
-				cfg.max_in_flight_per_conn = (unsigned)v;
-			else if (c == OPT_MAXUID)
-				cfg.max_in_flight_per_uid = (unsigned)v;
-			else if (c == OPT_DRAIN)
-				cfg.drain_timeout_ms = (unsigned)v;
-			else
-				workers = v;
-			break;
-		case OPT_CHUNK:
-			if (parse_u64(optarg, XFER_SYSCALL_MAX, &v) < 0 || v < 4096) {
-				log_err("bad --chunk-size (4096..%u): %s", XFER_SYSCALL_MAX,
-				        optarg);
-				return 2;
-			}
-			cfg.chunk_size = (size_t)v;
-			break;
-		case OPT_ALLOW_UID:
-		case OPT_ALLOW_GID:
-			if (parse_u64(optarg, UINT_MAX - 1, &v) < 0) {
-				log_err("bad uid/gid: %s", optarg);
-				return 2;
-			}
-			if (c == OPT_ALLOW_UID && cfg.n_allow_uids < SERVER_MAX_ALLOW)
-				cfg.allow_uids[cfg.n_allow_uids++] = (uid_t)v;
-			else if (c == OPT_ALLOW_GID && cfg.n_allow_gids < SERVER_MAX_ALLOW)
-				cfg.allow_gids[cfg.n_allow_gids++] = (gid_t)v;
-			break;
-		case 'l':
-			r = log_parse_level(optarg);
-			if (r < 0) {
-				log_err("bad log level: %s", optarg);
-				return 2;
-			}
-			log_set_level(r);
-			break;
-		case 'v':
-			log_set_level(LOG_DEBUG);
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			printf("sendfiled %s\n", SFD_VERSION);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		log_err("unexpected argument: %s", argv[optind]);
-		usage(stderr);
-		return 2;
-	}
+	r = parse_args(argc, argv, &opts);
+	if (r < 0)
+		r = load_settings(&opts, &cfg);
+	free(opts.flags);
+	if (r >= 0)
+		return r;
+	log_set_level(cfg.log_level);
 
 	/* sendfile(2) has no MSG_NOSIGNAL: a closed peer must be an EPIPE. */
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile_limit();
 	/* libuv reads this once, when the first work item is queued. */
-	snprintf(buf, sizeof(buf), "%llu", workers);
+	snprintf(buf, sizeof(buf), "%u", cfg.workers);
 	setenv("UV_THREADPOOL_SIZE", buf, 1);
 	r = xfer_global_init();
 	if (r < 0) {
@@ -253,29 +461,25 @@ main(int argc, char **argv)
 	}
 
 	loop = uv_default_loop();
-	r = server_init(&srv, loop, &cfg, -1);
-	if (r < 0) {
-		log_err("cannot listen on %s: %s", cfg.socket_path,
-		        r == -EADDRINUSE ? "another daemon is serving it" : strerror(-r));
-		return 1;
+	r = start_server(loop, &cfg, opts.no_control);
+	if (r == 0 && !opts.no_control) {
+		r = start_control(&cfg);
+		if (r)
+			server_free(&srv);
 	}
-	srv.on_stopped = on_stopped;
-	{
-		struct ctl_config ccfg;
-
-		ctl_config_defaults(&ccfg);
-		r = ctl_start(&srv, &ccfg, &ctl);
-		if (r < 0) {
-			log_err("cannot start the control plane: %s", strerror(-r));
-			return 1;
-		}
+	if (r) {
+		/* Let the closed handles finish closing. */
+		uv_run(loop, UV_RUN_DEFAULT);
+		uv_loop_close(loop);
+		return r;
 	}
 	uv_signal_init(loop, &sig_term);
 	uv_signal_init(loop, &sig_int);
 	uv_signal_start(&sig_term, on_signal, SIGTERM);
 	uv_signal_start(&sig_int, on_signal, SIGINT);
+	service_start(&svc, loop, &srv);
 
-	log_notice("sendfiled %s serving %s", SFD_VERSION, cfg.socket_path);
+	log_notice("sendfiled %s serving %s", SFD_VERSION, srv.cfg.socket_path);
 	uv_run(loop, UV_RUN_DEFAULT);
 	log_notice("stopped");
 	uv_loop_close(loop);

@@ -85,8 +85,8 @@ server_uid_stats(struct server *srv, uid_t uid)
 }
 
 void
-server_foreach_transfer(struct server *srv,
-			void (*fn)(const struct transfer_info *info, void *arg), void *arg)
+server_foreach_transfer(struct server *srv, void (*fn)(const struct transfer_info *info, void *arg),
+                        void *arg)
 {
 	struct list_head *pos, *tmp;
 
@@ -312,6 +312,8 @@ server_stop(struct server *srv, bool immediate)
 
 	srv->stopping = true;
 	if (first) {
+		if (srv->on_stopping)
+			srv->on_stopping(srv);
 		close_listener(srv);
 		uv_timer_stop(&srv->accept_retry);
 		if (!immediate && srv->in_flight > 0) {

@@ -79,7 +79,7 @@ enum transfer_event_kind {
 };
 
 typedef void (*server_event_fn)(void *data, enum transfer_event_kind kind,
-				const struct transfer_info *info, int status, int error);
+                                const struct transfer_info *info, int status, int error);
 
 struct server {
 	uv_loop_t *loop;
@@ -104,6 +104,8 @@ struct server {
 	/* Transfer events for the control plane; may be NULL. */
 	server_event_fn on_event;
 	void *on_event_data;
+	/* Called once, when server_stop() first runs (whoever calls it). */
+	void (*on_stopping)(struct server *srv);
 	void (*on_stopped)(struct server *srv);
 };
 
@@ -128,7 +130,7 @@ struct uid_stats *server_uid_stats(struct server *srv, uid_t uid);
 
 /* server_foreach_transfer() - call @fn for every transfer in flight. */
 void server_foreach_transfer(struct server *srv,
-			     void (*fn)(const struct transfer_info *info, void *arg), void *arg);
+                             void (*fn)(const struct transfer_info *info, void *arg), void *arg);
 
 /* server_cancel_transfer() - cancel by daemon-wide id. Return: 0 or -ENOENT. */
 int server_cancel_transfer(struct server *srv, uint64_t transfer);

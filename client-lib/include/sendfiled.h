@@ -43,9 +43,9 @@ enum sfd_status {
 	SFD_STATUS_PEER_CLOSED = 3, /* destination's peer closed or reset mid-transfer */
 	SFD_STATUS_IO_ERROR = 4,
 	SFD_STATUS_CANCELLED = 5,
-	SFD_STATUS_LIMIT = 6,    /* a daemon limit was reached; retry later */
-	SFD_STATUS_PROTOCOL = 7, /* the daemon could not parse the request */
-	SFD_STATUS_SHUTTING_DOWN = 8,
+	SFD_STATUS_LIMIT = 6,             /* a daemon limit was reached; retry later */
+	SFD_STATUS_PROTOCOL = 7,          /* the daemon could not parse the request */
+	SFD_STATUS_SHUTTING_DOWN = 8,     /* the daemon is stopping (a restart?): nothing sent */
 	SFD_STATUS_PERMISSION_DENIED = 9, /* uid/gid not allowed by the daemon */
 };
 
@@ -117,13 +117,30 @@ void sfd_client_free(struct sfd_client *c);
  *
  * Blocks the calling thread. Completions of requests made with
  * sfd_client_submit() that arrive meanwhile are kept for sfd_client_dispatch().
+ *
+ * Daemon restarts: when the daemon did nothing with the request because it
+ * is stopping (it answered SFD_STATUS_SHUTTING_DOWN, or closed the connection
+ * without reading the request), the request is sent again on a new
+ * connection to the same socket, so that a restart fails no call. Under
+ * socket activation the new connection waits in the socket's backlog until
+ * the new daemon accepts it. While nothing listens on the socket, connecting
+ * is retried every 10 to 50 ms; at most 50 attempts in all, never past
+ * @timeout_ms. A connection the daemon closed before this call is replaced
+ * the same way first. A request the daemon may have started is never sent
+ * twice: if the connection ends after the daemon read it, the call fails.
+ * The connection is replaced only on a client never given to
+ * sfd_client_get_fd() or sfd_client_submit(): on those, the
+ * SFD_STATUS_SHUTTING_DOWN outcome or the error is returned as it is (see
+ * sfd_client_submit()).
+ *
  * Return: 0 when the daemon answered (the outcome, success or not, is in
- * ret->status, with bytes_sent and final_offset always filled); a negative
+ * ret->status, with bytes_sent and final_offset always filled;
+ * SFD_STATUS_SHUTTING_DOWN only when the retries above ran out); a negative
  * errno when it could not ask: -EBADF for a bad descriptor, -EINVAL for
- * unknown @flags, -ECONNRESET or -EPIPE when the daemon went away, -EACCES
- * when it refused this user (see sfd_client_open()), -EBADMSG when it sent a
- * record that cannot be parsed (the connection is then shut down),
- * -ETIMEDOUT.
+ * unknown @flags, -ECONNRESET or -EPIPE when the daemon went away (and no
+ * daemon answered again in time), -EACCES when it refused this user (see
+ * sfd_client_open()), -EBADMSG when it sent a record that cannot be parsed
+ * (the connection is then shut down), -ETIMEDOUT.
  */
 int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset,
                         uint64_t count, unsigned flags, int timeout_ms, struct sfd_result *ret);
@@ -142,7 +159,9 @@ typedef void (*sfd_completion_fn)(struct sfd_client *c, uint64_t id, const struc
 /*
  * sfd_client_get_fd() - the descriptor to watch for readability (POLLIN).
  * Owned by the client: do not close it or change its flags. When it is
- * readable, call sfd_client_dispatch().
+ * readable, call sfd_client_dispatch(). It stays the same for the client's
+ * life: once it has been asked for, sfd_client_sendfile() no longer replaces
+ * the connection after a daemon restart.
  */
 int sfd_client_get_fd(const struct sfd_client *c);
 
@@ -153,6 +172,15 @@ int sfd_client_get_fd(const struct sfd_client *c);
  * May block briefly while the connection's send buffer is full; while it
  * waits it keeps reading completions, which it holds for the next dispatch:
  * call sfd_client_dispatch() after a submit when sfd_client_pending() > 0.
+ *
+ * Daemon restarts: a completion with SFD_STATUS_SHUTTING_DOWN means the
+ * daemon is stopping and did nothing with the request (nothing sent, the
+ * file position untouched). Open a new client on the same socket and submit
+ * the request again there; under socket activation the new connection is
+ * served by the next daemon. The old client still delivers the completions of
+ * transfers the stopping daemon finishes, then reports -ECONNRESET.
+ * A submit that fails with -EPIPE or -ECONNRESET sent nothing either.
+ *
  * Return: 0 and *ret_id (never 0), or a negative errno.
  */
 int sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,

@@ -218,8 +218,10 @@ def test_raw_connect_close_keeps_control_plane(d):
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["pid"] == d.proc.pid
+    # Whether this run hit the nng bug depends on timing (it usually does);
+    # either way the control plane must answer.
     stats = json.loads(d.ctl("--timeout-ms", "10000", "stats", "--json").stdout)
-    assert stats["control_listener_restarts"] >= 1
+    print(f"  control listeners re-created: {stats['control_listener_restarts']}")
     # The events listener came back too: watch sees a new transfer.
     w = subprocess.Popen(
         [CTL, "--socket", d.sock, "--timeout-ms", "10000", "watch", "--json", "--count", "1"],
