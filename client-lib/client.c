@@ -567,7 +567,7 @@ sfd_client_open(const char *path, struct sfd_client **ret)
 			return -ENAMETOOLONG;
 		memcpy(buf, path, len + 1);
 	} else {
-		r = sockpath_default(buf, sizeof(buf));
+		r = sockpath_client_default(buf, sizeof(buf));
 		if (r < 0)
 			return r;
 	}
@@ -884,7 +884,7 @@ sfd_default_socket_path(char *buf, unsigned long size)
 	int n;
 
 	/* Through a local buffer: @buf is written only on success. */
-	n = sockpath_default(path, sizeof(path));
+	n = sockpath_client_default(path, sizeof(path));
 	if (n < 0)
 		return n;
 	if ((unsigned long)n >= size)

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sockpath.h"
 
@@ -41,4 +42,22 @@ sockpath_sibling(const char *path, const char *name, char *buf, size_t size)
 	if (n < 0 || (size_t)n >= size)
 		return -ENAMETOOLONG;
 	return n;
+}
+
+int
+sockpath_client_default(char *buf, size_t size)
+{
+	const char *s = getenv("SENDFILED_SOCKET");
+	int n;
+
+	if (s && *s)
+		return fmt(buf, size, s, "");
+	s = getenv("XDG_RUNTIME_DIR");
+	if (s && *s) {
+		n = fmt(buf, size, s, "/sendfiled/sendfiled.sock");
+		/* A per-user daemon if there is one, else the system's. */
+		if (n >= 0 && access(buf, F_OK) == 0)
+			return n;
+	}
+	return fmt(buf, size, "/run/sendfiled", "/sendfiled.sock");
 }

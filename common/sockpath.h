@@ -14,6 +14,14 @@
 int sockpath_default(char *buf, size_t size);
 
 /*
+ * sockpath_client_default() - where a client looks: $SENDFILED_SOCKET, else
+ * $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock if that exists (a per-user
+ * daemon), else /run/sendfiled/sendfiled.sock (the system's).
+ * Return: length written to @buf, or -ENAMETOOLONG.
+ */
+int sockpath_client_default(char *buf, size_t size);
+
+/*
  * sockpath_sibling() - @name in the directory of @path ("control.sock" beside
  * the data socket). Return: length, or -ENAMETOOLONG.
  */

@@ -126,6 +126,13 @@ listen_endpoint(struct ctl *ctl, struct endpoint *ep)
 		nng_listener_close(ep->listener);
 		return nng_to_errno(rv);
 	}
+	/* Here rather than by the caller: a re-created listener needs it too. */
+	if (ctl->cfg.has_group && chown(ep->path, (uid_t)-1, ctl->cfg.group) < 0) {
+		int r = -errno;
+
+		nng_listener_close(ep->listener);
+		return r;
+	}
 	return 0;
 }
 

@@ -15,6 +15,9 @@
 #ifndef SFD_CTL_H
 #define SFD_CTL_H
 
+#include <stdbool.h>
+#include <sys/types.h>
+
 struct server;
 struct ctl;
 
@@ -22,6 +25,8 @@ struct ctl_config {
 	char control_path[108]; /* "" = control.sock beside the data socket */
 	char events_path[108];  /* "" = events.sock beside the data socket */
 	unsigned mode;          /* file mode of both sockets, e.g. 0600 */
+	bool has_group;         /* give both sockets to @group */
+	gid_t group;
 	unsigned probe_interval_ms;
 };
 

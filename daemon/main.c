@@ -406,26 +406,14 @@ start_control(const struct conf *cfg)
 		log_err("control socket path too long (beside %s)", srv.cfg.socket_path);
 		return 1;
 	}
+	ccfg.has_group = cfg->has_socket_group;
+	ccfg.group = cfg->socket_group;
 	r = ctl_start(&srv, &ccfg, &ctl);
 	if (r < 0) {
 		log_err("cannot start the control plane on %s and %s: %s (--no-control runs "
 		        "without it)",
 		        ccfg.control_path, ccfg.events_path, strerror(-r));
 		return 1;
-	}
-	if (cfg->has_socket_group) {
-		const char *paths[] = {ccfg.control_path, ccfg.events_path};
-
-		for (size_t i = 0; i < 2; i++) {
-			r = chown_group(paths[i], cfg->socket_group);
-			if (r < 0) {
-				log_err("cannot give %s to group %u: %s", paths[i],
-				        (unsigned)cfg->socket_group, strerror(-r));
-				ctl_free(ctl);
-				ctl = NULL;
-				return 1;
-			}
-		}
 	}
 	return 0;
 }

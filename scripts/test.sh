@@ -17,6 +17,7 @@ meson test -C build-test --print-errorlogs --setup valgrind --suite unit
 	meson setup build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
 ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	LSAN_OPTIONS=suppressions="$PWD/tests/lsan.supp" \
 	meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite format
 
 if [ -x bindings/python/run-tests.sh ]; then

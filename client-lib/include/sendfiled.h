@@ -83,8 +83,8 @@ struct sfd_client;
 /*
  * sfd_client_open() - connect to the daemon.
  * @path: the daemon's data socket, or NULL for the default: $SENDFILED_SOCKET,
- *        else $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock, else
- *        /run/sendfiled/sendfiled.sock.
+ *        else $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock if it exists (a
+ *        per-user daemon), else /run/sendfiled/sendfiled.sock (the system's).
  * Blocks for the connect(2) only.
  * A daemon with an allow-list accepts the connection before it checks the
  * user, so a refusal shows at the first exchange instead: the call that

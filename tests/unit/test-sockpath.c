@@ -7,6 +7,11 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "sockpath.h"
 #include "helpers.h"
 
@@ -117,6 +122,39 @@ test_sibling_too_long(void **state)
 	assert_int_equal(sockpath_sibling("x.sock", "control.sock", buf, 5), -ENAMETOOLONG);
 }
 
+/* Clients prefer a per-user daemon only when its socket exists. */
+static void
+test_client_default(void **state)
+{
+	char dir[] = "/tmp/sfd-sockpath-XXXXXX", sub[64], sock[96], buf[256];
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(sub, sizeof(sub), "%s/sendfiled", dir);
+	snprintf(sock, sizeof(sock), "%s/sendfiled.sock", sub);
+
+	env("/srv/custom.sock", dir);
+	assert_int_equal(sockpath_client_default(buf, sizeof(buf)), strlen("/srv/custom.sock"));
+	assert_string_equal(buf, "/srv/custom.sock");
+
+	env(NULL, dir);
+	assert_int_equal(sockpath_client_default(buf, sizeof(buf)),
+	                 strlen("/run/sendfiled/sendfiled.sock"));
+	assert_string_equal(buf, "/run/sendfiled/sendfiled.sock");
+
+	assert_int_equal(mkdir(sub, 0700), 0);
+	fd = open(sock, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(sockpath_client_default(buf, sizeof(buf)), strlen(sock));
+	assert_string_equal(buf, sock);
+
+	unlink(sock);
+	rmdir(sub);
+	rmdir(dir);
+	env(NULL, NULL);
+}
+
 int
 main(void)
 {
@@ -125,6 +163,7 @@ main(void)
 	        fd_test(test_default_too_long),
 	        fd_test(test_sibling),
 	        fd_test(test_sibling_too_long),
+	        fd_test(test_client_default),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
