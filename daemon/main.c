@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,7 +426,17 @@ main(int argc, char **argv)
 	struct conf cfg;
 	uv_loop_t *loop;
 	char buf[32];
+	sigset_t stop_signals;
 	int r;
+
+	/* A stop request that comes while we start up (a supervisor may send
+	 * one at any time) waits until the loop can handle it gracefully,
+	 * rather than killing us halfway. Threads started meanwhile (nng's)
+	 * keep these blocked, so the loop's handler receives them. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
 	log_setup();
 	r = parse_args(argc, argv, &opts);
@@ -465,6 +476,7 @@ main(int argc, char **argv)
 	uv_signal_init(loop, &sig_int);
 	uv_signal_start(&sig_term, on_signal, SIGTERM);
 	uv_signal_start(&sig_int, on_signal, SIGINT);
+	pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
 	service_start(&svc, loop, &srv);
 
 	log_notice("sendfiled %s serving %s", SFD_VERSION, srv.cfg.socket_path);
