@@ -64,11 +64,12 @@ struct xfer {
 	bool zero_copy_proven; /* a zero-copy call has moved bytes: EINVAL is real */
 	bool finished;
 	bool eof;
-	bool short_write;  /* the last sendfile() took less than offered */
-	bool no_zero_copy; /* known before starting: fail NOT_AVAILABLE */
-	bool cold;         /* on a worker only while its file is read from disk */
-	uint64_t sent;     /* bytes delivered to the destination */
-	uint64_t limit;    /* bytes to send; UINT64_MAX: until EOF */
+	bool short_write;    /* the last sendfile() took less than offered */
+	bool no_zero_copy;   /* known before starting: fail NOT_AVAILABLE */
+	bool cold;           /* on a worker only while its file is read from disk */
+	uint64_t probed_end; /* the page cache held the source up to here */
+	uint64_t sent;       /* bytes delivered to the destination */
+	uint64_t limit;      /* bytes to send; UINT64_MAX: until EOF */
 	enum wait wait;
 
 	/* M_SPLICE_BUFFER: our own pipe and the bytes sitting in it. */
@@ -540,17 +541,21 @@ watch(struct xfer *x, uv_poll_t *h, bool *inited, int fd, int events, uv_poll_t 
 static bool
 cold(struct xfer *x, size_t want)
 {
-	off_t off = (off_t)(x->p.offset + x->sent);
+	uint64_t off = x->p.offset + x->sent, end = off + want;
 	char byte;
 	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
 
-	if (want == 0)
+	/* A range probed already (the socket took only part of it last time)
+	 * is not asked about again: one wake-up, at most two syscalls more. */
+	if (want == 0 || end <= x->probed_end)
 		return false;
-	if (preadv2(x->src, &iov, 1, off, RWF_NOWAIT) < 0 && errno == EAGAIN)
-		return true;
-	if (want > 4096 && preadv2(x->src, &iov, 1, off + (off_t)want - 1, RWF_NOWAIT) < 0 &&
+	if (off >= x->probed_end && preadv2(x->src, &iov, 1, (off_t)off, RWF_NOWAIT) < 0 &&
 	    errno == EAGAIN)
 		return true;
+	if (want > 4096 && preadv2(x->src, &iov, 1, (off_t)end - 1, RWF_NOWAIT) < 0 &&
+	    errno == EAGAIN)
+		return true;
+	x->probed_end = end;
 	return false;
 }
 
