@@ -159,6 +159,8 @@ large_inprocess(int file, uint64_t size)
 
 /* The same transfer offloaded to the daemon (destination non-blocking, so
  * the daemon drives it from its loop). */
+static bool blocking_dst;
+
 static double
 large_offloaded(struct sfd_client *c, int file, uint64_t size)
 {
@@ -168,7 +170,10 @@ large_offloaded(struct sfd_client *c, int file, uint64_t size)
 	double t0, t;
 
 	tcp_pair(tcp);
-	fcntl(tcp[0], F_SETFL, O_NONBLOCK);
+	/* Non-blocking: the daemon drives it from its loop. Blocking: one of
+	 * its worker threads does, with blocking sendfile() calls. */
+	if (!blocking_dst)
+		fcntl(tcp[0], F_SETFL, O_NONBLOCK);
 	d.fd = tcp[1];
 	pthread_create(&d.th, NULL, drain_main, &d);
 	t0 = now();
@@ -332,9 +337,13 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	        {"socket", required_argument, NULL, 's'}, {"size", required_argument, NULL, 'm'},
-	        {"rounds", required_argument, NULL, 'r'}, {"seconds", required_argument, NULL, 't'},
-	        {"help", no_argument, NULL, 'h'},         {0},
+	        {"socket", required_argument, NULL, 's'},
+	        {"size", required_argument, NULL, 'm'},
+	        {"rounds", required_argument, NULL, 'r'},
+	        {"seconds", required_argument, NULL, 't'},
+	        {"blocking-dst", no_argument, NULL, 'b'},
+	        {"help", no_argument, NULL, 'h'},
+	        {0},
 	};
 	char path[108] = "";
 	uint64_t size = 1024ull << 20, failed = 0;
@@ -344,7 +353,7 @@ main(int argc, char **argv)
 	char fpath[] = "/tmp/bench-sendfiled-XXXXXX";
 	int big, small;
 
-	while ((c = getopt_long(argc, argv, "s:m:r:t:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:m:r:t:bh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			snprintf(path, sizeof(path), "%s", optarg);
@@ -360,10 +369,13 @@ main(int argc, char **argv)
 		case 't':
 			secs = atof(optarg);
 			break;
+		case 'b':
+			blocking_dst = true;
+			break;
 		default:
 			fprintf(c == 'h' ? stdout : stderr,
 			        "usage: bench-sendfiled [--socket PATH] [--size MIB] [--rounds N] "
-			        "[--seconds S]\n");
+			        "[--seconds S] [--blocking-dst]\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
