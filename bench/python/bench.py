@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""aiohttp FileResponse throughput with and without sendfiled, in one run.
+
+Four servers, each in its own process, serve the same files with
+web.FileResponse:
+
+  uvloop             uvloop, as is (uvloop has no loop.sendfile: aiohttp copies
+                     through user space in 256 KiB chunks)
+  uvloop+sendfiled   uvloop with sendfiled.aio.install()
+  asyncio            asyncio's loop, as is (os.sendfile() in the server)
+  asyncio+sendfiled  asyncio's loop with sendfiled.aio.install()
+
+Two loads, for each server in turn:
+
+  big   one connection downloads a 1 GiB file several times (keep-alive);
+        the client is a small process reading with recv_into() into 4 MiB.
+  mib   wrk with many connections fetching 1 MiB files.
+
+The four servers run at once (idle while another is measured) and the runs
+are interleaved, each load --repeat times; the median run is reported, with
+every run's figure beside it. For each: GB/s (10^9 bytes per second of body),
+and the CPU seconds (user + system, from /proc/PID/stat) of the server
+process and of the daemon during the run. Sockets use TCP_CONGESTION cubic where the benchmark makes them
+(the server's listening socket, inherited by accepted connections, and the
+big-file client); files are read once first so that they are in the page
+cache. Results go to RESULTS.md beside this file (or --out).
+
+Usage: bench.py [--build DIR] [--seconds S] [--rounds N] [--repeat N] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import random
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+HERE = Path(__file__).resolve().parent
+TOP = HERE.parent.parent
+MiB = 1 << 20
+GiB = 1 << 30
+TICK = os.sysconf("SC_CLK_TCK")
+
+CONFIGS = [
+    ("uvloop", False),
+    ("uvloop", True),
+    ("asyncio", False),
+    ("asyncio", True),
+]
+
+
+def name(loop: str, offload: bool) -> str:
+    return loop + ("+sendfiled" if offload else "")
+
+
+def cubic(s: socket.socket) -> None:
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"cubic")
+    except (OSError, AttributeError):
+        pass
+
+
+# -- server (a child process) ------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    if args.loop == "uvloop":
+        import uvloop
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    if args.offload:
+        import sendfiled.aio
+        sendfiled.aio.install(loop, path=args.socket, require_daemon=True)
+
+    d = Path(args.dir)
+
+    async def big(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(d / "big.bin")
+
+    async def mib(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(d / f"mib{request.match_info['n']}.bin")
+
+    async def stats(request: web.Request) -> web.Response:
+        import json
+        import sendfiled
+        return web.Response(text=json.dumps(sendfiled.stats()))
+
+    app = web.Application()
+    app.router.add_get("/big", big)
+    app.router.add_get("/mib/{n}", mib)
+    app.router.add_get("/stats", stats)
+
+    async def main() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        cubic(lsock)
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(1024)
+        site = web.SockSite(runner, lsock)
+        await site.start()
+        print(lsock.getsockname()[1], flush=True)
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    loop.run_until_complete(main())
+    loop.close()
+
+
+# -- the big-file client (a child process) -----------------------------------
+
+
+def fetch(args: argparse.Namespace) -> None:
+    """GET /big args.n times on one connection; print bytes and seconds."""
+    s = socket.create_connection(("127.0.0.1", args.port))
+    cubic(s)
+    buf = bytearray(4 * MiB)
+    mv = memoryview(buf)
+    total = 0
+    t0 = time.perf_counter()
+    for _ in range(args.n):
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: bench\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise SystemExit("connection closed in the headers")
+            head += chunk
+        hdr, _, rest = head.partition(b"\r\n\r\n")
+        m = re.search(rb"(?i)content-length:\s*(\d+)", hdr)
+        assert m and hdr.startswith(b"HTTP/1.1 200"), hdr
+        left = int(m.group(1)) - len(rest)
+        got = len(rest)
+        while left > 0:
+            n = s.recv_into(mv, min(len(buf), left))
+            if not n:
+                raise SystemExit("connection closed in the body")
+            left -= n
+            got += n
+        total += got
+    dt = time.perf_counter() - t0
+    s.close()
+    print(total, dt, flush=True)
+
+
+# -- orchestration -----------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 (1-based); fields[0] is field 3.
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def make_files(d: Path, n_mib: int) -> None:
+    block = random.Random(1).randbytes(MiB)
+    big = d / "big.bin"
+    if not big.exists() or big.stat().st_size != GiB:
+        with open(big, "wb") as f:
+            for i in range(1024):
+                f.write(i.to_bytes(8, "little") + block[8:])
+    for i in range(n_mib):
+        p = d / f"mib{i}.bin"
+        if not p.exists():
+            p.write_bytes(i.to_bytes(8, "little") + block[8:])
+    # Warm the page cache.
+    for p in d.iterdir():
+        with open(p, "rb") as f:
+            while f.read(16 * MiB):
+                pass
+
+
+class Proc:
+    def __init__(self, argv: List[str], env: Optional[Dict[str, str]] = None) -> None:
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, text=True)
+
+    def line(self) -> str:
+        assert self.p.stdout is not None
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.p.args} exited early")
+        return line.strip()
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def run_big(port: int, rounds: int, server_pid: int, daemon_pid: int) -> Tuple[float, float,
+                                                                               float]:
+    c0, d0 = cpu_seconds(server_pid), cpu_seconds(daemon_pid)
+    out = subprocess.run([sys.executable, __file__, "fetch", "--port", str(port), "-n",
+                          str(rounds)], check=True, capture_output=True, text=True).stdout
+    c1, d1 = cpu_seconds(server_pid), cpu_seconds(daemon_pid)
+    total, dt = out.split()
+    return int(total) / float(dt) / 1e9, c1 - c0, d1 - d0
+
+
+WRK_LUA = """
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, "/mib/" .. (n % {files}))
+end
+"""
+
+
+def run_mib(port: int, seconds: float, conns: int, n_files: int, script: Path,
+            server_pid: int, daemon_pid: int) -> Tuple[float, float, float, float, str]:
+    c0, d0 = cpu_seconds(server_pid), cpu_seconds(daemon_pid)
+    argv = ["wrk", "-t2", f"-c{conns}", f"-d{int(seconds)}s", "-s", str(script),
+            f"http://127.0.0.1:{port}"]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    c1, d1 = cpu_seconds(server_pid), cpu_seconds(daemon_pid)
+    m = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    errs = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    assert m, out
+    rps = float(m.group(1))
+    return rps * MiB / 1e9, rps, c1 - c0, d1 - d0, errs.group(0) if errs else ""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd")
+    s = sub.add_parser("serve")
+    s.add_argument("--loop", required=True)
+    s.add_argument("--offload", type=int, default=0)
+    s.add_argument("--socket")
+    s.add_argument("--dir", required=True)
+    f = sub.add_parser("fetch")
+    f.add_argument("--port", type=int, required=True)
+    f.add_argument("-n", type=int, default=3)
+    ap.add_argument("--build", default=str(TOP / "build"))
+    ap.add_argument("--seconds", type=int, default=4, help="duration of each wrk run")
+    ap.add_argument("--rounds", type=int, default=8, help="1 GiB downloads per run")
+    ap.add_argument("--repeat", type=int, default=7,
+                    help="runs of the 1 GiB load per server (the median is reported)")
+    ap.add_argument("--connections", type=int, default=32, help="wrk connections")
+    ap.add_argument("--files", type=int, default=16, help="distinct 1 MiB files")
+    ap.add_argument("--dir", help="where the files are made (default: a temporary directory)")
+    ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    args = ap.parse_args()
+    if args.cmd == "serve":
+        return serve(args)
+    if args.cmd == "fetch":
+        return fetch(args)
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    args.load_start = os.getloadavg()[0]
+    build = Path(args.build).resolve()
+    daemon_bin = build / "daemon" / "sendfiled"
+    lib = build / "client-lib" / "libsendfiled.so.0"
+    tmp = Path(tempfile.mkdtemp(prefix="sfd-bench-"))
+    data = Path(args.dir) if args.dir else tmp
+    data.mkdir(parents=True, exist_ok=True)
+    print(f"making and warming the files in {data} ...", flush=True)
+    make_files(data, args.files)
+    script = tmp / "mib.lua"
+    script.write_text(WRK_LUA.format(files=args.files))
+
+    sock = str(tmp / "sendfiled.sock")
+    daemon = subprocess.Popen([str(daemon_bin), "--socket", sock], stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.02)
+    env = dict(os.environ, SENDFILED_LIB=str(lib))
+
+    results: Dict[str, Dict[str, float]] = {}
+    servers: Dict[str, Tuple[Proc, int]] = {}
+    try:
+        # All four servers run at once (idle when not under load), and the
+        # runs are interleaved (A B C D A B C D ...), so that whatever else
+        # the machine does weighs on every configuration alike.
+        for loop, offload in CONFIGS:
+            srv = Proc([sys.executable, __file__, "serve", "--loop", loop, "--offload",
+                        str(int(offload)), "--socket", sock, "--dir", str(data)], env=env)
+            servers[name(loop, offload)] = (srv, int(srv.line()))
+        for key, (srv, port) in servers.items():
+            subprocess.run([sys.executable, __file__, "fetch", "--port", str(port), "-n", "1"],
+                           check=True, capture_output=True)  # warm-up
+        big: Dict[str, list] = {k: [] for k in servers}
+        mib: Dict[str, list] = {k: [] for k in servers}
+        for rep in range(args.repeat):
+            for key, (srv, port) in servers.items():
+                big[key].append(run_big(port, args.rounds, srv.p.pid, daemon.pid))
+                print(f"  1 GiB  {key:18} {big[key][-1][0]:6.2f} GB/s", flush=True)
+        for rep in range(args.repeat):
+            for key, (srv, port) in servers.items():
+                mib[key].append(run_mib(port, args.seconds, args.connections, args.files, script,
+                                        srv.p.pid, daemon.pid))
+                print(f"  1 MiB  {key:18} {mib[key][-1][0]:6.2f} GB/s {mib[key][-1][4]}",
+                      flush=True)
+        import json
+        import urllib.request
+        for key, (srv, port) in servers.items():
+            st = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats").read())
+            # The median run of each (by throughput), with its CPU times.
+            gbs, cpu, dcpu = sorted(big[key])[len(big[key]) // 2]
+            mgbs, rps, mcpu, mdcpu, errs = sorted(mib[key])[len(mib[key]) // 2]
+            results[key] = dict(big_gbs=gbs, big_cpu=cpu, big_dcpu=dcpu, mib_gbs=mgbs,
+                                mib_rps=rps, mib_cpu=mcpu, mib_dcpu=mdcpu,
+                                offloaded=st["offloaded"], fallbacks=sum(
+                                    v for k, v in st.items() if k.startswith("fallback_")),
+                                big_all=[b[0] for b in big[key]],
+                                mib_all=[m[0] for m in mib[key]])
+    finally:
+        for srv, _ in servers.values():
+            srv.stop()
+        daemon.terminate()
+        daemon.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    write_results(args, results)
+
+
+def write_results(args: argparse.Namespace, r: Dict[str, Dict[str, float]]) -> None:
+    def ratio(a: str, b: str, k: str) -> str:
+        """The median of the ratios of runs made one after the other (run i
+        of a over run i of b), then the ratio of the medians."""
+        pairs = sorted(x / y for x, y in zip(r[a][k + "_all"], r[b][k + "_all"]) if y)
+        if not pairs or not r[b][k + "_gbs"]:
+            return "n/a"
+        each = " ".join(f"{x:.2f}" for x in pairs)
+        return (f"**{pairs[len(pairs) // 2]:.2f}x** (run by run: {each}; ratio of the "
+                f"medians {r[a][k + '_gbs'] / r[b][k + '_gbs']:.2f}x)")
+
+    py = sys.executable
+    if Path(py).is_relative_to(TOP):
+        py = os.path.relpath(py, TOP)
+    cmd = f"{py} bench/python/bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    lines = [
+        "# aiohttp FileResponse: with and without sendfiled",
+        "",
+        f"Command, from the top of the tree: `{cmd.strip()}` (that Python has the binding, "
+        f"aiohttp and uvloop installed, as bindings/python/run-tests.sh makes it; wrk from "
+        f"Debian's package).",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, Linux {platform.release()}, Python "
+        f"{platform.python_version()}; {datetime.date.today().isoformat()}. Loopback TCP; "
+        f"files in the page cache. GB/s is 10^9 bytes of body per second. CPU is user + "
+        f"system seconds during the run, of the server process and of the daemon. Load "
+        f"average (1 min) at the start {args.load_start:.2f}, at the end "
+        f"{os.getloadavg()[0]:.2f}: anything else running on the machine shows in the "
+        f"spread of the runs.",
+        "",
+        f"## 1 GiB file, one connection ({args.rounds} downloads, keep-alive; the median "
+        f"of {args.repeat} runs)",
+        "",
+        "| server | GB/s (median) | all runs | server CPU s | daemon CPU s "
+        "| CPU s per GB (server + daemon) |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for k, v in r.items():
+        gb = args.rounds * GiB / 1e9
+        runs = " ".join(f"{x:.2f}" for x in v["big_all"])
+        lines.append(f"| {k} | {v['big_gbs']:.2f} | {runs} | {v['big_cpu']:.2f} "
+                     f"| {v['big_dcpu']:.2f} | {(v['big_cpu'] + v['big_dcpu']) / gb:.3f} |")
+    lines += [
+        "",
+        f"## 1 MiB files, wrk -t2 -c{args.connections} -d{args.seconds:g}s "
+        f"({args.files} distinct files; the median of {args.repeat} runs)",
+        "",
+        "| server | GB/s (median) | all runs | requests/s | server CPU s | daemon CPU s |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for k, v in r.items():
+        runs = " ".join(f"{x:.2f}" for x in v["mib_all"])
+        lines.append(f"| {k} | {v['mib_gbs']:.2f} | {runs} | {v['mib_rps']:.0f} "
+                     f"| {v['mib_cpu']:.2f} | {v['mib_dcpu']:.2f} |")
+    lines += [
+        "",
+        "Requests the daemon answered, per server (both loads and the warm-up): " +
+        ", ".join(f"{k} {v['offloaded']}" for k, v in r.items()) +
+        "; served in-process by a fallback: " +
+        ", ".join(f"{k} {v['fallbacks']}" for k, v in r.items()) + ".",
+    ]
+    lines += [
+        "",
+        "## Ratios",
+        "",
+        "Throughput, offloaded over not (target: uvloop >= 2x on 1 GiB; asyncio's loop "
+        ">= 0.9x of its native os.sendfile):",
+        "",
+        f"- 1 GiB, uvloop+sendfiled / uvloop: {ratio('uvloop+sendfiled', 'uvloop', 'big')}",
+        f"- 1 GiB, asyncio+sendfiled / asyncio: {ratio('asyncio+sendfiled', 'asyncio', 'big')}",
+        f"- 1 MiB, uvloop+sendfiled / uvloop: {ratio('uvloop+sendfiled', 'uvloop', 'mib')}",
+        f"- 1 MiB, asyncio+sendfiled / asyncio: {ratio('asyncio+sendfiled', 'asyncio', 'mib')}",
+        "",
+    ]
+    Path(args.out).write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Argument checks shared with asyncio, so that errors match it exactly.
+
+asyncio's own functions are reused when the running Python has them (they do
+not use their ``self``), so the exception types and messages are the ones of
+the installed asyncio, whatever its version. The copies below are only for a
+Python that lacks them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+from typing import Any, Optional, Tuple
+
+from asyncio import base_events as _base_events
+
+_asyncio_check_params: Any = getattr(_base_events.BaseEventLoop, "_check_sendfile_params", None)
+_asyncio_check_ssl: Any = getattr(_base_events, "_check_ssl_socket", None)
+
+try:
+    import ssl as _ssl
+except ImportError:  # pragma: no cover
+    _ssl = None  # type: ignore[assignment]
+
+
+def check_ssl_socket(sock: Any) -> None:
+    """TypeError for an ssl.SSLSocket, as asyncio's sock_sendfile() raises."""
+    if _asyncio_check_ssl is not None:
+        _asyncio_check_ssl(sock)
+        return
+    if _ssl is not None and isinstance(sock, _ssl.SSLSocket):  # pragma: no cover
+        raise TypeError("Socket cannot be of type SSLSocket")
+
+
+def check_sendfile_params(sock: Any, file: Any, offset: Any, count: Any) -> None:
+    """asyncio's checks of sock_sendfile()'s arguments, same types and messages."""
+    if _asyncio_check_params is not None:
+        _asyncio_check_params(None, sock, file, offset, count)
+        return
+    if 'b' not in getattr(file, 'mode', 'b'):  # pragma: no cover
+        raise ValueError("file should be opened in binary mode")
+    if not sock.type == socket.SOCK_STREAM:  # pragma: no cover
+        raise ValueError("only SOCK_STREAM type sockets are supported")
+    if count is not None:  # pragma: no cover
+        if not isinstance(count, int):
+            raise TypeError(
+                "count must be a positive integer (got {!r})".format(count))
+        if count <= 0:
+            raise ValueError(
+                "count must be a positive integer (got {!r})".format(count))
+    if not isinstance(offset, int):  # pragma: no cover
+        raise TypeError(
+            "offset must be a non-negative integer (got {!r})".format(offset))
+    if offset < 0:  # pragma: no cover
+        raise ValueError(
+            "offset must be a non-negative integer (got {!r})".format(offset))
+
+
+#: The largest offset, and offset + count, the daemon accepts (off_t).
+OFF_MAX = (1 << 63) - 1
+
+
+def wire_range(offset: int, count: Optional[int]) -> Tuple[int, int]:
+    """(offset, count) for the C call, where count 0 means "to end of file".
+
+    An offset or a count beyond 2^63 - 1 raises OverflowError, as
+    os.sendfile() (asyncio's native path) does. A range reaching past 2^63 - 1
+    is clamped: no file extends that far, and a count past the end of the
+    file sends what there is.
+    """
+    if offset > OFF_MAX:
+        raise OverflowError("Python int too large to convert to C long")
+    if not count:
+        return offset, 0
+    if count > OFF_MAX:
+        raise OverflowError("Python int too large to convert to C ssize_t")
+    return offset, min(count, OFF_MAX - offset) or 0
+
+
+def source_fd(file: Any) -> Optional[Tuple[int, int]]:
+    """(descriptor, size) of a file object, or None when it has no usable
+    descriptor (asyncio's "not a regular file" cases)."""
+    try:
+        fileno = file.fileno()
+    except (AttributeError, io.UnsupportedOperation):
+        return None
+    try:
+        fsize = os.fstat(fileno).st_size
+    except OSError:
+        return None
+    return fileno, fsize
+
+
+def settle_position(file: Any, bytes_sent: int, final_offset: int) -> None:
+    """Make the file object's position agree with what the daemon set.
+
+    The daemon has already moved the shared position to ``final_offset``
+    when it sent anything; seeking the object to the same place drops a
+    buffered reader's stale read-ahead, as asyncio's fallback does. Nothing
+    is done when nothing was sent (the position is then untouched).
+    """
+    if bytes_sent <= 0 or not hasattr(file, "seek"):
+        return
+    seekable = getattr(file, "seekable", None)
+    try:
+        if seekable is not None and not seekable():
+            return
+    except ValueError:  # closed
+        return
+    # A buffered reader caches the raw position; tell() refreshes it, so
+    # that the seek below drops the stale read-ahead instead of moving
+    # inside it (CPython's BufferedReader.seek() would otherwise trust the
+    # cached position the daemon has made wrong).
+    file.tell()
+    file.seek(final_offset)
