@@ -778,6 +778,10 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
 		if (e < 0)
 			return e;
 	}
+	/* A timed-out transfer was cancelled and its answer awaited: what it
+	 * sent and where it left the file position are known, and useful. */
+	if (e == -ETIMEDOUT && w.done)
+		*ret = w.res;
 	if (e < 0)
 		return e;
 	*ret = w.res;

@@ -113,7 +113,9 @@ void sfd_client_free(struct sfd_client *c);
  *        so that the file position is settled before returning -ETIMEDOUT;
  *        if the transfer ended on its own before the cancel reached the
  *        daemon, that real outcome is returned instead.
- * @ret: the outcome; written when the daemon answered.
+ * @ret: the outcome; written when the daemon answered, which includes
+ *        -ETIMEDOUT: then ret->status is SFD_STATUS_CANCELLED, with the bytes
+ *        sent before the cancel and the final offset.
  *
  * Blocks the calling thread. Completions of requests made with
  * sfd_client_submit() that arrive meanwhile are kept for sfd_client_dispatch().
