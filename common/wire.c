@@ -7,6 +7,25 @@
 #include "sendfiled.pb-c.h"
 #include "wire.h"
 
+/* Read one varint of at most 10 bytes at *i. Return: false if it runs off
+ * the end or is too long. */
+static bool
+read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *ret)
+{
+	uint64_t v = 0;
+
+	for (unsigned shift = 0; shift <= 63; shift += 7) {
+		if (*i >= len)
+			return false;
+		v |= (uint64_t)(p[*i] & 0x7f) << shift;
+		if (!(p[(*i)++] & 0x80)) {
+			*ret = v;
+			return true;
+		}
+	}
+	return false;
+}
+
 /*
  * Find field 1 (the request id, a varint) in a record that protobuf-c
  * rejected, so that the client still gets an error reply it can match.
@@ -18,29 +37,14 @@ salvage_id(const uint8_t *p, size_t len, uint64_t *ret_id)
 	size_t i = 0;
 
 	while (i < len) {
-		uint64_t key = 0, v = 0;
-		unsigned shift = 0;
+		uint64_t key, v;
 
-		/* A varint of at most 10 bytes: the key. */
-		for (;;) {
-			if (i >= len || shift > 63)
-				return false;
-			key |= (uint64_t)(p[i] & 0x7f) << shift;
-			shift += 7;
-			if (!(p[i++] & 0x80))
-				break;
-		}
+		if (!read_varint(p, len, &i, &key))
+			return false;
 		switch (key & 7) {
 		case 0:
-			shift = 0;
-			for (;;) {
-				if (i >= len || shift > 63)
-					return false;
-				v |= (uint64_t)(p[i] & 0x7f) << shift;
-				shift += 7;
-				if (!(p[i++] & 0x80))
-					break;
-			}
+			if (!read_varint(p, len, &i, &v))
+				return false;
 			if ((key >> 3) == 1) {
 				*ret_id = v;
 				return true;
@@ -53,16 +57,7 @@ salvage_id(const uint8_t *p, size_t len, uint64_t *ret_id)
 			i += 4;
 			break;
 		case 2:
-			shift = 0;
-			for (;;) {
-				if (i >= len || shift > 63)
-					return false;
-				v |= (uint64_t)(p[i] & 0x7f) << shift;
-				shift += 7;
-				if (!(p[i++] & 0x80))
-					break;
-			}
-			if (v > len - i)
+			if (!read_varint(p, len, &i, &v) || v > len - i)
 				return false;
 			i += v;
 			break;
