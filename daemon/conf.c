@@ -25,6 +25,7 @@ static const char *const key_names[CONF_N_KEYS] = {
         [CONF_CONTROL_SOCKET] = "control_socket",
         [CONF_EVENTS_SOCKET] = "events_socket",
         [CONF_CONTROL_MODE] = "control_mode",
+        [CONF_CONTROL_PROBE_MS] = "control_probe_ms",
         [CONF_MAX_CONNECTIONS] = "max_connections",
         [CONF_MAX_IN_FLIGHT] = "max_in_flight",
         [CONF_MAX_IN_FLIGHT_PER_UID] = "max_in_flight_per_uid",
@@ -53,6 +54,7 @@ conf_defaults(struct conf *cfg)
 		snprintf(cfg->srv.socket_path, sizeof(cfg->srv.socket_path), "%s",
 		         "/run/sendfiled/sendfiled.sock");
 	cfg->control_mode = 0600;
+	cfg->control_probe_ms = 1000;
 	cfg->workers = 8;
 	cfg->log_level = LOG_NOTICE;
 }
@@ -327,6 +329,14 @@ conf_set(struct conf *cfg, enum conf_key key, const char *value, bool append,
 		else
 			s->max_in_flight_per_uid = (unsigned)v;
 		break;
+	case CONF_CONTROL_PROBE_MS:
+		r = parse_uint(value, 0, UINT_MAX, &v);
+		if (r < 0)
+			snprintf(err, errsize, "bad period '%s' (milliseconds, 0..%u)", value,
+			         UINT_MAX);
+		else
+			cfg->control_probe_ms = (unsigned)v;
+		break;
 	case CONF_DRAIN_TIMEOUT_MS:
 		r = parse_uint(value, 0, UINT_MAX, &v);
 		if (r < 0)
@@ -584,6 +594,7 @@ conf_ctl_config(const struct conf *cfg, const char *data_path, struct ctl_config
 
 	ctl_config_defaults(&c);
 	c.mode = conf_control_mode(cfg);
+	c.probe_interval_ms = cfg->control_probe_ms;
 	if (cfg->control_path[0])
 		r = snprintf(c.control_path, sizeof(c.control_path), "%s", cfg->control_path);
 	else
@@ -679,6 +690,9 @@ conf_print(const struct conf *cfg, FILE *f)
 			fprintf(f, "%04o", conf_control_mode(cfg));
 			dflt = cfg->has_socket_group ? "default: 0660 with a socket_group"
 			                             : "default: 0600 without a socket_group";
+			break;
+		case CONF_CONTROL_PROBE_MS:
+			fprintf(f, "%u", cfg->control_probe_ms);
 			break;
 		case CONF_MAX_CONNECTIONS:
 			fprintf(f, "%u", s->max_connections);

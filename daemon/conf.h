@@ -29,6 +29,7 @@ enum conf_key {
 	CONF_CONTROL_SOCKET,
 	CONF_EVENTS_SOCKET,
 	CONF_CONTROL_MODE,
+	CONF_CONTROL_PROBE_MS,
 	CONF_MAX_CONNECTIONS,
 	CONF_MAX_IN_FLIGHT,
 	CONF_MAX_IN_FLIGHT_PER_UID,
@@ -49,10 +50,11 @@ enum conf_origin {
 };
 
 struct conf {
-	struct server_config srv; /* data socket, its mode, limits, allow-lists */
-	char control_path[108];   /* "" = control.sock beside the data socket */
-	char events_path[108];    /* "" = events.sock beside the data socket */
-	unsigned control_mode;    /* meaningful when origin[CONF_CONTROL_MODE] is set */
+	struct server_config srv;  /* data socket, its mode, limits, allow-lists */
+	char control_path[108];    /* "" = control.sock beside the data socket */
+	char events_path[108];     /* "" = events.sock beside the data socket */
+	unsigned control_mode;     /* meaningful when origin[CONF_CONTROL_MODE] is set */
+	unsigned control_probe_ms; /* listener health check period; 0: never */
 	bool has_socket_group;
 	gid_t socket_group;
 	unsigned workers;

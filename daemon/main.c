@@ -49,6 +49,8 @@ usage(FILE *f)
 	        "      --events-socket PATH     events socket (default: events.sock beside it)\n"
 	        "      --control-mode MODE      octal file mode of both (default 0600, or 0660\n"
 	        "                               with a socket group)\n"
+	        "      --control-probe-ms MS    how often to check that the control listeners\n"
+	        "                               still accept (default 1000; 0: never)\n"
 	        "      --no-control             run without the control plane\n"
 	        "      --max-connections N      client connections at once (default 256)\n"
 	        "      --max-in-flight N        requests in flight per connection (default 1024)\n"
@@ -99,6 +101,7 @@ static const struct option long_opts[] = {
         {"control-socket", required_argument, NULL, OPT_KEY + CONF_CONTROL_SOCKET},
         {"events-socket", required_argument, NULL, OPT_KEY + CONF_EVENTS_SOCKET},
         {"control-mode", required_argument, NULL, OPT_KEY + CONF_CONTROL_MODE},
+        {"control-probe-ms", required_argument, NULL, OPT_KEY + CONF_CONTROL_PROBE_MS},
         {"max-connections", required_argument, NULL, OPT_KEY + CONF_MAX_CONNECTIONS},
         {"max-in-flight", required_argument, NULL, OPT_KEY + CONF_MAX_IN_FLIGHT},
         {"max-in-flight-per-uid", required_argument, NULL, OPT_KEY + CONF_MAX_IN_FLIGHT_PER_UID},
