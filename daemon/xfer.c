@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -29,6 +30,10 @@
 /* Re-send the kick this often while a cancelled worker job is still running:
  * a kick that lands just before the thread enters the kernel is lost. */
 #define KICK_INTERVAL_MS 20
+/* A worker job that has run this long (a peer that reads slowly, or not at
+ * all) is interrupted and queued again behind the others, so that a few
+ * stuck destinations cannot hold every worker thread. */
+#define SLICE_MS 200
 /* The user-space copy's buffer. */
 #define COPY_BUF_SIZE (64 * 1024)
 /* Worker jobs move this many chunks before returning to the loop, which
@@ -91,8 +96,10 @@ struct xfer {
 	uv_work_t work;
 	uv_timer_t kick_timer;
 	bool kick_timer_init;
-	pthread_mutex_t mtx; /* guards cancel, in_syscall, thread */
+	pthread_mutex_t mtx; /* guards cancel, yield, in_syscall, thread, job_start */
 	bool cancel;
+	bool yield;        /* give the thread back: the job's time is up */
+	int64_t job_start; /* CLOCK_MONOTONIC ms when the running job began, or 0 */
 	bool in_syscall;
 	pthread_t thread;
 	int job_err; /* the job's outcome: 0 = more to do, 1 = done, <0 = errno */
@@ -621,6 +628,15 @@ run_loop(struct xfer *x, size_t budget)
 
 /* ---- worker mode -------------------------------------------------------- */
 
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void
 work_cb(uv_work_t *w)
 {
@@ -630,6 +646,7 @@ work_cb(uv_work_t *w)
 	x->job_err = 0;
 	pthread_mutex_lock(&x->mtx);
 	x->thread = pthread_self();
+	x->job_start = mono_ms();
 	pthread_mutex_unlock(&x->mtx);
 
 	while (!range_done(x) && moved < budget) {
@@ -640,10 +657,11 @@ work_cb(uv_work_t *w)
 		 * or we see its flag. */
 		pthread_mutex_lock(&x->mtx);
 		if (x->cancel) {
-			pthread_mutex_unlock(&x->mtx);
 			x->job_err = -ECANCELED;
-			return;
+			goto out_locked;
 		}
+		if (x->yield)
+			goto out_locked; /* job_err 0: more to do, queued again */
 		x->in_syscall = true;
 		pthread_mutex_unlock(&x->mtx);
 
@@ -665,13 +683,21 @@ work_cb(uv_work_t *w)
 			continue;
 		if (n < 0) {
 			x->job_err = (int)n;
-			return;
+			pthread_mutex_lock(&x->mtx);
+			goto out_locked;
 		}
 		__atomic_store_n(&x->sent, x->sent + n, __ATOMIC_RELAXED);
 		moved += n;
 	}
 	x->job_err = range_done(x) ? 1 : 0;
+	pthread_mutex_lock(&x->mtx);
+out_locked:
+	x->yield = false;
+	x->job_start = 0;
+	pthread_mutex_unlock(&x->mtx);
 }
+
+static int start_kick_timer(struct xfer *x, uint64_t period_ms);
 
 static void
 after_work_cb(uv_work_t *w, int status)
@@ -710,6 +736,8 @@ queue_job(struct xfer *x)
 		return;
 	}
 	x->job_queued = true;
+	/* Watches the job's time slice (see SLICE_MS). */
+	(void)start_kick_timer(x, SLICE_MS / 4);
 }
 
 static void
@@ -724,7 +752,28 @@ kick(struct xfer *x)
 static void
 on_kick_timer(uv_timer_t *t)
 {
-	kick(t->data);
+	struct xfer *x = t->data;
+
+	pthread_mutex_lock(&x->mtx);
+	/* Cancelled: interrupt until the job notices. Running past its slice:
+	 * ask it to yield, and interrupt a syscall that may never return. */
+	if (!x->cancel && x->job_start && mono_ms() - x->job_start >= SLICE_MS)
+		x->yield = true;
+	if ((x->cancel || x->yield) && x->in_syscall)
+		pthread_kill(x->thread, KICK_SIGNAL);
+	pthread_mutex_unlock(&x->mtx);
+}
+
+static int
+start_kick_timer(struct xfer *x, uint64_t period_ms)
+{
+	if (!x->kick_timer_init) {
+		if (uv_timer_init(x->loop, &x->kick_timer) < 0)
+			return -ENOMEM;
+		x->kick_timer.data = x;
+		x->kick_timer_init = true;
+	}
+	return uv_timer_start(&x->kick_timer, on_kick_timer, period_ms, period_ms);
 }
 
 /* ---- public ------------------------------------------------------------- */
@@ -854,11 +903,5 @@ xfer_cancel(struct xfer *x)
 	if (x->job_queued && uv_cancel((uv_req_t *)&x->work) == 0)
 		return;
 	kick(x);
-	if (!x->kick_timer_init) {
-		if (uv_timer_init(x->loop, &x->kick_timer) < 0)
-			return;
-		x->kick_timer.data = x;
-		x->kick_timer_init = true;
-	}
-	uv_timer_start(&x->kick_timer, on_kick_timer, KICK_INTERVAL_MS, KICK_INTERVAL_MS);
+	(void)start_kick_timer(x, KICK_INTERVAL_MS);
 }

@@ -230,12 +230,19 @@ def test_raw_connect_close_keeps_control_plane(d):
         text=True,
     )
     w.stderr.readline()
-    time.sleep(0.3)
+    # The events listener may still be waiting for its re-creation, and PUB
+    # drops what nobody receives: send until the subscriber sees one.
     path = make_file(4096)
     try:
-        addr, t, res = receiver()
-        d.ctl("send", path, addr)
-        t.join(10)
+        for _ in range(40):
+            addr, t, res = receiver()
+            d.ctl("send", path, addr)
+            t.join(10)
+            try:
+                w.wait(0.5)
+                break
+            except subprocess.TimeoutExpired:
+                pass
     finally:
         os.unlink(path)
     out, _ = w.communicate(timeout=15)

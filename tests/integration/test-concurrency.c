@@ -475,6 +475,65 @@ test_cancel_more_than_workers(void **state)
 }
 
 /*
+ * More stuck blocking destinations than worker threads: each worker job gets
+ * a time slice, so a transfer of another client to a blocking destination
+ * whose receiver reads still completes.
+ */
+static void
+test_stuck_blocking_dsts_do_not_starve_others(void **state)
+{
+	enum { N = 12 };
+	const struct sink_opts paused = {.paused = true};
+	const uint64_t size = 32 * MiB;
+	struct sfd_client *a = client_open(), *b = client_open();
+	struct sink *s = sink_new();
+	struct xfer_case x[N], y;
+	char path[PATH_MAX], small[PATH_MAX];
+	unsigned done = 0, done_b = 0, started = 0;
+
+	(void)state;
+	tfile_create(path, size, 17);
+	tfile_create(small, 4 * MiB, 18);
+	for (unsigned i = 0; i < N; i++) {
+		case_setup(&x[i], path, size, 0, 0, false, s, &paused);
+		x[i].slot.counter = &done;
+		assert_int_equal(
+		        sfd_client_submit(a, x[i].dst, x[i].src, 0, 0, 0, &x[i].slot, &x[i].id), 0);
+	}
+	/* Every worker (8 by default) is now blocked in a full socket. */
+	for (unsigned i = 0; i < N; i++)
+		started += sink_wait_queued(s, x[i].idx, 1, started >= 8 ? 100 : 3000);
+	assert_true(started >= 8);
+
+	case_setup(&y, small, 4 * MiB, 0, 0, false, s, NULL);
+	y.slot.counter = &done_b;
+	assert_int_equal(sfd_client_submit(b, y.dst, y.src, 0, 0, 0, &y.slot, &y.id), 0);
+	if (!pump(b, &done_b, 1, 15000))
+		fail_msg("stuck destinations held every worker thread");
+	case_check(&y, s);
+	assert_int_equal(sfd_client_dispatch(a, harness_on_done), 0);
+	assert_int_equal(done, 0);
+
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(sfd_client_cancel(a, x[i].id), 0);
+	if (!pump(a, &done, N, 5000))
+		fail_msg("%u of %d cancelled transfers completed", done, N);
+	for (unsigned i = 0; i < N; i++) {
+		const struct sfd_result *r = &x[i].slot.res;
+
+		assert_int_equal(r->status, SFD_STATUS_CANCELLED);
+		assert_int_equal(fd_pos(x[i].src), r->bytes_sent ? r->final_offset : 0);
+		sink_resume(s, x[i].idx);
+		close(x[i].dst);
+		assert_received(s, x[i].idx, x[i].src, 0, r->bytes_sent);
+		close(x[i].src);
+	}
+	sink_free(s);
+	sfd_client_free(a);
+	sfd_client_free(b);
+}
+
+/*
  * A client that goes away with transfers in flight: the daemon cancels them
  * (on the loop and on a worker), settles their file positions, and closes
  * every descriptor they held.
@@ -550,6 +609,7 @@ main(int argc, char **argv)
 	        HTEST(test_cancel_cold_file),
 	        HTEST(test_cancel_not_in_flight),
 	        HTEST(test_cancel_more_than_workers),
+	        HTEST(test_stuck_blocking_dsts_do_not_starve_others),
 	        HTEST(test_disconnect_with_transfers_in_flight),
 	};
 
