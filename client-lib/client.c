@@ -366,16 +366,49 @@ read_one(struct sfd_client *c)
 	return handle_record(c, buf, (size_t)n);
 }
 
-/* Read and route every reply waiting now. Return: 0 or a negative errno. */
+/* Read and route every reply waiting now, a batch per recvmmsg(2).
+ * Return: 0 or a negative errno. */
 static int
 read_available(struct sfd_client *c)
 {
-	int r;
+	static _Thread_local uint8_t bufs[FDMSG_BATCH][WIRE_MAX_RECORD];
 
-	do
-		r = read_one(c);
-	while (r == 0);
-	return r == -EAGAIN ? 0 : r;
+	for (;;) {
+		struct fdmsg_record recs[FDMSG_BATCH];
+		int n, r;
+
+		if (c->err)
+			return c->err;
+		for (size_t i = 0; i < FDMSG_BATCH; i++)
+			recs[i] = (struct fdmsg_record){.buf = bufs[i], .cap = WIRE_MAX_RECORD};
+		n = fdmsg_recv_records(c->fd, recs, FDMSG_BATCH, MSG_DONTWAIT);
+		if (n == -EAGAIN)
+			return 0;
+		if (n < 0) {
+			/* ECONNRESET and the rest: handled one record at a time,
+			 * as read_one() knows how. */
+			r = read_one(c);
+			if (r == -EAGAIN)
+				return 0;
+			if (r < 0)
+				return r;
+			continue;
+		}
+		for (int i = 0; i < n; i++) {
+			/* The daemon never sends descriptors: drop any. */
+			fdmsg_close_all(recs[i].fds, recs[i].nfds);
+			if (recs[i].error)
+				return fail(c, -EBADMSG);
+			/* An empty record is the end of the connection. */
+			if (recs[i].len == 0)
+				return fail(c, -ECONNRESET);
+			r = handle_record(c, recs[i].buf, recs[i].len);
+			if (r < 0)
+				return r;
+		}
+		if (n < FDMSG_BATCH)
+			return 0;
+	}
 }
 
 /*

@@ -167,8 +167,26 @@ class Activated:
         if os.path.exists(self.errpath):
             os.unlink(self.errpath)
 
+    def wait_handles_sigterm(self, timeout=5.0):
+        """Until the daemon has exec'd and blocks or catches SIGTERM: a
+        SIGTERM before that (to bash, or to the daemon before main()) would
+        kill it, as it would any program."""
+        bit = 1 << (signal.SIGTERM - 1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    st = dict(l.split(":", 1) for l in f if ":" in l)
+                if os.readlink(f"/proc/{self.pid}/exe").endswith("sendfiled") and (
+                        int(st["SigBlk"], 16) & bit or int(st["SigCgt"], 16) & bit):
+                    return
+            except (OSError, KeyError, ValueError):
+                pass
+            time.sleep(0.005)
+
     def stop(self, timeout=15):
         """SIGTERM; the daemon must exit 0 within @timeout."""
+        self.wait_handles_sigterm()
         self.send_signal(signal.SIGTERM)
         try:
             rc = self.wait(timeout)
