@@ -384,16 +384,16 @@ read_available(struct sfd_client *c)
 		n = fdmsg_recv_records(c->fd, recs, FDMSG_BATCH, MSG_DONTWAIT);
 		if (n == -EAGAIN)
 			return 0;
-		if (n < 0) {
-			/* ECONNRESET and the rest: handled one record at a time,
-			 * as read_one() knows how. */
-			r = read_one(c);
-			if (r == -EAGAIN)
-				return 0;
-			if (r < 0)
-				return r;
+		/* As in read_one(): ECONNRESET, reported once, comes before
+		 * the replies still queued for us; the end comes after them. */
+		if (n == -ECONNRESET) {
+			if (c->reset_seen)
+				return fail(c, -ECONNRESET);
+			c->reset_seen = true;
 			continue;
 		}
+		if (n < 0)
+			return n;
 		for (int i = 0; i < n; i++) {
 			/* The daemon never sends descriptors: drop any. */
 			fdmsg_close_all(recs[i].fds, recs[i].nfds);
