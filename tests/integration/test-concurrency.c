@@ -425,6 +425,35 @@ test_cancel_not_in_flight(void **state)
 }
 
 /*
+ * Cancel @n stuck transfers of @c; each must complete once, CANCELLED, with
+ * its position and the bytes its receiver gets agreeing. Transfer i started
+ * at offset i when @offset_by_index, else at 0. Closes their descriptors.
+ */
+static void
+cancel_and_check(struct sfd_client *c, struct xfer_case *x, unsigned n, unsigned *done,
+                 struct sink *s, bool offset_by_index)
+{
+	for (unsigned i = 0; i < n; i++)
+		assert_int_equal(sfd_client_cancel(c, x[i].id), 0);
+	if (!pump(c, done, n, 5000))
+		fail_msg("%u of %u cancelled transfers completed", *done, n);
+	for (unsigned i = 0; i < n; i++) {
+		const struct sfd_result *r = &x[i].slot.res;
+		uint64_t off = offset_by_index ? i : 0;
+
+		assert_int_equal(x[i].slot.times, 1);
+		if (r->status != SFD_STATUS_CANCELLED)
+			fail_msg("transfer %u: %s (%s)", i, sfd_status_str(r->status), r->message);
+		assert_int_equal(r->final_offset, off + r->bytes_sent);
+		assert_int_equal(fd_pos(x[i].src), r->bytes_sent ? r->final_offset : 0);
+		sink_resume(s, x[i].idx);
+		close(x[i].dst);
+		assert_received(s, x[i].idx, x[i].src, off, r->bytes_sent);
+		close(x[i].src);
+	}
+}
+
+/*
  * More blocking transfers than worker threads, all stuck: the ones still
  * queued are cancelled before they start (nothing sent, position untouched),
  * the running ones are interrupted.
@@ -453,23 +482,7 @@ test_cancel_more_than_workers(void **state)
 	for (unsigned i = 0; i < N; i++)
 		started += sink_wait_queued(s, x[i].idx, 1, started >= 8 ? 100 : 3000);
 	assert_true(started >= 8);
-	for (unsigned i = 0; i < N; i++)
-		assert_int_equal(sfd_client_cancel(c, x[i].id), 0);
-	if (!pump(c, &done, N, 5000))
-		fail_msg("%u of %d cancelled transfers completed", done, N);
-	for (unsigned i = 0; i < N; i++) {
-		const struct sfd_result *r = &x[i].slot.res;
-
-		assert_int_equal(x[i].slot.times, 1);
-		if (r->status != SFD_STATUS_CANCELLED)
-			fail_msg("transfer %u: %s (%s)", i, sfd_status_str(r->status), r->message);
-		assert_int_equal(r->final_offset, i + r->bytes_sent);
-		assert_int_equal(fd_pos(x[i].src), r->bytes_sent ? r->final_offset : 0);
-		sink_resume(s, x[i].idx);
-		close(x[i].dst);
-		assert_received(s, x[i].idx, x[i].src, i, r->bytes_sent);
-		close(x[i].src);
-	}
+	cancel_and_check(c, x, N, &done, s, true);
 	sink_free(s);
 	sfd_client_free(c);
 }
@@ -514,20 +527,7 @@ test_stuck_blocking_dsts_do_not_starve_others(void **state)
 	assert_int_equal(sfd_client_dispatch(a, harness_on_done), 0);
 	assert_int_equal(done, 0);
 
-	for (unsigned i = 0; i < N; i++)
-		assert_int_equal(sfd_client_cancel(a, x[i].id), 0);
-	if (!pump(a, &done, N, 5000))
-		fail_msg("%u of %d cancelled transfers completed", done, N);
-	for (unsigned i = 0; i < N; i++) {
-		const struct sfd_result *r = &x[i].slot.res;
-
-		assert_int_equal(r->status, SFD_STATUS_CANCELLED);
-		assert_int_equal(fd_pos(x[i].src), r->bytes_sent ? r->final_offset : 0);
-		sink_resume(s, x[i].idx);
-		close(x[i].dst);
-		assert_received(s, x[i].idx, x[i].src, 0, r->bytes_sent);
-		close(x[i].src);
-	}
+	cancel_and_check(a, x, N, &done, s, false);
 	sink_free(s);
 	sfd_client_free(a);
 	sfd_client_free(b);
