@@ -134,6 +134,8 @@ validate_src(int fd, struct fdinfo *ret_info, const char **ret_msg)
 	case S_IFBLK:
 		info.kind = FD_KIND_FILE;
 		info.size = S_ISREG(st.st_mode) ? st.st_size : 0;
+		info.dev = st.st_dev;
+		info.ino = st.st_ino;
 		break;
 	case S_IFIFO:
 		info.kind = FD_KIND_PIPE;

@@ -24,6 +24,8 @@ struct fdinfo {
 	bool nonblock; /* O_NONBLOCK is set on the (shared) file description */
 	bool append;   /* O_APPEND (destinations): sendfile and splice refuse it */
 	off_t size;    /* st_size for FD_KIND_FILE, else 0 */
+	dev_t dev;     /* FD_KIND_FILE: which file, for the page cache probe */
+	ino_t ino;
 };
 
 /*

@@ -108,6 +108,105 @@ struct xfer {
 	const char *final_msg;
 };
 
+/* ---- batches ----------------------------------------------------------- */
+
+/* Descriptors of the transfers that ended during the current batch. */
+#define GRAVE_MAX 128
+/* File ranges the page cache held during the current batch. */
+#define HOT_MAX 4
+
+static struct {
+	bool open;
+	size_t n_grave;
+	int grave[GRAVE_MAX];
+	unsigned n_hot;
+	struct hot_range {
+		dev_t dev;
+		ino_t ino;
+		uint64_t start, end;
+	} hot[HOT_MAX];
+} batch;
+
+void
+xfer_batch_begin(void)
+{
+	batch.open = true;
+	batch.n_hot = 0;
+}
+
+static int
+cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void
+close_buried(void)
+{
+	size_t i = 0;
+
+	qsort(batch.grave, batch.n_grave, sizeof(int), cmp_int);
+	while (i < batch.n_grave) {
+		size_t j = i;
+
+		while (j + 1 < batch.n_grave && batch.grave[j + 1] == batch.grave[j] + 1)
+			j++;
+		if (j == i || close_range(batch.grave[i], batch.grave[j], 0) < 0)
+			for (size_t k = i; k <= j; k++)
+				(void)close(batch.grave[k]);
+		i = j + 1;
+	}
+	batch.n_grave = 0;
+}
+
+void
+xfer_batch_end(void)
+{
+	close_buried();
+	batch.open = false;
+}
+
+/* Close @fd now, or with the batch's others when a batch is being handled. */
+static int
+bury(int fd)
+{
+	if (fd < 0)
+		return -1;
+	if (!batch.open)
+		return safe_close(fd);
+	if (batch.n_grave == GRAVE_MAX)
+		close_buried();
+	batch.grave[batch.n_grave++] = fd;
+	return -1;
+}
+
+/* Was [start, end) of this file found in the page cache during this batch?
+ * Its requests came in together and those pages were just read, the last
+ * an eviction would take. */
+static bool
+batch_hot(const struct fdinfo *f, uint64_t start, uint64_t end)
+{
+	for (unsigned i = 0; i < batch.n_hot; i++) {
+		const struct hot_range *h = &batch.hot[i];
+
+		if (h->ino == f->ino && h->dev == f->dev && start >= h->start && end <= h->end)
+			return true;
+	}
+	return false;
+}
+
+static void
+batch_hot_add(const struct fdinfo *f, uint64_t start, uint64_t end)
+{
+	if (!batch.open)
+		return;
+	batch.hot[batch.n_hot % HOT_MAX] = (struct hot_range){f->dev, f->ino, start, end};
+	if (batch.n_hot < HOT_MAX)
+		batch.n_hot++;
+}
+
 static void
 kick_handler(int sig)
 {
@@ -416,12 +515,8 @@ maybe_free(struct xfer *x)
 	/* Handles are closed (and so out of epoll) before their descriptors:
 	 * a description the client still holds would otherwise stay
 	 * registered under a number we may reuse. */
-	/* Received together, the two are usually adjacent: one syscall. */
-	if (x->dst >= 0 && (x->src == x->dst + 1 || x->src == x->dst - 1) &&
-	    close_range(MIN(x->dst, x->src), MAX(x->dst, x->src), 0) == 0)
-		x->dst = x->src = -1;
-	x->dst = safe_close(x->dst);
-	x->src = safe_close(x->src);
+	x->dst = bury(x->dst);
+	x->src = bury(x->src);
 	x->pipe_rd = safe_close(x->pipe_rd);
 	x->pipe_wr = safe_close(x->pipe_wr);
 	free(x->buf);
@@ -556,6 +651,10 @@ cold(struct xfer *x, size_t want)
 	 * is not asked about again: one wake-up, at most two syscalls more. */
 	if (want == 0 || end <= x->probed_end)
 		return false;
+	if (batch.open && batch_hot(&x->sinfo, off, end)) {
+		x->probed_end = end;
+		return false;
+	}
 	if (off >= x->probed_end && preadv2(x->src, &iov, 1, (off_t)off, RWF_NOWAIT) < 0 &&
 	    errno == EAGAIN)
 		return true;
@@ -563,6 +662,7 @@ cold(struct xfer *x, size_t want)
 	    errno == EAGAIN)
 		return true;
 	x->probed_end = end;
+	batch_hot_add(&x->sinfo, off, end);
 	return false;
 }
 

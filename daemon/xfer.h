@@ -80,6 +80,18 @@ void xfer_run(struct xfer *x);
  */
 void xfer_cancel(struct xfer *x);
 
+/*
+ * xfer_batch_begin(), xfer_batch_end() - bracket the handling of a batch of
+ * requests received together. Transfers that end in between have their
+ * descriptors closed by xfer_batch_end(), adjacent numbers in one
+ * close_range(2), and a file range found in the page cache is not probed
+ * again for the batch's other requests. Loop thread only; the replies of
+ * the batch go out after xfer_batch_end(), so that a client never sees a
+ * reply while the daemon still holds its descriptors.
+ */
+void xfer_batch_begin(void);
+void xfer_batch_end(void);
+
 uint64_t xfer_id(const struct xfer *x);
 uint64_t xfer_bytes_sent(const struct xfer *x);
 bool xfer_on_worker(const struct xfer *x);

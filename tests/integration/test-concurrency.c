@@ -136,6 +136,71 @@ test_many_on_one_connection(void **state)
 	free(x);
 }
 
+#define BURST 64
+
+static struct {
+	unsigned replies;
+	int worst; /* most descriptors held beyond the requests still unanswered */
+} burst;
+
+static void
+on_burst_done(struct sfd_client *c, uint64_t id, const struct sfd_result *res, void *userdata)
+{
+	int extra;
+
+	harness_on_done(c, id, res, userdata);
+	burst.replies++;
+	/* Beyond its baseline, the daemon holds our connection and the two
+	 * descriptors of each request not answered yet. */
+	extra = daemon_fd_count() - daemon_baseline() - 1 - 2 * (int)(BURST - burst.replies);
+	if (extra > burst.worst)
+		burst.worst = extra;
+}
+
+/*
+ * A burst of small transfers on one connection, which the daemon serves in
+ * batches: when a reply arrives, the daemon no longer holds that request's
+ * descriptors (a client that closes its socket then ends the stream at
+ * once), whichever batch it came in.
+ */
+static void
+test_burst_replies_after_release(void **state)
+{
+	struct xfer_case *x = calloc(BURST, sizeof(*x));
+	struct sfd_client *c = client_open();
+	struct sink *s = sink_new();
+	char path[PATH_MAX];
+	unsigned done = 0;
+	int64_t deadline = now_ms() + 30000;
+
+	(void)state;
+	assert_non_null(x);
+	tfile_create(path, 256 * KiB, 11);
+	for (unsigned i = 0; i < BURST; i++) {
+		case_setup(&x[i], path, 256 * KiB, (i % 8) * 4 * KiB, 4 * KiB, true, s, NULL);
+		x[i].slot.counter = &done;
+	}
+	memset(&burst, 0, sizeof(burst));
+	for (unsigned i = 0; i < BURST; i++)
+		assert_int_equal(sfd_client_submit(c, x[i].dst, x[i].src, x[i].off, x[i].count, 0,
+		                                   &x[i].slot, &x[i].id),
+		                 0);
+	while (done < BURST) {
+		struct pollfd p = {.fd = sfd_client_get_fd(c), .events = POLLIN};
+
+		assert_true(now_ms() < deadline);
+		(void)poll(&p, 1, 100);
+		assert_true(sfd_client_dispatch(c, on_burst_done) >= 0);
+	}
+	assert_int_equal(burst.replies, BURST);
+	assert_int_equal(burst.worst, 0);
+	for (unsigned i = 0; i < BURST; i++)
+		case_check(&x[i], s);
+	sink_free(s);
+	sfd_client_free(c);
+	free(x);
+}
+
 struct conn_thread {
 	pthread_t thread;
 	struct xfer_case *x;
@@ -603,6 +668,7 @@ main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 	        HTEST(test_many_on_one_connection),
 	        HTEST(test_many_over_many_connections),
+	        HTEST(test_burst_replies_after_release),
 	        HTEST(test_blocking_dst_does_not_block_others),
 	        HTEST(test_cancel_nonblocking_dst),
 	        HTEST(test_cancel_blocking_dst),

@@ -192,6 +192,28 @@ ssize_t __wrap_pread(int fd, void *buf, size_t count, off_t offset);
 ssize_t __real_pread64(int fd, void *buf, size_t count, off64_t offset);
 ssize_t __wrap_pread64(int fd, void *buf, size_t count, off64_t offset);
 
+/* The page cache probe: counted on any descriptor, never failed. */
+static unsigned probes;
+
+ssize_t __real_preadv2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags);
+ssize_t __wrap_preadv2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags);
+ssize_t __real_preadv64v2(int fd, const struct iovec *iov, int iovcnt, off64_t offset, int flags);
+ssize_t __wrap_preadv64v2(int fd, const struct iovec *iov, int iovcnt, off64_t offset, int flags);
+
+ssize_t
+__wrap_preadv2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags)
+{
+	__atomic_add_fetch(&probes, 1, __ATOMIC_RELAXED);
+	return __real_preadv2(fd, iov, iovcnt, offset, flags);
+}
+
+ssize_t
+__wrap_preadv64v2(int fd, const struct iovec *iov, int iovcnt, off64_t offset, int flags)
+{
+	__atomic_add_fetch(&probes, 1, __ATOMIC_RELAXED);
+	return __real_preadv64v2(fd, iov, iovcnt, offset, flags);
+}
+
 ssize_t
 __wrap_sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count)
 {
@@ -1266,6 +1288,101 @@ group_setup(void **state)
 	return uv_loop_close(&loop) < 0 ? -1 : 0;
 }
 
+/* ---- tests: a batch of requests ----------------------------------------- */
+
+static unsigned batch_done;
+
+static void
+on_batch_done(struct xfer *x, const struct xfer_result *res, void *userdata)
+{
+	(void)x;
+	(void)userdata;
+	assert_int_equal(res->status, ST_OK);
+	assert_int_equal(res->bytes_sent, 4 * KiB);
+	batch_done++;
+}
+
+/* A 4 KiB transfer of dups of @dst and @src, as the daemon starts one. */
+static void
+batch_start(uv_loop_t *loop, int dst, int src, int ret_fds[2])
+{
+	struct xfer_params p = params(0, 4 * KiB, true, false, 256 * KiB);
+	struct fdinfo dinfo, sinfo;
+	const char *msg;
+	struct xfer *x;
+
+	ret_fds[0] = dup_cloexec(dst);
+	ret_fds[1] = dup_cloexec(src);
+	assert_int_equal(validate_dst(ret_fds[0], &dinfo, &msg), 0);
+	assert_int_equal(validate_src(ret_fds[1], &sinfo, &msg), 0);
+	assert_int_equal(
+	        xfer_new(loop, ret_fds[0], &dinfo, ret_fds[1], &sinfo, &p, on_batch_done, NULL, &x),
+	        0);
+	xfer_run(x);
+}
+
+static bool
+fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+/*
+ * Transfers that end inside a batch keep their descriptors until
+ * xfer_batch_end(), which closes them all; within a batch a file range is
+ * probed once, while another file, or the same range in the next batch, is
+ * probed again.
+ */
+static void
+test_batch(void **state)
+{
+	uv_loop_t loop;
+	int a = make_file(64 * KiB, O_RDONLY), b = make_file(64 * KiB, O_RDONLY), sv[2];
+	int fds[4][2];
+	uint8_t buf[4 * KiB];
+
+	(void)state;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	set_nonblock(sv[0], true);
+	batch_done = 0;
+	probes = 0;
+
+	xfer_batch_begin();
+	batch_start(&loop, sv[0], a, fds[0]);
+	batch_start(&loop, sv[0], a, fds[1]);
+	batch_start(&loop, sv[0], b, fds[2]);
+	assert_int_equal(batch_done, 3);
+	assert_int_equal(probes, 2);
+	for (int i = 0; i < 3; i++)
+		assert_true(fd_open(fds[i][0]) && fd_open(fds[i][1]));
+	xfer_batch_end();
+	for (int i = 0; i < 3; i++)
+		assert_false(fd_open(fds[i][0]) || fd_open(fds[i][1]));
+
+	xfer_batch_begin();
+	batch_start(&loop, sv[0], a, fds[3]);
+	assert_int_equal(probes, 3);
+	xfer_batch_end();
+	assert_false(fd_open(fds[3][0]) || fd_open(fds[3][1]));
+
+	/* Outside a batch, descriptors are closed as the transfer ends. */
+	batch_start(&loop, sv[0], b, fds[3]);
+	assert_int_equal(batch_done, 5);
+	assert_false(fd_open(fds[3][0]) || fd_open(fds[3][1]));
+
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(read(sv[1], buf, 4 * KiB), 4 * KiB);
+		assert_int_equal(pattern_mismatch(buf, 4 * KiB, 0), 4 * KiB);
+	}
+	safe_close(a);
+	safe_close(b);
+	safe_close(sv[0]);
+	safe_close(sv[1]);
+}
+
 int
 main(void)
 {
@@ -1304,6 +1421,7 @@ main(void)
 	        fd_test(test_cancel_loop),
 	        fd_test(test_cancel_worker_blocked),
 	        fd_test(test_cancel_worker_waiting_source),
+	        fd_test(test_batch),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);
