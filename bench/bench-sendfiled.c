@@ -122,6 +122,21 @@ make_file(const char *path, uint64_t size)
 	return fd;
 }
 
+/* An unlinked file of @size bytes in /tmp. */
+static int
+make_temp_file(uint64_t size)
+{
+	char path[] = "/tmp/bench-sendfiled-XXXXXX";
+	int fd = mkstemp(path);
+
+	if (fd < 0)
+		DIE("mkstemp: %s", strerror(errno));
+	close(fd);
+	fd = make_file(path, size);
+	unlink(path);
+	return fd;
+}
+
 static void
 warm(int fd)
 {
@@ -366,7 +381,6 @@ main(int argc, char **argv)
 	bool only_large = false, only_small = false;
 	double secs = 3, in[32], off[32], raw, rps;
 	struct sfd_client *cl;
-	char fpath[] = "/tmp/bench-sendfiled-XXXXXX";
 	int big, small;
 
 	while ((c = getopt_long(argc, argv, "s:m:r:t:bo:h", opts, NULL)) != -1) {
@@ -408,17 +422,8 @@ main(int argc, char **argv)
 	if (sfd_client_open(path, &cl) < 0)
 		DIE("cannot reach the daemon at %s", path);
 
-	big = mkstemp(fpath);
-	if (big < 0)
-		DIE("mkstemp: %s", strerror(errno));
-	close(big);
-	big = make_file(fpath, size);
-	unlink(fpath);
-	snprintf(fpath, sizeof(fpath), "/tmp/bench-sendfiled-XXXXXX");
-	small = mkstemp(fpath);
-	close(small);
-	small = make_file(fpath, 4096);
-	unlink(fpath);
+	big = make_temp_file(only_small ? 0 : size);
+	small = make_temp_file(4096);
 
 	if (!only_small) {
 		printf("large file: %llu MiB over TCP loopback (cubic), %d rounds each, "

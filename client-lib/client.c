@@ -327,45 +327,6 @@ handle_record(struct sfd_client *c, const void *buf, size_t len)
 	return 0;
 }
 
-/* Read and route one reply. Return: 0, -EAGAIN when none is waiting, or a
- * negative errno. */
-static int
-read_one(struct sfd_client *c)
-{
-	uint8_t buf[WIRE_MAX_RECORD];
-	int fds[FDMSG_MAX_FDS];
-	size_t nfds = 0;
-	ssize_t n;
-
-	if (c->err)
-		return c->err;
-	n = fdmsg_recv(c->fd, buf, sizeof(buf), fds, &nfds, MSG_DONTWAIT);
-	/* The daemon never sends descriptors: drop any rather than leak them. */
-	if (n >= 0)
-		fdmsg_close_all(fds, nfds);
-	if (n == -EAGAIN)
-		return -EAGAIN;
-	/* A zero-length read is the end of the connection (the protocol has
-	 * no empty records). */
-	if (n == 0)
-		return fail(c, -ECONNRESET);
-	/* The daemon closed with requests of ours unread. The kernel reports
-	 * that once, before the replies still queued for us (a refusal, the
-	 * last completions): read those first, the end comes after them. */
-	if (n == -ECONNRESET) {
-		if (c->reset_seen)
-			return fail(c, -ECONNRESET);
-		c->reset_seen = true;
-		return 0;
-	}
-	/* A reply we cannot read is a request we can never complete. */
-	if (n == -EMSGSIZE || n == -EBADMSG)
-		return fail(c, -EBADMSG);
-	if (n < 0)
-		return (int)n;
-	return handle_record(c, buf, (size_t)n);
-}
-
 /* Read and route every reply waiting now, a batch per recvmmsg(2).
  * Return: 0 or a negative errno. */
 static int
@@ -384,8 +345,10 @@ read_available(struct sfd_client *c)
 		n = fdmsg_recv_records(c->fd, recs, FDMSG_BATCH, MSG_DONTWAIT);
 		if (n == -EAGAIN)
 			return 0;
-		/* As in read_one(): ECONNRESET, reported once, comes before
-		 * the replies still queued for us; the end comes after them. */
+		/* The daemon closed with requests of ours unread. The kernel
+		 * reports that once, before the replies still queued for us
+		 * (a refusal, the last completions): read those first, the
+		 * end comes after them. */
 		if (n == -ECONNRESET) {
 			if (c->reset_seen)
 				return fail(c, -ECONNRESET);
@@ -397,9 +360,12 @@ read_available(struct sfd_client *c)
 		for (int i = 0; i < n; i++) {
 			/* The daemon never sends descriptors: drop any. */
 			fdmsg_close_all(recs[i].fds, recs[i].nfds);
+			/* A reply we cannot read is a request we can never
+			 * complete. */
 			if (recs[i].error)
 				return fail(c, -EBADMSG);
-			/* An empty record is the end of the connection. */
+			/* An empty record is the end of the connection (the
+			 * protocol has no empty records). */
 			if (recs[i].len == 0)
 				return fail(c, -ECONNRESET);
 			r = handle_record(c, recs[i].buf, recs[i].len);
@@ -841,15 +807,17 @@ sfd_client_dispatch(struct sfd_client *c, sfd_completion_fn cb)
 				n++;
 			continue;
 		}
-		e = read_one(c);
-		if (e == -EAGAIN)
-			return n;
+		/* Everything waiting, in recvmmsg(2) batches: the queue has
+		 * room for every reply in flight. */
+		e = read_available(c);
 		/* A dead connection is reported even after deliveries: the
 		 * caller's poller may not wake us again for it. */
 		if (c->err)
 			return c->err;
 		if (e < 0)
 			return n > 0 ? n : e;
+		if (c->q_len == 0)
+			return n;
 	}
 }
 
