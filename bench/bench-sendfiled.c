@@ -261,7 +261,7 @@ small_offloaded(const char *path, int src, int depth, double secs, bool unix_dst
 	/* The receiving end stands for a remote peer, which costs this host
 	 * nothing: let it wake up per 256 KiB rather than per 4 KiB segment,
 	 * so that the two cores go to the client and the daemon. */
-	(void)setsockopt(tcp[1], SOL_SOCKET, SO_RCVLOWAT, &(int){256 << 10}, sizeof(int));
+	(void)setsockopt(tcp[1], SOL_SOCKET, SO_RCVLOWAT, &(int){64 << 10}, sizeof(int));
 	s.dst = tcp[0];
 	d.fd = tcp[1];
 	pthread_create(&d.th, NULL, drain_main, &d);

@@ -62,6 +62,7 @@ struct conn {
 	unsigned n_replies;
 
 	bool corked;     /* reading a batch: hold replies, send them together */
+	bool blocked;    /* the socket took no more replies: wait until writable */
 	bool closing;    /* EOF, error or shutdown: read nothing more */
 	bool draining;   /* server stopping: refuse new requests */
 	bool cancelling; /* inside cancel_all(): defer the free */
@@ -108,8 +109,10 @@ flush_replies(struct conn *c)
 		/* One sendmmsg for the lot: one syscall, one wake-up of the
 		 * client, however many replies a batch of requests produced. */
 		sent = fdmsg_send_batch(c->fd, iov, n, MSG_DONTWAIT);
-		if (sent == -EAGAIN)
+		if (sent == -EAGAIN) {
+			c->blocked = true;
 			return 0;
+		}
 		if (sent < 0) {
 			fail_conn(c, -sent);
 			return sent;
@@ -123,6 +126,7 @@ flush_replies(struct conn *c)
 		if (!c->rq_head)
 			c->rq_tail = NULL;
 	}
+	c->blocked = false;
 	return 0;
 }
 
@@ -148,6 +152,7 @@ send_reply(struct conn *c, const struct wire_response *resp)
 			fail_conn(c, (int)-n);
 			return;
 		}
+		c->blocked = true;
 	}
 	r = malloc(sizeof(*r) + (size_t)len);
 	if (!r) {
@@ -538,7 +543,10 @@ update_poll(struct conn *c)
 
 	if (c->freed || !c->poll_init)
 		return;
-	if (c->rq_head && !c->closing)
+	/* Only a full socket is worth a writable watch: replies queued for a
+	 * moment (a batch being served) are sent before the loop sleeps, and
+	 * arming and disarming would cost epoll_ctl calls per batch. */
+	if (c->rq_head && c->blocked && !c->closing)
 		ev |= UV_WRITABLE;
 	if (!c->closing && c->n_replies < c->srv->cfg.max_in_flight_per_conn)
 		ev |= UV_READABLE | UV_DISCONNECT;
