@@ -2,10 +2,55 @@
  * wire.c - protobuf-c glue for the data-plane records.
  */
 #include <errno.h>
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sendfiled.pb-c.h"
 #include "wire.h"
+
+/*
+ * Decoding allocates a few small objects and frees them at once: take them
+ * from a buffer on the caller's stack, and from the heap only for a record
+ * that needs more (long strings, unknown fields).
+ */
+struct arena {
+	ProtobufCAllocator allocator;
+	size_t used;
+	alignas(max_align_t) unsigned char buf[1024];
+};
+
+static void *
+arena_alloc(void *data, size_t size)
+{
+	struct arena *a = data;
+	size_t n = (size + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
+
+	if (n <= sizeof(a->buf) - a->used) {
+		void *p = a->buf + a->used;
+
+		a->used += n;
+		return p;
+	}
+	return malloc(size);
+}
+
+static void
+arena_free(void *data, void *p)
+{
+	struct arena *a = data;
+	uintptr_t u = (uintptr_t)p, b = (uintptr_t)a->buf;
+
+	if (u < b || u >= b + sizeof(a->buf))
+		free(p);
+}
+
+#define ARENA_INIT(a)                                                                              \
+	{                                                                                          \
+		.allocator = { arena_alloc, arena_free, &(a) }                                     \
+	}
 
 /* Read one varint of at most 10 bytes at *i. Return: false if it runs off
  * the end or is too long. */
@@ -71,10 +116,11 @@ salvage_id(const uint8_t *p, size_t len, uint64_t *ret_id)
 int
 wire_request_decode(const void *buf, size_t len, struct wire_request *ret_req)
 {
+	struct arena arena = ARENA_INIT(arena);
 	Sendfiled__V1__Request *m;
 	struct wire_request r = {0};
 
-	m = sendfiled__v1__request__unpack(NULL, len, buf);
+	m = sendfiled__v1__request__unpack(&arena.allocator, len, buf);
 	if (!m) {
 		r.has_id = salvage_id(buf, len, &r.id);
 		*ret_req = r;
@@ -107,7 +153,7 @@ wire_request_decode(const void *buf, size_t len, struct wire_request *ret_req)
 		r.op = WIRE_OP_NONE;
 		break;
 	}
-	sendfiled__v1__request__free_unpacked(m, NULL);
+	sendfiled__v1__request__free_unpacked(m, &arena.allocator);
 	*ret_req = r;
 	return 0;
 }
@@ -154,10 +200,11 @@ wire_request_encode(const struct wire_request *req, void *buf, size_t cap)
 int
 wire_response_decode(const void *buf, size_t len, struct wire_response *ret_resp)
 {
+	struct arena arena = ARENA_INIT(arena);
 	Sendfiled__V1__Response *m;
 	struct wire_response r = {0};
 
-	m = sendfiled__v1__response__unpack(NULL, len, buf);
+	m = sendfiled__v1__response__unpack(&arena.allocator, len, buf);
 	if (!m)
 		return -EBADMSG;
 	r.id = m->id;
@@ -171,7 +218,7 @@ wire_response_decode(const void *buf, size_t len, struct wire_response *ret_resp
 		strncpy(r.message, m->message, sizeof(r.message) - 1);
 		r.message[sizeof(r.message) - 1] = '\0';
 	}
-	sendfiled__v1__response__free_unpacked(m, NULL);
+	sendfiled__v1__response__free_unpacked(m, &arena.allocator);
 	*ret_resp = r;
 	return 0;
 }

@@ -43,10 +43,17 @@ server_uid_acquire(struct server *srv, uid_t uid)
 			return true;
 		}
 	}
-	u = realloc(srv->uids, (srv->n_uids + 1) * sizeof(*u));
-	if (!u)
-		return false;
-	srv->uids = u;
+	/* The table keeps its room when users go idle: a busy user's count
+	 * may drop to zero between every two batches. */
+	if (srv->n_uids == srv->uids_cap) {
+		unsigned cap = srv->uids_cap ? 2 * srv->uids_cap : 4;
+
+		u = realloc(srv->uids, cap * sizeof(*u));
+		if (!u)
+			return false;
+		srv->uids = u;
+		srv->uids_cap = cap;
+	}
 	srv->uids[srv->n_uids++] = (struct uid_count){.uid = uid, .in_flight = 1};
 	return true;
 }
@@ -338,6 +345,7 @@ server_free(struct server *srv)
 	uv_close((uv_handle_t *)&srv->drain_timer, NULL);
 	free(srv->uids);
 	srv->uids = NULL;
+	srv->n_uids = srv->uids_cap = 0;
 	free(srv->uid_stats);
 	srv->uid_stats = NULL;
 }

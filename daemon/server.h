@@ -94,7 +94,7 @@ struct server {
 	unsigned n_conns;
 	unsigned in_flight;
 	struct uid_count *uids;
-	unsigned n_uids;
+	unsigned n_uids, uids_cap;
 	bool stopping;
 	struct server_stats stats;
 	struct uid_stats *uid_stats;
