@@ -24,8 +24,8 @@
 #define READS_PER_WAKE 64
 /* Records per recvmmsg(2). Each batch is answered before the next is read:
  * smaller batches let the client work in parallel with the daemon, larger
- * ones spare syscalls. With 64 requests in flight, 32 served about 3 %
- * more per second than 16 and 10 % more than 8 (bench/RESULTS.md). */
+ * ones spare syscalls. With 64 requests in flight, 32 served a few percent
+ * more per second than 16, and 8 fewer (bench/RESULTS.md). */
 #define READ_BATCH 32
 
 struct reply {
