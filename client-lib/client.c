@@ -790,6 +790,7 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
 int
 sfd_client_dispatch(struct sfd_client *c, sfd_completion_fn cb)
 {
+	bool read = false;
 	int n = 0;
 
 	if (!cb)
@@ -807,17 +808,19 @@ sfd_client_dispatch(struct sfd_client *c, sfd_completion_fn cb)
 				n++;
 			continue;
 		}
-		/* Everything waiting, in recvmmsg(2) batches: the queue has
-		 * room for every reply in flight. */
-		e = read_available(c);
-		/* A dead connection is reported even after deliveries: the
-		 * caller's poller may not wake us again for it. */
+		/* A dead connection is reported after the replies it brought
+		 * before it died, and even after deliveries: the caller's
+		 * poller may not wake us again for it. */
 		if (c->err)
 			return c->err;
-		if (e < 0)
-			return n > 0 ? n : e;
-		if (c->q_len == 0)
+		if (read)
 			return n;
+		/* Everything waiting now, in recvmmsg(2) batches (the queue has
+		 * room for every reply in flight), then delivered. */
+		e = read_available(c);
+		read = true;
+		if (e < 0 && !c->err)
+			return n > 0 ? n : e;
 	}
 }
 
