@@ -6,11 +6,13 @@
  *                   [--blocking-dst] [--only large|small]
  *
  * 1. Large file: a page-cached file of --size MiB sent over TCP loopback,
- *    in-process sendfile(2) vs. offloaded to the daemon, alternating rounds;
- *    median of each and their ratio.
+ *    in-process sendfile(2) vs. offloaded to the daemon in pairs of rounds,
+ *    which of the two goes first alternating; median of each, their ratio,
+ *    and the median of the paired ratios.
  * 2. Small requests: 4 KiB transfers, 64 in flight on one connection,
- *    requests/s; baseline: a raw exchange of one record carrying two
- *    descriptors and its reply (what any descriptor-passing daemon pays).
+ *    requests/s; baseline: a raw exchange of records carrying two
+ *    descriptors, read in batches by a peer that closes them and answers
+ *    each batch at once (what any descriptor-passing daemon pays).
  *
  * Loopback TCP uses cubic (set per socket): the default here may be bbr,
  * whose pacing makes loopback numbers noisy.
@@ -259,7 +261,7 @@ small_offloaded(const char *path, int src, int depth, double secs, bool unix_dst
 	}
 	fcntl(tcp[0], F_SETFL, O_NONBLOCK);
 	/* The receiving end stands for a remote peer, which costs this host
-	 * nothing: let it wake up per 256 KiB rather than per 4 KiB segment,
+	 * nothing: let it wake up per 64 KiB rather than per 4 KiB segment,
 	 * so that the two cores go to the client and the daemon. */
 	(void)setsockopt(tcp[1], SOL_SOCKET, SO_RCVLOWAT, &(int){64 << 10}, sizeof(int));
 	s.dst = tcp[0];
