@@ -33,6 +33,10 @@
 /* SP protocol numbers (see nng's protocol headers): what the probe says it is. */
 #define SP_PROTO_REQ0 0x30
 #define SP_PROTO_SUB0 0x21
+/* How often subscribers hear from an idle daemon. */
+#define HEARTBEAT_MS 1000
+/* Pipes of one endpoint tracked by id (control clients and subscribers). */
+#define MAX_TRACKED_PIPES 256
 
 struct endpoint {
 	char path[108];
@@ -46,6 +50,13 @@ struct endpoint {
 	 * now (updated on nng threads). */
 	atomic_ulong attached;
 	atomic_long connected;
+	/* Which pipes are open: nng also reports the removal of a pipe it
+	 * never finished adding (one refused mid-handshake, as on a listener
+	 * hit by issue #1518), which must not count. */
+	pthread_mutex_t pipes_mtx;
+	uint32_t pipes[MAX_TRACKED_PIPES];
+	unsigned n_pipes;
+	bool pipes_overflow; /* more than we track: count as connected from now on */
 };
 
 struct ctl {
@@ -67,6 +78,7 @@ struct ctl {
 	uv_async_t async;
 
 	uv_timer_t probe_timer;
+	uv_timer_t heartbeat_timer;
 	uv_work_t probe_work;
 	bool probe_running;
 	bool closing;
@@ -161,14 +173,25 @@ static void
 on_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct endpoint *ep = arg;
+	uint32_t id = nng_pipe_id(p);
 
-	(void)p;
+	pthread_mutex_lock(&ep->pipes_mtx);
 	if (ev == NNG_PIPE_EV_ADD_POST) {
 		atomic_fetch_add(&ep->attached, 1);
-		atomic_fetch_add(&ep->connected, 1);
+		if (ep->n_pipes < MAX_TRACKED_PIPES)
+			ep->pipes[ep->n_pipes++] = id;
+		else
+			ep->pipes_overflow = true;
 	} else if (ev == NNG_PIPE_EV_REM_POST) {
-		atomic_fetch_sub(&ep->connected, 1);
+		for (unsigned i = 0; i < ep->n_pipes; i++) {
+			if (ep->pipes[i] == id) {
+				ep->pipes[i] = ep->pipes[--ep->n_pipes];
+				break;
+			}
+		}
 	}
+	atomic_store(&ep->connected, (long)ep->n_pipes + ep->pipes_overflow);
+	pthread_mutex_unlock(&ep->pipes_mtx);
 }
 
 /*
@@ -235,6 +258,8 @@ release(struct ctl *ctl)
 	if (--ctl->holds > 0)
 		return;
 	pthread_mutex_destroy(&ctl->mtx);
+	pthread_mutex_destroy(&ctl->rep.pipes_mtx);
+	pthread_mutex_destroy(&ctl->pub.pipes_mtx);
 	free(ctl);
 }
 
@@ -559,13 +584,25 @@ realtime_ms(void)
 }
 
 static void
+publish(struct ctl *ctl, const Sendfiled__Control__V1__Event *ev)
+{
+	size_t len = sendfiled__control__v1__event__get_packed_size(ev);
+	nng_msg *m;
+
+	if (nng_msg_alloc(&m, len) != 0)
+		return;
+	sendfiled__control__v1__event__pack(ev, nng_msg_body(m));
+	/* PUB drops for slow subscribers; it never blocks the loop. */
+	if (nng_sendmsg(ctl->pub.sock, m, NNG_FLAG_NONBLOCK) != 0)
+		nng_msg_free(m);
+}
+
+static void
 on_event(void *data, enum transfer_event_kind kind, const struct transfer_info *info, int status,
          int error)
 {
 	struct ctl *ctl = data;
 	Sendfiled__Control__V1__Event ev = SENDFILED__CONTROL__V1__EVENT__INIT;
-	nng_msg *m;
-	size_t len;
 
 	/* Nobody listening: spare the encoding and nng's per-message work,
 	 * which would otherwise cost every request. */
@@ -595,13 +632,24 @@ on_event(void *data, enum transfer_event_kind kind, const struct transfer_info *
 		ev.has_duration_ms = true;
 		ev.duration_ms = uv_now(ctl->srv->loop) - info->start_ms;
 	}
-	len = sendfiled__control__v1__event__get_packed_size(&ev);
-	if (nng_msg_alloc(&m, len) != 0)
+	publish(ctl, &ev);
+}
+
+/* Subscribers cannot always tell a connection nng has dropped on our side
+ * from a quiet daemon: a heartbeat every second lets them (sendfilectl
+ * watch dials again after three silent seconds). */
+static void
+on_heartbeat_timer(uv_timer_t *t)
+{
+	struct ctl *ctl = t->data;
+	Sendfiled__Control__V1__Event ev = SENDFILED__CONTROL__V1__EVENT__INIT;
+
+	if (atomic_load(&ctl->pub.connected) <= 0)
 		return;
-	sendfiled__control__v1__event__pack(&ev, nng_msg_body(m));
-	/* PUB drops for slow subscribers; it never blocks the loop. */
-	if (nng_sendmsg(ctl->pub.sock, m, NNG_FLAG_NONBLOCK) != 0)
-		nng_msg_free(m);
+	ev.has_kind = ev.has_time_ms = true;
+	ev.kind = SENDFILED__CONTROL__V1__EVENT__KIND__HEARTBEAT;
+	ev.time_ms = realtime_ms();
+	publish(ctl, &ev);
 }
 
 /* ---- setup -------------------------------------------------------------- */
@@ -635,6 +683,8 @@ ctl_start(struct server *srv, const struct ctl_config *cfg, struct ctl **ret)
 	ctl->srv = srv;
 	ctl->cfg = *cfg;
 	pthread_mutex_init(&ctl->mtx, NULL);
+	pthread_mutex_init(&ctl->rep.pipes_mtx, NULL);
+	pthread_mutex_init(&ctl->pub.pipes_mtx, NULL);
 	r = endpoint_paths(&ctl->rep, cfg->control_path, srv->cfg.socket_path, "control.sock");
 	if (r == 0)
 		r = endpoint_paths(&ctl->pub, cfg->events_path, srv->cfg.socket_path,
@@ -657,6 +707,7 @@ ctl_start(struct server *srv, const struct ctl_config *cfg, struct ctl **ret)
 	}
 	ctl->pub.open = true;
 	nng_pipe_notify(ctl->rep.sock, NNG_PIPE_EV_ADD_POST, on_pipe_event, &ctl->rep);
+	nng_pipe_notify(ctl->rep.sock, NNG_PIPE_EV_REM_POST, on_pipe_event, &ctl->rep);
 	nng_pipe_notify(ctl->pub.sock, NNG_PIPE_EV_ADD_POST, on_pipe_event, &ctl->pub);
 	nng_pipe_notify(ctl->pub.sock, NNG_PIPE_EV_REM_POST, on_pipe_event, &ctl->pub);
 	/* nng 1.5.2 accepts messages of any size by default. */
@@ -688,6 +739,10 @@ ctl_start(struct server *srv, const struct ctl_config *cfg, struct ctl **ret)
 		               cfg->probe_interval_ms);
 	/* The timer must not keep the loop alive once everything else stops. */
 	uv_unref((uv_handle_t *)&ctl->probe_timer);
+	uv_timer_init(srv->loop, &ctl->heartbeat_timer);
+	ctl->heartbeat_timer.data = ctl;
+	uv_timer_start(&ctl->heartbeat_timer, on_heartbeat_timer, HEARTBEAT_MS, HEARTBEAT_MS);
+	uv_unref((uv_handle_t *)&ctl->heartbeat_timer);
 	uv_unref((uv_handle_t *)&ctl->async);
 
 	srv->on_event = on_event;
@@ -705,6 +760,8 @@ fail:
 	if (ctl->pub.open)
 		nng_close(ctl->pub.sock);
 	pthread_mutex_destroy(&ctl->mtx);
+	pthread_mutex_destroy(&ctl->rep.pipes_mtx);
+	pthread_mutex_destroy(&ctl->pub.pipes_mtx);
 	free(ctl);
 	return r;
 }
@@ -736,8 +793,10 @@ ctl_free(struct ctl *ctl)
 	pthread_mutex_unlock(&ctl->mtx);
 	/* The struct lives until both handles have closed and a probe still
 	 * running on a worker has reported back. */
-	ctl->holds = 2 + (ctl->probe_running ? 1 : 0);
+	ctl->holds = 3 + (ctl->probe_running ? 1 : 0);
 	uv_timer_stop(&ctl->probe_timer);
 	uv_close((uv_handle_t *)&ctl->probe_timer, on_ctl_closed);
+	uv_timer_stop(&ctl->heartbeat_timer);
+	uv_close((uv_handle_t *)&ctl->heartbeat_timer, on_ctl_closed);
 	uv_close((uv_handle_t *)&ctl->async, on_ctl_closed);
 }

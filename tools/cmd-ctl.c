@@ -533,6 +533,43 @@ on_stop(int sig)
 	stop_watch = 1;
 }
 
+/* The daemon sends a heartbeat every second: this long without any message
+ * means the connection is lost. */
+#define WATCH_SILENCE_MS 3000
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A subscriber to everything on @url; with @flags 0, connected on return. */
+static int
+watch_dial(const char *url, int flags, nng_socket *ret)
+{
+	nng_socket s;
+	int rv = nng_sub0_open(&s);
+
+	if (rv != 0)
+		return rv;
+	nng_socket_set(s, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64 * 1024);
+	/* Wake up now and then to notice Ctrl-C, and silence. */
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 200);
+	nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 50);
+	nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 500);
+	rv = nng_dial(s, url, NULL, flags);
+	if (rv != 0) {
+		nng_close(s);
+		return rv;
+	}
+	*ret = s;
+	return 0;
+}
+
 int
 ctl_cmd_watch(const struct ctl_global *g, int argc, char **argv)
 {
@@ -545,6 +582,7 @@ ctl_cmd_watch(const struct ctl_global *g, int argc, char **argv)
 	bool json = false;
 	char url[200];
 	nng_socket s;
+	int64_t last;
 	int o, rv;
 
 	while ((o = getopt_long(argc, argv, "jn:h", opts, NULL)) != -1) {
@@ -569,23 +607,12 @@ ctl_cmd_watch(const struct ctl_global *g, int argc, char **argv)
 		return ctl_usage_error("watch", "unexpected argument");
 	if (endpoint_url(g, true, url, sizeof(url)) < 0)
 		return ctl_usage_error("watch", "events socket path too long");
-	rv = nng_sub0_open(&s);
-	if (rv != 0) {
-		ctl_error("cannot open an nng socket: %s", nng_strerror(rv));
-		return CTL_EXIT_UNREACHABLE;
-	}
-	nng_socket_set(s, NNG_OPT_SUB_SUBSCRIBE, "", 0);
-	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64 * 1024);
-	/* Wake up now and then to notice Ctrl-C. */
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 200);
-	nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 50);
-	nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 500);
-	rv = nng_dial(s, url, NULL, 0);
+	rv = watch_dial(url, 0, &s);
 	if (rv != 0) {
 		ctl_error("events socket %s: %s", url + 6, nng_strerror(rv));
-		nng_close(s);
 		return CTL_EXIT_UNREACHABLE;
 	}
+	last = mono_ms();
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -596,16 +623,38 @@ ctl_cmd_watch(const struct ctl_global *g, int argc, char **argv)
 		nng_msg *m;
 
 		rv = nng_recvmsg(s, &m, 0);
-		if (rv == NNG_ETIMEDOUT)
+		if (rv == NNG_ETIMEDOUT) {
+			/* Not even a heartbeat: the connection is gone in a way
+			 * nng 1.5.2 did not notice (its poller can miss the
+			 * end of a connection the daemon dropped right after
+			 * the handshake). A new socket, dialled in the
+			 * background until the daemon answers. */
+			if (mono_ms() - last >= WATCH_SILENCE_MS) {
+				/* nng_close() can wait forever for such a pipe:
+				 * leave the old socket to the process's exit. */
+				rv = watch_dial(url, NNG_FLAG_NONBLOCK, &s);
+				if (rv != 0) {
+					ctl_error("events socket %s: %s", url + 6,
+					          nng_strerror(rv));
+					return CTL_EXIT_UNREACHABLE;
+				}
+				last = mono_ms();
+			}
 			continue;
+		}
 		if (rv != 0) {
 			ctl_error("events socket: %s", nng_strerror(rv));
 			break;
 		}
+		last = mono_ms();
 		ev = sendfiled__control__v1__event__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
 		nng_msg_free(m);
 		if (!ev)
 			continue;
+		if (ev->kind == SENDFILED__CONTROL__V1__EVENT__KIND__HEARTBEAT) {
+			sendfiled__control__v1__event__free_unpacked(ev, NULL);
+			continue;
+		}
 		seen++;
 		{
 			static const char *const kinds[] = {"start", "done", "error"};
@@ -639,6 +688,7 @@ ctl_cmd_watch(const struct ctl_global *g, int argc, char **argv)
 		}
 		sendfiled__control__v1__event__free_unpacked(ev, NULL);
 	}
-	nng_close(s);
+	/* No nng_close(): after a lost connection it may never return (see
+	 * above); the process's exit closes everything. */
 	return CTL_EXIT_OK;
 }

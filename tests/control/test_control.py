@@ -255,7 +255,73 @@ def test_raw_connect_close_keeps_control_plane(d):
     finally:
         os.unlink(path)
     out, _ = w.communicate(timeout=15)
-    assert json.loads(out.splitlines()[0])["event"] == "start"
+    # A subscriber that arrives between a transfer's start and done sees done.
+    assert json.loads(out.splitlines()[0])["event"] in ("start", "done"), out
+
+
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+def test_heartbeat_reaches_idle_subscriber(d):
+    """An idle daemon still sends each subscriber a heartbeat every second,
+    by which a subscriber knows its connection is alive."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(d.events)
+        s.sendall(b"\x00SP\x00\x00\x21\x00\x00")  # SP header: SUB v0
+        assert recv_exact(s, 8)[:6] == b"\x00SP\x00\x00\x20"  # PUB v0
+        t0 = time.time()
+        for _ in range(2):
+            head = recv_exact(s, 9)
+            body = recv_exact(s, struct.unpack(">Q", head[1:])[0])
+            assert body[:2] == b"\x08\x03", body  # kind = HEARTBEAT
+        assert time.time() - t0 < 4
+    finally:
+        s.close()
+
+
+def test_watch_dials_again_after_silence(d):
+    """A subscription that hears nothing, not even a heartbeat, is given up
+    and dialled again: nng does not notice every lost connection."""
+    tmp = tempfile.mkdtemp(prefix="sfd-ctl-")
+    lis = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lis.bind(os.path.join(tmp, "events.sock"))
+    lis.listen(4)
+    lis.settimeout(10)
+    w = subprocess.Popen(
+        [CTL, "--socket", os.path.join(tmp, "sendfiled.sock"), "watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    conns = []
+    try:
+        # A publisher that completes the handshake and then says nothing.
+        for _ in range(2):
+            c, _ = lis.accept()
+            conns.append(c)
+            c.settimeout(5)
+            assert recv_exact(c, 8)[:6] == b"\x00SP\x00\x00\x21"
+            c.sendall(b"\x00SP\x00\x00\x20\x00\x00")
+            conns[-1] = (c, time.time())
+        gap = conns[1][1] - conns[0][1]
+        assert 2.5 < gap < 8, gap
+    finally:
+        w.terminate()
+        w.wait(5)
+        for c in conns:
+            (c[0] if isinstance(c, tuple) else c).close()
+        lis.close()
+        for f in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, f))
+        os.rmdir(tmp)
 
 
 def test_malformed_control_messages(d):
