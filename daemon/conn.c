@@ -27,6 +27,8 @@
  * ones spare syscalls. With 64 requests in flight, 32 served a few percent
  * more per second than 16, and 8 fewer (bench/RESULTS.md). */
 #define READ_BATCH 32
+/* Wake-ups' worth of queued requests a stopping daemon still answers. */
+#define DRAIN_READS 16
 
 struct reply {
 	struct reply *next;
@@ -64,6 +66,7 @@ struct conn {
 
 	bool corked;     /* reading a batch: hold replies, send them together */
 	bool blocked;    /* the socket took no more replies: wait until writable */
+	bool reading;    /* inside read_records(), which must not nest */
 	bool closing;    /* EOF, error or shutdown: read nothing more */
 	bool draining;   /* server stopping: refuse new requests */
 	bool cancelling; /* inside cancel_all(): defer the free */
@@ -477,6 +480,7 @@ read_records(struct conn *c)
 	unsigned budget = READS_PER_WAKE;
 
 	c->corked = true;
+	c->reading = true;
 	while (budget > 0 && !c->closing) {
 		struct fdmsg_record recs[READ_BATCH];
 		unsigned room = c->srv->cfg.max_in_flight_per_conn -
@@ -517,6 +521,7 @@ read_records(struct conn *c)
 			break; /* drained */
 	}
 	c->corked = false;
+	c->reading = false;
 	flush_replies(c);
 }
 
@@ -603,7 +608,17 @@ maybe_close(struct conn *c)
 		 * file position); worker transfers report back later. */
 		cancel_all(c);
 	}
-	if (c->draining && c->n_reqs == 0) {
+	if (c->draining && c->n_reqs == 0 && !c->closing && !c->reading) {
+		/* Requests already queued on the connection are answered
+		 * (SHUTTING_DOWN) rather than lost with it; a bounded number,
+		 * in case the client keeps sending. */
+		for (unsigned i = 0; i < DRAIN_READS && !c->closing; i++) {
+			uint64_t before = c->srv->stats.requests;
+
+			read_records(c);
+			if (c->srv->stats.requests == before)
+				break;
+		}
 		flush_replies(c);
 		c->closing = true;
 	}

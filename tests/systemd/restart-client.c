@@ -232,6 +232,14 @@ run_async(const char *sock, const char *path)
 	r = sfd_client_submit(c, sp1[0], file, 0, file_size, 0, &first, &id);
 	if (r < 0)
 		FAIL("submit: %s", strerror(-r));
+	/* "Started" once the daemon is sending: a request still queued on the
+	 * connection when the stop comes would be refused, not drained. */
+	{
+		struct pollfd p = {.fd = sp1[1], .events = POLLIN};
+
+		if (poll(&p, 1, 30000) <= 0)
+			FAIL("the first transfer did not start within 30 s");
+	}
 	printf("started\n");
 	fflush(stdout);
 	if (!fgets(line, sizeof(line), stdin))
