@@ -490,6 +490,7 @@ result_of(struct xfer *x, int status, int err, const char *msg, struct xfer_resu
 }
 
 static void maybe_free(struct xfer *x);
+static void release_fds(struct xfer *x);
 
 static void
 on_handle_closed(uv_handle_t *h)
@@ -512,16 +513,25 @@ maybe_free(struct xfer *x)
 {
 	if (x->pending_closes > 0)
 		return;
-	/* Handles are closed (and so out of epoll) before their descriptors:
-	 * a description the client still holds would otherwise stay
-	 * registered under a number we may reuse. */
+	release_fds(x);
+	free(x->buf);
+	pthread_mutex_destroy(&x->mtx);
+	free(x);
+}
+
+/*
+ * Handles must be closed (and so out of epoll) before their descriptors: a
+ * description the client still holds would otherwise stay registered under
+ * a number we may reuse. uv_close() takes the descriptor out of epoll before
+ * it returns, so this may follow it at once.
+ */
+static void
+release_fds(struct xfer *x)
+{
 	x->dst = bury(x->dst);
 	x->src = bury(x->src);
 	x->pipe_rd = safe_close(x->pipe_rd);
 	x->pipe_wr = safe_close(x->pipe_wr);
-	free(x->buf);
-	pthread_mutex_destroy(&x->mtx);
-	free(x);
 }
 
 /*
@@ -541,15 +551,20 @@ finish(struct xfer *x, int status, int err, const char *msg)
 	if (x->sent > 0 && seekable_source(x))
 		(void)lseek(x->src, (off_t)(x->p.offset + x->sent), SEEK_SET);
 
-	result_of(x, status, err, msg, &res);
-	x->done(x, &res, x->userdata);
-
+	/* Let go of the client's descriptors before answering: a client that
+	 * has its reply holds the only references (closing its socket then
+	 * ends the stream at once). No thread uses them any more: a worker
+	 * job has returned before its transfer finishes. */
 	if (x->dst_poll_init)
 		close_handle(x, (uv_handle_t *)&x->dst_poll);
 	if (x->src_poll_init)
 		close_handle(x, (uv_handle_t *)&x->src_poll);
 	if (x->kick_timer_init)
 		close_handle(x, (uv_handle_t *)&x->kick_timer);
+	release_fds(x);
+
+	result_of(x, status, err, msg, &res);
+	x->done(x, &res, x->userdata);
 	maybe_free(x);
 }
 

@@ -47,8 +47,8 @@ int harness_group_teardown(void **state);
 
 /*
  * Test fixtures: snapshot the test process's open descriptors; afterwards
- * require the same set, and the daemon back at its baseline count (polled,
- * since the daemon closes a transfer's descriptors after its reply).
+ * require the same set, and the daemon back at its baseline count (polled:
+ * the daemon closes a connection the test has just closed on its next turn).
  * Descriptors a failed test left open are reported and closed, so that one
  * failure does not cascade into the next tests.
  */
