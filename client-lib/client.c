@@ -487,18 +487,9 @@ sendfile_request(int out_fd, int in_fd, uint64_t offset, uint64_t count, unsigne
 	return 0;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * Read replies until @w has its own, routing the others. @deadline is a
- * now_ms() time, or -1 to wait as long as it takes.
+ * mono_ms() time, or -1 to wait as long as it takes.
  * Return: 0, -ETIMEDOUT, or a negative errno.
  */
 static int
@@ -516,7 +507,7 @@ wait_for(struct sfd_client *c, const struct waiter *w, int64_t deadline)
 		if (e < 0)
 			return e;
 		if (deadline >= 0) {
-			int64_t left = deadline - now_ms();
+			int64_t left = deadline - mono_ms();
 
 			if (left <= 0)
 				return -ETIMEDOUT;
@@ -647,7 +638,7 @@ pause_before_retry(unsigned attempt, int64_t deadline)
 	int64_t ms = MIN((int64_t)attempt * RETRY_STEP_MS, (int64_t)RETRY_MAX_PAUSE_MS);
 	struct timespec ts;
 
-	if (deadline >= 0 && now_ms() + ms >= deadline)
+	if (deadline >= 0 && mono_ms() + ms >= deadline)
 		return false;
 	ts.tv_sec = ms / 1000;
 	ts.tv_nsec = (ms % 1000) * 1000000;
@@ -755,7 +746,7 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
 	if (e < 0)
 		return e;
 	if (timeout_ms >= 0)
-		deadline = now_ms() + timeout_ms;
+		deadline = mono_ms() + timeout_ms;
 
 	/* A daemon that closed this connection earlier may be back (or a new
 	 * one may be listening on the same socket). */
@@ -765,7 +756,7 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
 		memset(&w, 0, sizeof(w));
 		e = sendfile_once(c, &wr, fds, deadline, &w, &unsent);
 		if (!unsent || !may_reconnect(c) || ++attempts >= RETRY_MAX ||
-		    (deadline >= 0 && now_ms() >= deadline))
+		    (deadline >= 0 && mono_ms() >= deadline))
 			break;
 		/* The daemon is going away and did nothing with the request:
 		 * send it again on a new connection, which the next daemon

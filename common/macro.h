@@ -6,7 +6,9 @@
 #define SFD_MACRO_H
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -16,6 +18,16 @@
 #ifndef MAX
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 #endif
+
+/* mono_ms() - CLOCK_MONOTONIC in milliseconds, for deadlines and time slices. */
+static inline int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* close() that keeps errno, accepts -1, and returns -1 for "fd = safe_close(fd)". */
 static inline int

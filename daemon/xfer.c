@@ -743,15 +743,6 @@ run_loop(struct xfer *x, size_t budget)
 
 /* ---- worker mode -------------------------------------------------------- */
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 work_cb(uv_work_t *w)
 {

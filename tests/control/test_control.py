@@ -104,27 +104,27 @@ def sp_frame(body, req_id=0x80000001):
     return b"\x01" + struct.pack(">Q", len(payload)) + payload
 
 
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
 def raw_req(path, body, hello=True, timeout=3):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.connect(path)
     if hello:
         s.sendall(b"\x00SP\x00\x00\x30\x00\x00")
-        got = b""
-        while len(got) < 8:
-            got += s.recv(8 - len(got))
+        got = recv_exact(s, 8)
         assert got[:4] == b"\x00SP\x00", got
     s.sendall(sp_frame(body))
-    head = b""
-    while len(head) < 9:
-        chunk = s.recv(9 - len(head))
-        if not chunk:
-            raise ConnectionError("closed")
-        head += chunk
-    n = struct.unpack(">Q", head[1:])[0]
-    data = b""
-    while len(data) < n:
-        data += s.recv(n - len(data))
+    head = recv_exact(s, 9)
+    data = recv_exact(s, struct.unpack(">Q", head[1:])[0])
     s.close()
     return data[4:]  # strip the REQ header
 
@@ -257,16 +257,6 @@ def test_raw_connect_close_keeps_control_plane(d):
     out, _ = w.communicate(timeout=15)
     # A subscriber that arrives between a transfer's start and done sees done.
     assert json.loads(out.splitlines()[0])["event"] in ("start", "done"), out
-
-
-def recv_exact(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
 
 
 def test_heartbeat_reaches_idle_subscriber(d):
