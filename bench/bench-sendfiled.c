@@ -12,7 +12,9 @@
  * 2. Small requests: 4 KiB transfers, 64 in flight on one connection,
  *    requests/s; baseline: a raw exchange of records carrying two
  *    descriptors, read in batches by a peer that closes them and answers
- *    each batch at once (what any descriptor-passing daemon pays).
+ *    each batch at once (what any descriptor-passing daemon pays); and a
+ *    floor server (floor.h) doing only the syscalls each request needs,
+ *    alternated with the daemon, to TCP loopback and to an AF_UNIX socket.
  *
  * Loopback TCP uses cubic (set per socket): the default here may be bbr,
  * whose pacing makes loopback numbers noisy.
@@ -36,6 +38,7 @@
 #include <unistd.h>
 
 #include "fdmsg.h"
+#include "floor.h"
 #include "sendfiled.h"
 
 #define DIE(...)                                                                                   \
@@ -368,6 +371,30 @@ raw_exchange(int src, int depth, double secs)
 	return got / t;
 }
 
+/* The daemon against the floor server (floor.h), to @unix_dst or TCP, in
+ * two pairs whose order alternates (floor, daemon, daemon, floor): the
+ * machine's swings within a run are as large as the difference. */
+static void
+small_pairs(const char *path, const char *floor_path, int src, double secs, bool unix_dst,
+            double raw, uint64_t *failed)
+{
+	const char *to = unix_dst ? "an AF_UNIX socket" : "TCP loopback";
+	double d = 0, f = 0;
+	uint64_t bad;
+
+	for (int i = 0; i < 4; i++) {
+		bool daemon = i == 1 || i == 2;
+		double rps =
+		        small_offloaded(daemon ? path : floor_path, src, 64, secs, unix_dst, &bad);
+
+		*failed += bad;
+		*(daemon ? &d : &f) += rps / 2;
+	}
+	printf("  to %s: floor server %.0f requests/s (%.3f of raw); daemon %.0f requests/s "
+	       "(%.3f of raw, %.3f of the floor)%s\n",
+	       to, f, f / raw, d, d / raw, d / f, *failed ? ", SOME FAILED" : "");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -381,9 +408,11 @@ main(int argc, char **argv)
 	uint64_t size = 1024ull << 20, failed = 0;
 	int rounds = 5, c;
 	bool only_large = false, only_small = false;
-	double secs = 3, in[64], off[64], raw, rps;
+	double secs = 3, in[64], off[64], raw;
 	struct sfd_client *cl;
 	int big, small;
+	char floor_dir[] = "/tmp/bench-floor-XXXXXX", floor_path[128] = "";
+	pid_t floor_pid = 0;
 
 	while ((c = getopt_long(argc, argv, "s:m:r:t:bo:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -421,6 +450,15 @@ main(int argc, char **argv)
 	}
 	if (!path[0])
 		sfd_default_socket_path(path, sizeof(path));
+	/* Forked before any thread exists. */
+	if (!only_large) {
+		if (!mkdtemp(floor_dir))
+			DIE("mkdtemp: %s", strerror(errno));
+		snprintf(floor_path, sizeof(floor_path), "%s/floor.sock", floor_dir);
+		floor_pid = floor_start(floor_path);
+		if (floor_pid < 0)
+			DIE("floor server: %s", strerror((int)-floor_pid));
+	}
 	if (sfd_client_open(path, &cl) < 0)
 		DIE("cannot reach the daemon at %s", path);
 
@@ -468,16 +506,11 @@ main(int argc, char **argv)
 		       secs);
 		raw = raw_exchange(small, 64, secs);
 		printf("  raw record+2 fds exchange (baseline): %.0f /s\n", raw);
-		rps = small_offloaded(path, small, 64, secs, false, &failed);
-		printf("  offloaded sendfile of 4 KiB to TCP loopback: %.0f requests/s (%.3f of "
-		       "baseline)%s\n",
-		       rps, rps / raw, failed ? ", SOME FAILED" : "");
-		rps = small_offloaded(path, small, 64, secs, true, &failed);
-		printf("  offloaded sendfile of 4 KiB to an AF_UNIX socket: %.0f requests/s (%.3f "
-		       "of "
-		       "baseline)%s\n",
-		       rps, rps / raw, failed ? ", SOME FAILED" : "");
+		small_pairs(path, floor_path, small, secs, false, raw, &failed);
+		small_pairs(path, floor_path, small, secs, true, raw, &failed);
 	}
+	floor_stop(floor_pid);
+	rmdir(floor_dir);
 	sfd_client_free(cl);
 	close(big);
 	close(small);
