@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include "macro.h"
+
 struct list_head {
 	struct list_head *prev, *next;
 };
@@ -39,7 +41,6 @@ list_empty(const struct list_head *h)
 	return h->next == h;
 }
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define list_entry(ptr, type, member) container_of(ptr, type, member)
 /* Safe against removal of the current entry. */
 #define list_for_each_safe(pos, tmp, head)                                                         \

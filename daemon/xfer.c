@@ -16,10 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "dstline.h"
 #include "macro.h"
 #include "sendfiled.pb-c.h"
 #include "xfer.h"
@@ -67,6 +69,7 @@ struct xfer {
 
 	enum method method;
 	bool zero_copy_proven; /* a zero-copy call has moved bytes: EINVAL is real */
+	bool started;
 	bool finished;
 	bool eof;
 	bool short_write;    /* the last sendfile() took less than offered */
@@ -76,6 +79,10 @@ struct xfer {
 	uint64_t sent;       /* bytes delivered to the destination */
 	uint64_t limit;      /* bytes to send; UINT64_MAX: until EOF */
 	enum wait wait;
+
+	/* Its place among the transfers to the same destination (dstline.h). */
+	struct dstline_item line;
+	bool has_key; /* line.dev and line.ino are known */
 
 	/* M_SPLICE_BUFFER: our own pipe and the bytes sitting in it. */
 	int pipe_rd, pipe_wr;
@@ -537,9 +544,20 @@ release_fds(struct xfer *x)
 /*
  * finish() - report the outcome once, set the source's position, release.
  */
+/* Transfers whose turn came while on_start_timer() ran one ahead of them:
+ * started from there, in a chain, rather than one loop iteration each. */
+#define CHAIN_MAX 64
+static struct {
+	bool running;
+	struct xfer *next;
+} chain;
+
+static void start_later(struct xfer *x);
+
 static void
 finish(struct xfer *x, int status, int err, const char *msg)
 {
+	struct dstline_item *next;
 	struct xfer_result res;
 
 	if (x->finished)
@@ -562,10 +580,22 @@ finish(struct xfer *x, int status, int err, const char *msg)
 	if (x->kick_timer_init)
 		close_handle(x, (uv_handle_t *)&x->kick_timer);
 	release_fds(x);
+	next = dstline_leave(&x->line);
+	if (chain.next == x)
+		chain.next = NULL; /* cancelled before its turn in the chain */
 
 	result_of(x, status, err, msg, &res);
 	x->done(x, &res, x->userdata);
 	maybe_free(x);
+	/* The next transfer to the same destination starts from the loop, not
+	 * from here: a done callback may be cancelling it right now (a closing
+	 * connection), and a line of small transfers must not recurse. */
+	if (!next)
+		return;
+	if (chain.running && !chain.next)
+		chain.next = container_of(next, struct xfer, line);
+	else
+		start_later(container_of(next, struct xfer, line));
 }
 
 static void
@@ -622,11 +652,37 @@ on_poll(uv_poll_t *h, int status, int events)
 	run_loop(x, x->p.chunk);
 }
 
+/* Which destination: asked only when another transfer is waiting, or this
+ * one is about to. */
+static bool
+dst_key(struct xfer *x)
+{
+	struct stat st;
+
+	if (!x->has_key && fstat(x->dst, &st) == 0) {
+		x->line.dev = st.st_dev;
+		x->line.ino = st.st_ino;
+		x->has_key = true;
+	}
+	return x->has_key;
+}
+
+/* The transfer outlives its first attempt: later ones to its destination
+ * must wait for it. It started only because none was waiting there, and
+ * nothing else has run since, so it can take the line. */
+static void
+own_line(struct xfer *x)
+{
+	if (!x->line.line && dst_key(x))
+		(void)dstline_own(&x->line);
+}
+
 static int
 watch(struct xfer *x, uv_poll_t *h, bool *inited, int fd, int events, uv_poll_t *other)
 {
 	int r;
 
+	own_line(x);
 	/* Already armed (level-triggered): re-arming would cost two epoll_ctl
 	 * calls per wake-up, since uv_poll_start() stops the handle first. */
 	if (x->watching == h)
@@ -835,6 +891,7 @@ queue_job(struct xfer *x)
 {
 	int r;
 
+	own_line(x);
 	x->work.data = x;
 	r = uv_queue_work(x->loop, &x->work, work_cb, after_work_cb);
 	if (r < 0) {
@@ -976,13 +1033,10 @@ xfer_new(uv_loop_t *loop, int dst, const struct fdinfo *dinfo, int src, const st
 	return 0;
 }
 
-void
-xfer_run(struct xfer *x)
+static void
+start(struct xfer *x)
 {
-	if (x->no_zero_copy) {
-		finish_error(x, XFER_ENOZEROCOPY);
-		return;
-	}
+	x->started = true;
 	if (x->on_worker) {
 		queue_job(x);
 		return;
@@ -993,12 +1047,67 @@ xfer_run(struct xfer *x)
 	run_loop(x, MIN(x->p.chunk, (size_t)256 * 1024));
 }
 
+static void
+on_start_timer(uv_timer_t *t)
+{
+	struct xfer *x = t->data;
+
+	chain.running = true;
+	for (int i = 0; x; i++) {
+		chain.next = NULL;
+		start(x);
+		x = chain.next;
+		if (x && i + 1 >= CHAIN_MAX) {
+			/* Let the loop serve the others before going on. */
+			chain.running = false;
+			start_later(x);
+			return;
+		}
+	}
+	chain.running = false;
+}
+
+/* Start a transfer whose turn has come, from the loop's next iteration.
+ * Its kick timer is free: it has not run yet. */
+static void
+start_later(struct xfer *x)
+{
+	int r = 0;
+
+	if (!x->kick_timer_init) {
+		r = uv_timer_init(x->loop, &x->kick_timer);
+		if (r == 0) {
+			x->kick_timer.data = x;
+			x->kick_timer_init = true;
+		}
+	}
+	if (r == 0)
+		r = uv_timer_start(&x->kick_timer, on_start_timer, 0, 0);
+	if (r < 0)
+		finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r, "cannot start the transfer");
+}
+
+void
+xfer_run(struct xfer *x)
+{
+	if (x->no_zero_copy) {
+		finish_error(x, XFER_ENOZEROCOPY);
+		return;
+	}
+	/* Another transfer to the same destination is under way: wait for it,
+	 * so that their bytes do not interleave. */
+	if (dstline_any() && dst_key(x) && dstline_wait(&x->line))
+		return;
+	start(x);
+}
+
 void
 xfer_cancel(struct xfer *x)
 {
 	if (x->finished)
 		return;
-	if (!x->on_worker) {
+	/* Waiting for its turn, or not started yet: nothing runs it. */
+	if (!x->started || !x->on_worker) {
 		finish_error(x, ECANCELED);
 		return;
 	}

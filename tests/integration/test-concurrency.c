@@ -2,7 +2,7 @@
  * test-concurrency.c - many transfers at once, on one connection and on many;
  * a blocking destination that must not hold the others up; cancelling
  * transfers on the loop and on worker threads; a client that goes away with
- * transfers in flight.
+ * transfers in flight; transfers to one destination, one after the other.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -662,6 +662,278 @@ test_disconnect_with_transfers_in_flight(void **state)
 	sink_free(s);
 }
 
+/* ---- transfers to one destination ----------------------------------------- */
+
+/* Completions in the order they came. */
+#define ORDER_MAX 256
+static uint64_t order_ids[ORDER_MAX];
+static unsigned order_n;
+
+static void
+on_done_ordered(struct sfd_client *c, uint64_t id, const struct sfd_result *res, void *userdata)
+{
+	if (order_n < ORDER_MAX)
+		order_ids[order_n++] = id;
+	harness_on_done(c, id, res, userdata);
+}
+
+static bool
+pump_ordered(struct sfd_client *c, const unsigned *counter, unsigned target, int ms)
+{
+	for (int64_t end = now_ms() + ms; *counter < target && now_ms() < end;) {
+		struct pollfd pfd = {.fd = sfd_client_get_fd(c), .events = POLLIN};
+
+		(void)poll(&pfd, 1, 50);
+		assert_true(sfd_client_dispatch(c, on_done_ordered) >= 0);
+	}
+	return *counter >= target;
+}
+
+/* SHA-256 of whole files one after the other. */
+static void
+files_sha256(const int *fds, const uint64_t *sizes, int n, uint8_t out[32])
+{
+	static char buf[1 << 16];
+	struct sha256 h;
+
+	sha256_init(&h);
+	for (int i = 0; i < n; i++) {
+		for (uint64_t off = 0; off < sizes[i];) {
+			ssize_t r = pread(fds[i], buf, sizeof(buf), (off_t)off);
+
+			assert_true(r > 0);
+			sha256_update(&h, buf, (size_t)r);
+			off += (uint64_t)r;
+		}
+	}
+	sha256_final(&h, out);
+}
+
+/*
+ * Three transfers to one socket, the second through another descriptor of
+ * it (dup): they run one after the other, in the order sent, while the
+ * first waits for a receiver that does not read; a transfer to another
+ * socket is not held up meanwhile. The receiver gets the three files
+ * back to back, whole.
+ */
+static void
+same_destination_in_order(bool nonblock)
+{
+	const struct sink_opts paused = {.paused = true};
+	const uint64_t sizes[3] = {16 * MiB, 256 * KiB + 7, 4 * KiB};
+	struct sfd_client *c = client_open();
+	struct sink *s = sink_new();
+	struct done_slot slots[3] = {{0}}, other = {0};
+	char path[PATH_MAX];
+	int src[3], dst, dst2, srv, idx, odst, osrv, oidx, osrc;
+	uint64_t ids[3], oid;
+	uint8_t want[32], got[32];
+	unsigned done = 0, odone = 0;
+
+	order_n = 0;
+	for (int i = 0; i < 3; i++) {
+		tfile_create(path, sizes[i], 40 + (uint64_t)i);
+		src[i] = tfile_open(path, O_RDONLY);
+		slots[i].counter = &done;
+	}
+	tcp_pair(nonblock, &dst, &srv);
+	dst2 = fcntl(dst, F_DUPFD_CLOEXEC, 0);
+	assert_true(dst2 >= 0);
+	idx = sink_add(s, srv, &paused);
+
+	assert_int_equal(sfd_client_submit(c, dst, src[0], 0, 0, 0, &slots[0], &ids[0]), 0);
+	assert_true(sink_wait_queued(s, idx, 1, 5000));
+	assert_int_equal(sfd_client_submit(c, dst2, src[1], 0, 0, 0, &slots[1], &ids[1]), 0);
+	assert_int_equal(sfd_client_submit(c, dst, src[2], 0, 0, 0, &slots[2], &ids[2]), 0);
+
+	/* Another destination meanwhile: served at once. */
+	tcp_pair(true, &odst, &osrv);
+	oidx = sink_add(s, osrv, NULL);
+	osrc = src[2];
+	other.counter = &odone;
+	assert_int_equal(sfd_client_submit(c, odst, osrc, 0, 0, 0, &other, &oid), 0);
+	assert_true(pump(c, &odone, 1, 5000));
+	assert_result(&other.res, SFD_STATUS_OK, sizes[2], sizes[2], SFD_METHOD_SENDFILE);
+	assert_int_equal(done, 0);
+	close(odst);
+	assert_true(sink_wait(s, oidx, 5000));
+	assert_int_equal(sink_bytes(s, oidx), sizes[2]);
+	assert_int_equal(lseek(src[2], 0, SEEK_SET), 0);
+
+	sink_resume(s, idx);
+	order_n = 0;
+	if (!pump_ordered(c, &done, 3, 20000))
+		fail_msg("%u of 3 transfers to one socket completed", done);
+	assert_int_equal(order_n, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(order_ids[i], ids[i]);
+		assert_result(&slots[i].res, SFD_STATUS_OK, sizes[i], sizes[i],
+		              SFD_METHOD_SENDFILE);
+		assert_int_equal(fd_pos(src[i]), sizes[i]);
+	}
+	close(dst);
+	close(dst2);
+	assert_true(sink_wait(s, idx, 5000));
+	assert_int_equal(sink_bytes(s, idx), sizes[0] + sizes[1] + sizes[2]);
+	files_sha256(src, sizes, 3, want);
+	sink_digest(s, idx, got);
+	assert_memory_equal(got, want, 32);
+	for (int i = 0; i < 3; i++)
+		close(src[i]);
+	sink_free(s);
+	sfd_client_free(c);
+}
+
+static void
+test_same_destination_in_order_loop(void **state)
+{
+	(void)state;
+	same_destination_in_order(true);
+}
+
+static void
+test_same_destination_in_order_worker(void **state)
+{
+	(void)state;
+	same_destination_in_order(false);
+}
+
+/*
+ * A long line of small transfers behind a stalled one, on one socket: once
+ * the receiver reads, they all run, in order (many more than the daemon
+ * starts in one go), and the receiver gets each range where it belongs.
+ */
+static void
+test_same_destination_long_line(void **state)
+{
+	enum { N = 200 };
+	const struct sink_opts paused = {.paused = true};
+	const uint64_t size = 8 * MiB, piece = 4 * KiB;
+	struct sfd_client *c = client_open();
+	struct sink *s = sink_new();
+	static struct done_slot slots[N + 1];
+	uint64_t ids[N + 1];
+	char path[PATH_MAX];
+	int src, dst, srv, idx;
+	unsigned done = 0;
+	uint8_t want[32], got[32];
+	struct sha256 h;
+	static char buf[8 * 1024 * 1024];
+
+	(void)state;
+	memset(slots, 0, sizeof(slots));
+	tfile_create(path, size, 60);
+	src = tfile_open(path, O_RDONLY);
+	tcp_pair(true, &dst, &srv);
+	idx = sink_add(s, srv, &paused);
+	for (int i = 0; i <= N; i++)
+		slots[i].counter = &done;
+
+	/* The whole file, then pieces of it backwards: [N-1], ..., [0]. */
+	assert_int_equal(sfd_client_submit(c, dst, src, 0, 0, 0, &slots[0], &ids[0]), 0);
+	assert_true(sink_wait_queued(s, idx, 1, 5000));
+	for (int i = 1; i <= N; i++)
+		assert_int_equal(sfd_client_submit(c, dst, src, (uint64_t)(N - i) * piece, piece, 0,
+		                                   &slots[i], &ids[i]),
+		                 0);
+	sink_resume(s, idx);
+	order_n = 0;
+	if (!pump_ordered(c, &done, N + 1, 30000))
+		fail_msg("%u of %d transfers to one socket completed", done, N + 1);
+	assert_int_equal(order_n, N + 1);
+	for (int i = 0; i <= N; i++) {
+		assert_int_equal(order_ids[i], ids[i]);
+		assert_int_equal(slots[i].res.status, SFD_STATUS_OK);
+	}
+	assert_int_equal(fd_pos(src), piece); /* the last one sent [0, piece) */
+	close(dst);
+	assert_true(sink_wait(s, idx, 5000));
+	assert_int_equal(pread(src, buf, size, 0), (ssize_t)size);
+	sha256_init(&h);
+	sha256_update(&h, buf, size);
+	for (int i = 1; i <= N; i++)
+		sha256_update(&h, buf + (uint64_t)(N - i) * piece, piece);
+	sha256_final(&h, want);
+	sink_digest(s, idx, got);
+	assert_memory_equal(got, want, 32);
+	close(src);
+	sink_free(s);
+	sfd_client_free(c);
+}
+
+/*
+ * A transfer waiting for its turn is cancelled: CANCELLED with nothing
+ * sent and its source's position untouched; the one ahead of it goes on
+ * alone, and the socket then serves the next transfer. A client that goes
+ * away leaves nothing behind either (fixture: the daemon's descriptors).
+ */
+static void
+test_same_destination_cancel_waiting(void **state)
+{
+	const struct sink_opts paused = {.paused = true};
+	const uint64_t size = 16 * MiB;
+	struct sfd_client *c = client_open();
+	struct sink *s = sink_new();
+	struct done_slot first = {0}, waiting = {0}, left[2] = {{0}};
+	char path[PATH_MAX];
+	int a, b, dst, srv, idx;
+	uint64_t ida, idb, idl;
+	unsigned done = 0, wdone = 0;
+
+	(void)state;
+	tfile_create(path, size, 50);
+	a = tfile_open(path, O_RDONLY);
+	b = tfile_open(path, O_RDONLY);
+	assert_int_equal(lseek(b, 123, SEEK_SET), 123);
+	tcp_pair(true, &dst, &srv);
+	idx = sink_add(s, srv, &paused);
+	first.counter = &done;
+	waiting.counter = &wdone;
+
+	assert_int_equal(sfd_client_submit(c, dst, a, 0, 0, 0, &first, &ida), 0);
+	assert_true(sink_wait_queued(s, idx, 1, 5000));
+	assert_int_equal(sfd_client_submit(c, dst, b, 1000, 0, 0, &waiting, &idb), 0);
+	sleep_ms(50);
+	assert_int_equal(sfd_client_dispatch(c, harness_on_done), 0);
+	assert_false(waiting.done);
+	assert_int_equal(sfd_client_cancel(c, idb), 0);
+	assert_true(pump(c, &wdone, 1, 5000));
+	assert_result(&waiting.res, SFD_STATUS_CANCELLED, 0, 1000, SFD_METHOD_NONE);
+	assert_int_equal(fd_pos(b), 123);
+	assert_false(first.done);
+
+	sink_resume(s, idx);
+	assert_true(pump(c, &done, 1, 20000));
+	assert_result(&first.res, SFD_STATUS_OK, size, size, SFD_METHOD_SENDFILE);
+
+	/* Two more wait behind a stalled one; the client leaves. */
+	{
+		int dst3, srv3;
+		struct done_slot stall = {0};
+
+		tcp_pair(true, &dst3, &srv3);
+		(void)sink_add(s, srv3, &paused);
+		assert_int_equal(lseek(a, 0, SEEK_SET), 0);
+		assert_int_equal(sfd_client_submit(c, dst3, a, 0, 0, 0, &stall, &idl), 0);
+		assert_int_equal(sfd_client_submit(c, dst3, b, 0, 0, 0, &left[0], &idl), 0);
+		assert_int_equal(sfd_client_submit(c, dst3, b, 0, 0, 0, &left[1], &idl), 0);
+		sleep_ms(50);
+		sfd_client_free(c);
+		if (!daemon_wait_fds(daemon_baseline(), 5000))
+			fail_msg("the daemon holds %d descriptors, %d when idle", daemon_fd_count(),
+			         daemon_baseline());
+		assert_false(left[0].done || left[1].done);
+		assert_int_equal(fd_pos(b), 123);
+		close(dst3);
+	}
+	close(dst);
+	assert_true(sink_wait(s, idx, 5000));
+	assert_received(s, idx, a, 0, size);
+	close(a);
+	close(b);
+	sink_free(s);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -677,6 +949,10 @@ main(int argc, char **argv)
 	        HTEST(test_cancel_more_than_workers),
 	        HTEST(test_stuck_blocking_dsts_do_not_starve_others),
 	        HTEST(test_disconnect_with_transfers_in_flight),
+	        HTEST(test_same_destination_in_order_loop),
+	        HTEST(test_same_destination_in_order_worker),
+	        HTEST(test_same_destination_long_line),
+	        HTEST(test_same_destination_cancel_waiting),
 	};
 
 	harness_init(argc, argv);

@@ -1,0 +1,59 @@
+/*
+ * dstline - one transfer at a time per destination. Two transfers to the
+ * same socket (or pipe, or file) must not interleave their bytes, so the
+ * second waits in a line behind the first, in the order the daemon started
+ * them, and runs when the one ahead of it ends.
+ *
+ * A destination is known by its inode (st_dev, st_ino): every descriptor of
+ * one socket or pipe shares it, and it cannot be reused while a transfer
+ * holds a descriptor of it. Only transfers that outlive their first attempt
+ * own a line, so the common case (a transfer that completes at once while no
+ * other one is waiting) costs nothing: see dstline_any().
+ *
+ * The module keeps one table per process; loop thread only.
+ */
+#ifndef SFD_DSTLINE_H
+#define SFD_DSTLINE_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct dstline;
+
+/* Embedded in what waits; the caller fills dev and ino. */
+struct dstline_item {
+	dev_t dev;
+	ino_t ino;
+	struct dstline *line;      /* the line it owns or waits in; NULL if none */
+	struct dstline_item *next; /* the next one waiting in the same line */
+};
+
+/* dstline_any() - is any destination busy? When not, a new transfer need
+ * not even ask which destination it has. */
+bool dstline_any(void);
+
+/*
+ * dstline_wait() - if @it's destination is busy, put @it at the end of its
+ * line and return true: the caller must not start it until dstline_leave()
+ * returns it. Return false when the destination is free (nothing changes).
+ */
+bool dstline_wait(struct dstline_item *it);
+
+/*
+ * dstline_own() - make @it the owner of its destination's line, which must
+ * not exist (dstline_wait() said so, with nothing started in between). A
+ * no-op when @it owns a line already.
+ * Return: 0, or -ENOMEM (then @it owns nothing: the caller goes on unordered
+ * rather than fail a transfer it has started).
+ */
+int dstline_own(struct dstline_item *it);
+
+/*
+ * dstline_leave() - take @it out of its line: an owner that is done, or a
+ * waiting item that is cancelled. A no-op for an item in no line.
+ * Return: the item that now owns the line and must be started (the first
+ * one that waited behind an owner that left), or NULL.
+ */
+struct dstline_item *dstline_leave(struct dstline_item *it);
+
+#endif

@@ -1,0 +1,122 @@
+/*
+ * test-dstline.c - the line of transfers per destination: who owns it, who
+ * comes next, leaving while waiting, and many destinations at once.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "dstline.h"
+#include "helpers.h"
+
+static struct dstline_item
+item(dev_t dev, ino_t ino)
+{
+	return (struct dstline_item){.dev = dev, .ino = ino};
+}
+
+static void
+test_free_destination(void **state)
+{
+	struct dstline_item a = item(1, 10);
+
+	(void)state;
+	assert_false(dstline_any());
+	assert_false(dstline_wait(&a));
+	assert_null(a.line);
+	assert_null(dstline_leave(&a)); /* in no line: nothing happens */
+	assert_false(dstline_any());
+}
+
+static void
+test_next_in_order(void **state)
+{
+	struct dstline_item a = item(1, 10), b = item(1, 10), c = item(1, 10), d = item(1, 10);
+	struct dstline_item other = item(2, 10);
+
+	(void)state;
+	assert_int_equal(dstline_own(&a), 0);
+	assert_int_equal(dstline_own(&a), 0); /* once is enough */
+	assert_true(dstline_any());
+	assert_true(dstline_wait(&b));
+	assert_true(dstline_wait(&c));
+	assert_true(dstline_wait(&d));
+	/* Same inode number on another device: another destination. */
+	assert_false(dstline_wait(&other));
+
+	assert_ptr_equal(dstline_leave(&a), &b);
+	assert_ptr_equal(dstline_leave(&b), &c);
+	assert_ptr_equal(dstline_leave(&c), &d);
+	assert_null(dstline_leave(&d));
+	assert_false(dstline_any());
+	assert_null(d.line);
+}
+
+static void
+test_leave_while_waiting(void **state)
+{
+	struct dstline_item a = item(3, 30), b = item(3, 30), c = item(3, 30), d = item(3, 30);
+
+	(void)state;
+	assert_int_equal(dstline_own(&a), 0);
+	assert_true(dstline_wait(&b));
+	assert_true(dstline_wait(&c));
+	assert_true(dstline_wait(&d));
+	/* The middle one, then the last one: the line stays whole. */
+	assert_null(dstline_leave(&c));
+	assert_null(dstline_leave(&d));
+	assert_true(dstline_wait(&c));
+	assert_ptr_equal(dstline_leave(&a), &b);
+	assert_ptr_equal(dstline_leave(&b), &c);
+	/* The first waiting one leaves: the owner's successor is the next. */
+	assert_true(dstline_wait(&a));
+	assert_true(dstline_wait(&b));
+	assert_null(dstline_leave(&a));
+	assert_ptr_equal(dstline_leave(&c), &b);
+	assert_null(dstline_leave(&b));
+	assert_false(dstline_any());
+}
+
+/* Enough destinations to grow the table several times; each keeps its
+ * own line. */
+static void
+test_many_destinations(void **state)
+{
+	enum { N = 5000 };
+	static struct dstline_item owners[N], waiters[N];
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		owners[i] = item(7, (ino_t)i * 4099);
+		waiters[i] = owners[i];
+		assert_false(dstline_wait(&owners[i]));
+		assert_int_equal(dstline_own(&owners[i]), 0);
+	}
+	for (int i = 0; i < N; i++)
+		assert_true(dstline_wait(&waiters[i]));
+	for (int i = N - 1; i >= 0; i--) {
+		assert_ptr_equal(dstline_leave(&owners[i]), &waiters[i]);
+		assert_null(dstline_leave(&waiters[i]));
+	}
+	assert_false(dstline_any());
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test_setup_teardown(test_free_destination, fdcheck_setup,
+	                                        fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_next_in_order, fdcheck_setup,
+	                                        fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_leave_while_waiting, fdcheck_setup,
+	                                        fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_many_destinations, fdcheck_setup,
+	                                        fdcheck_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
