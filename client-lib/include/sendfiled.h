@@ -171,6 +171,10 @@ int sfd_client_get_fd(const struct sfd_client *c);
  * sfd_client_submit() - start a transfer without waiting (see
  * sfd_client_sendfile() for the arguments). Its completion is delivered by
  * sfd_client_dispatch() with @userdata.
+ * Transfers to the same destination (the same socket through any of its
+ * descriptors) run one after the other in the order submitted, so several
+ * files can be queued on one connection without waiting; transfers to
+ * different destinations run concurrently.
  * May block briefly while the connection's send buffer is full; while it
  * waits it keeps reading completions, which it holds for the next dispatch:
  * call sfd_client_dispatch() after a submit when sfd_client_pending() > 0.
