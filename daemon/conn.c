@@ -202,6 +202,7 @@ req_info(const struct req *rq, struct transfer_info *ret)
 	        .bytes_sent = rq->x ? xfer_bytes_sent(rq->x) : 0,
 	        .method = rq->x ? xfer_method(rq->x) : 0,
 	        .on_worker = rq->x ? xfer_on_worker(rq->x) : false,
+	        .waiting = rq->x ? xfer_waiting(rq->x) : false,
 	        .start_ms = rq->start_ms,
 	};
 }

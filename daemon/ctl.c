@@ -357,6 +357,8 @@ collect(const struct transfer_info *info, void *arg)
 	t->bytes_sent = info->bytes_sent;
 	t->method = (uint32_t)info->method;
 	t->on_worker = info->on_worker;
+	t->has_waiting = true;
+	t->waiting = info->waiting;
 	t->has_age_ms = true;
 	t->age_ms = lc->now - info->start_ms;
 	lc->items[lc->n++] = t;

@@ -69,6 +69,7 @@ struct transfer_info {
 	uint64_t bytes_sent;
 	int method;
 	bool on_worker;
+	bool waiting;      /* behind another transfer to the same destination */
 	uint64_t start_ms; /* uv_now() when it started */
 };
 

@@ -245,6 +245,12 @@ xfer_bytes_sent(const struct xfer *x)
 }
 
 bool
+xfer_waiting(const struct xfer *x)
+{
+	return !x->started && !x->finished && x->line.line;
+}
+
+bool
 xfer_on_worker(const struct xfer *x)
 {
 	return x->on_worker;

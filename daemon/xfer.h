@@ -95,6 +95,8 @@ void xfer_batch_end(void);
 uint64_t xfer_id(const struct xfer *x);
 uint64_t xfer_bytes_sent(const struct xfer *x);
 bool xfer_on_worker(const struct xfer *x);
+/* xfer_waiting() - is it waiting for an earlier transfer to its destination? */
+bool xfer_waiting(const struct xfer *x);
 /* xfer_method() - the wire Method in use now (METHOD_NONE before any byte). */
 int xfer_method(const struct xfer *x);
 

@@ -385,18 +385,22 @@ ctl_cmd_list(const struct ctl_global *g, int argc, char **argv)
 		if (json)
 			printf("%s{\"transfer\":%llu,\"request_id\":%llu,\"pid\":%u,\"uid\":%u,"
 			       "\"offset\":%llu,\"count\":%s,\"bytes_sent\":%llu,\"method\":\"%s\","
-			       "\"on_worker\":%s,\"age_ms\":%llu}",
+			       "\"on_worker\":%s,\"waiting\":%s,\"age_ms\":%llu}",
 			       i ? "," : "", (unsigned long long)t->transfer,
 			       (unsigned long long)t->request_id, t->pid, t->uid,
 			       (unsigned long long)t->offset, t->has_count ? count : "null",
 			       (unsigned long long)t->bytes_sent, method_name(t->method),
-			       t->on_worker ? "true" : "false", (unsigned long long)t->age_ms);
+			       t->on_worker ? "true" : "false", t->waiting ? "true" : "false",
+			       (unsigned long long)t->age_ms);
 		else
 			printf("%-10llu %-8llu %-8u %-6u %-12llu %-12s %-14llu %-10s %.1fs%s\n",
 			       (unsigned long long)t->transfer, (unsigned long long)t->request_id,
 			       t->pid, t->uid, (unsigned long long)t->offset, count,
 			       (unsigned long long)t->bytes_sent, method_name(t->method),
-			       t->age_ms / 1000.0, t->on_worker ? " (worker)" : "");
+			       t->age_ms / 1000.0,
+			       t->waiting     ? " (waiting)"
+			       : t->on_worker ? " (worker)"
+			                      : "");
 	}
 	if (json)
 		printf("]\n");

@@ -186,6 +186,7 @@ def test_watch_list_cancel(d):
         assert len(transfers) == 1, transfers
         tr = transfers[0]
         assert tr["count"] is None and tr["offset"] == 0
+        assert tr["waiting"] is False
         d.ctl("cancel", str(tr["transfer"]))
         out = json.loads(send.communicate(timeout=10)[0])
         assert out["status"] == "cancelled", out
@@ -199,6 +200,51 @@ def test_watch_list_cancel(d):
         assert events[1]["bytes_sent"] == out["bytes_sent"]
     finally:
         os.unlink(path)
+
+
+def test_list_shows_waiting(d):
+    """Two transfers to one socket, sent over a raw data-plane connection:
+    `list` shows the second waiting behind the first, with nothing sent."""
+    path = make_file(64 << 20)
+    base = d.fds()
+    try:
+        addr, t, res = receiver(pause=30)
+        host, port = addr.split(":")
+        dst = socket.create_connection((host, int(port)))
+        dst.setblocking(False)
+        src = os.open(path, os.O_RDONLY)
+        data = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        data.connect(d.sock)
+        fds = struct.pack("2i", dst.fileno(), src)
+        for req_id in (1, 2):
+            # Request { id = req_id; sendfile {} }: the whole file.
+            data.sendmsg([bytes([0x08, req_id, 0x12, 0x00])],
+                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        transfers = []
+        for _ in range(100):
+            transfers = json.loads(d.ctl("list", "--json").stdout)
+            if len(transfers) == 2 and transfers[0]["bytes_sent"] + transfers[1]["bytes_sent"]:
+                break
+            time.sleep(0.05)
+        by_id = {tr["request_id"]: tr for tr in transfers}
+        assert set(by_id) == {1, 2}, transfers
+        assert not by_id[1]["waiting"] and by_id[1]["bytes_sent"] > 0, by_id[1]
+        assert by_id[2]["waiting"] and by_id[2]["bytes_sent"] == 0, by_id[2]
+        assert "(waiting)" in d.ctl("list").stdout
+        # The client goes away: both are cancelled, nothing is left behind.
+        data.close()
+        for _ in range(100):
+            if not json.loads(d.ctl("list", "--json").stdout) and d.fds() == base:
+                break
+            time.sleep(0.05)
+        assert json.loads(d.ctl("list", "--json").stdout) == []
+        assert d.fds() == base, (d.fds(), base)
+        assert os.lseek(src, 0, os.SEEK_CUR) > 0  # the first one's position was set
+        os.close(src)
+        dst.close()
+    finally:
+        os.unlink(path)
+
 
 
 def test_raw_connect_close_keeps_control_plane(d):
