@@ -24,6 +24,9 @@
 static struct server srv;
 static struct service svc;
 static uv_signal_t sig_term, sig_int;
+/* SIGTERM and SIGINT: blocked in every thread but the loop's, and in the
+ * loop's too while it starts and once it has stopped. */
+static sigset_t stop_signals;
 static bool stopped;
 static struct ctl *ctl;
 
@@ -298,12 +301,23 @@ on_stopped(struct server *s)
 	if (stopped)
 		return;
 	stopped = true;
+	/* Closing the handles restores the default action, which would kill
+	 * the process on a stop request that comes during the last steps. */
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	service_close(&svc);
 	ctl_free(ctl);
 	ctl = NULL;
 	server_free(&srv);
+}
+
+static uv_work_t threads_req;
+
+static void
+noop_work(uv_work_t *w)
+{
+	(void)w;
 }
 
 static void
@@ -429,7 +443,6 @@ main(int argc, char **argv)
 	struct conf cfg;
 	uv_loop_t *loop;
 	char buf[32];
-	sigset_t stop_signals;
 	int r;
 
 	/* A stop request that comes while we start up (a supervisor may send
@@ -475,6 +488,9 @@ main(int argc, char **argv)
 		uv_loop_close(loop);
 		return r;
 	}
+	/* Start the worker threads now, with the stop signals blocked: they
+	 * inherit the mask, so a stop request always reaches the loop thread. */
+	(void)uv_queue_work(loop, &threads_req, noop_work, NULL);
 	uv_signal_init(loop, &sig_term);
 	uv_signal_init(loop, &sig_int);
 	uv_signal_start(&sig_term, on_signal, SIGTERM);

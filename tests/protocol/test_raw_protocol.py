@@ -1345,6 +1345,52 @@ def limits_and_shutdown():
 
 
 @test
+def shutdown_answers_unread_requests():
+    # Requests the daemon has not read yet when it is told to stop: each gets
+    # exactly one reply. The daemon is stopped (SIGSTOP) while they are sent,
+    # so that on SIGCONT it finds more records than it reads per wake-up
+    # (64) and the SIGTERM behind them: the first ones are served, every
+    # later one is answered SHUTTING_DOWN with nothing sent, in order.
+    n = 100
+    d = Daemon(os.environ["SENDFILED_BIN"], os.path.join(TMP, "unread"))
+    data = os.urandom(4096)
+    fd = open_src(make_file("unread-src", data))
+    rx = Receiver()
+    try:
+        with Conn(d.path) as conn:
+            conn.send(req_ping(1000))
+            expect(conn.wait(1000), OK, what="ping before the stop")
+            os.kill(d.proc.pid, signal.SIGSTOP)
+            try:
+                for rid in range(1, n + 1):
+                    conn.send(req_sendfile(rid, offset=0, count=4096), [rx.dst.fileno(), fd])
+                os.kill(d.proc.pid, signal.SIGTERM)
+            finally:
+                os.kill(d.proc.pid, signal.SIGCONT)
+            check(conn.wait_eof(10), "connection closed at the end")
+            eq(sorted(r for r in conn.arrival if r != 1000), list(range(1, n + 1)),
+               "one reply per request")
+            served = [rid for rid in range(1, n + 1) if conn.replies[rid][0].status == OK]
+            refused = [rid for rid in range(1, n + 1) if rid not in served]
+            note(f"{len(served)} served, {len(refused)} refused by the stopping daemon")
+            check(served and refused, "some served, the rest refused")
+            eq(served, list(range(1, len(served) + 1)), "the first ones served")
+            for rid in served:
+                expect(conn.replies[rid][0], OK, what=f"request {rid}")
+                eq(conn.replies[rid][0].bytes_sent, 4096, f"request {rid} bytes_sent")
+            for rid in refused:
+                expect(conn.replies[rid][0], SHUTTING_DOWN, errno.ESHUTDOWN, f"request {rid}")
+                eq(conn.replies[rid][0].bytes_sent, 0, f"request {rid} bytes_sent")
+            eq(conn.stray_fds, 0, "no descriptors in replies")
+        eq(position(fd), 4096, "position set by the served ones")
+        rx.close_dst()
+        eq(rx.result()[0], 4096 * len(served), "bytes received")
+    finally:
+        os.close(fd)
+        eq(d.stop(), 0, "daemon exit status")
+
+
+@test
 def other_destinations_and_sources():
     data = os.urandom(300000)
     src_path = make_file("other-src", data)
