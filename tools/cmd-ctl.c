@@ -538,8 +538,10 @@ on_stop(int sig)
 }
 
 /* The daemon sends a heartbeat every second: this long without any message
- * means the connection is lost. */
+ * means the connection is lost. While the daemon stays away, the wait for
+ * it doubles up to the second figure. */
 #define WATCH_SILENCE_MS 3000
+#define WATCH_SILENCE_MAX_MS 60000
 
 static int64_t
 mono_ms(void)
@@ -552,7 +554,7 @@ mono_ms(void)
 
 /* A subscriber to everything on @url; with @flags 0, connected on return. */
 static int
-watch_dial(const char *url, int flags, nng_socket *ret)
+watch_dial(const char *url, int flags, nng_socket *ret, nng_dialer *ret_dialer)
 {
 	nng_socket s;
 	int rv = nng_sub0_open(&s);
@@ -565,7 +567,7 @@ watch_dial(const char *url, int flags, nng_socket *ret)
 	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 200);
 	nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 50);
 	nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 500);
-	rv = nng_dial(s, url, NULL, flags);
+	rv = nng_dial(s, url, ret_dialer, flags);
 	if (rv != 0) {
 		nng_close(s);
 		return rv;
@@ -586,7 +588,9 @@ ctl_cmd_watch(const struct ctl_global *g, int argc, char **argv)
 	bool json = false;
 	char url[200];
 	nng_socket s;
-	int64_t last;
+	nng_dialer d;
+	int64_t last, silence = WATCH_SILENCE_MS;
+	bool heard = false;
 	int o, rv;
 
 	while ((o = getopt_long(argc, argv, "jn:h", opts, NULL)) != -1) {
@@ -611,7 +615,7 @@ ctl_cmd_watch(const struct ctl_global *g, int argc, char **argv)
 		return ctl_usage_error("watch", "unexpected argument");
 	if (endpoint_url(g, true, url, sizeof(url)) < 0)
 		return ctl_usage_error("watch", "events socket path too long");
-	rv = watch_dial(url, 0, &s);
+	rv = watch_dial(url, 0, &s, &d);
 	if (rv != 0) {
 		ctl_error("events socket %s: %s", url + 6, nng_strerror(rv));
 		return CTL_EXIT_UNREACHABLE;
@@ -633,16 +637,26 @@ ctl_cmd_watch(const struct ctl_global *g, int argc, char **argv)
 			 * end of a connection the daemon dropped right after
 			 * the handshake). A new socket, dialled in the
 			 * background until the daemon answers. */
-			if (mono_ms() - last >= WATCH_SILENCE_MS) {
+			if (mono_ms() - last >= silence) {
 				/* nng_close() can wait forever for such a pipe:
-				 * leave the old socket to the process's exit. */
-				rv = watch_dial(url, NNG_FLAG_NONBLOCK, &s);
+				 * leave the old socket to the process's exit,
+				 * but stop it dialling (closing a dialer does
+				 * not wait for its pipes). */
+				nng_dialer_close(d);
+				rv = watch_dial(url, NNG_FLAG_NONBLOCK, &s, &d);
 				if (rv != 0) {
 					ctl_error("events socket %s: %s", url + 6,
 					          nng_strerror(rv));
 					return CTL_EXIT_UNREACHABLE;
 				}
 				last = mono_ms();
+				/* Nothing heard on the last one either: the
+				 * daemon is away; look less often. */
+				if (!heard && silence < WATCH_SILENCE_MAX_MS / 2)
+					silence *= 2;
+				else if (!heard)
+					silence = WATCH_SILENCE_MAX_MS;
+				heard = false;
 			}
 			continue;
 		}
@@ -651,6 +665,8 @@ ctl_cmd_watch(const struct ctl_global *g, int argc, char **argv)
 			break;
 		}
 		last = mono_ms();
+		heard = true;
+		silence = WATCH_SILENCE_MS;
 		ev = sendfiled__control__v1__event__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
 		nng_msg_free(m);
 		if (!ev)

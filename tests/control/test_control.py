@@ -21,13 +21,24 @@ DAEMON = os.environ.get("SENDFILED_BIN", "build/daemon/sendfiled")
 CTL = os.environ.get("SENDFILECTL_BIN", "build/tools/sendfilectl")
 
 
+# Processes a test started: killed after it, whatever its outcome, so that a
+# failed test leaves nothing running.
+CHILDREN = []
+
+
+def spawn(argv, **kw):
+    p = subprocess.Popen(argv, **kw)
+    CHILDREN.append(p)
+    return p
+
+
 class Daemon:
-    def __init__(self, *args):
-        self.dir = tempfile.mkdtemp(prefix="sfd-ctl-")
+    def __init__(self, *args, workdir=None):
+        self.dir = workdir or tempfile.mkdtemp(prefix="sfd-ctl-")
         self.sock = os.path.join(self.dir, "sendfiled.sock")
         self.control = os.path.join(self.dir, "control.sock")
         self.events = os.path.join(self.dir, "events.sock")
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [DAEMON, "--socket", self.sock, "--log-level", "info", *args],
             stderr=subprocess.PIPE,
             text=True,
@@ -162,7 +173,7 @@ def test_status_stats_metrics_limits(d):
 def test_watch_list_cancel(d):
     path = make_file(64 << 20)
     try:
-        w = subprocess.Popen(
+        w = spawn(
             [CTL, "--socket", d.sock, "watch", "--json", "--count", "2"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -172,7 +183,7 @@ def test_watch_list_cancel(d):
         time.sleep(0.2)
         # A receiver that never reads: the transfer stays in flight.
         addr, t, res = receiver(pause=30)
-        send = subprocess.Popen(
+        send = spawn(
             [CTL, "--socket", d.sock, "send", "--json", path, addr],
             stdout=subprocess.PIPE,
             text=True,
@@ -278,7 +289,7 @@ def test_raw_connect_close_keeps_control_plane(d):
     # to a pipe nng never hands over (docs/CONTROL.md): start it after the
     # daemon's check (every second) has had time to re-create the listener.
     time.sleep(2.5)
-    w = subprocess.Popen(
+    w = spawn(
         [CTL, "--socket", d.sock, "--timeout-ms", "10000", "watch", "--json", "--count", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -332,7 +343,7 @@ def test_watch_dials_again_after_silence(d):
     lis.bind(os.path.join(tmp, "events.sock"))
     lis.listen(4)
     lis.settimeout(10)
-    w = subprocess.Popen(
+    w = spawn(
         [CTL, "--socket", os.path.join(tmp, "sendfiled.sock"), "watch"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -394,6 +405,40 @@ def test_drain_stops_daemon(d):
     assert not os.path.exists(d.control) and not os.path.exists(d.sock)
 
 
+def test_watch_outlives_daemon_restart(d):
+    """`watch` waits while the daemon is away (looking for it less and less
+    often, with one socket), and goes on with the next daemon."""
+    w = spawn(
+        [CTL, "--socket", d.sock, "watch", "--json", "--count", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    w.stderr.readline()
+    d.stop()
+    time.sleep(10)  # past two silences: 3 s, then 6 s
+    assert w.poll() is None
+    fds = len(os.listdir(f"/proc/{w.pid}/fd"))
+    assert fds < 16, fds
+    d2 = Daemon(workdir=d.dir)
+    path = make_file(4096)
+    try:
+        for _ in range(40):
+            addr, t, res = receiver()
+            d2.ctl("send", path, addr)
+            t.join(10)
+            try:
+                w.wait(0.5)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+        out, _ = w.communicate(timeout=15)
+        assert json.loads(out.splitlines()[0])["event"] in ("start", "done"), out
+    finally:
+        os.unlink(path)
+        d2.stop()
+
+
 def test_unreachable(d):
     r = subprocess.run(
         [CTL, "--socket", "/nonexistent/sendfiled.sock", "--timeout-ms", "300", "status"],
@@ -421,6 +466,11 @@ def main():
             if d.proc.poll() is None:
                 d.proc.kill()
                 d.proc.wait()
+        for p in CHILDREN:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        CHILDREN.clear()
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
