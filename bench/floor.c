@@ -130,7 +130,7 @@ floor_start(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int l;
-	pid_t pid;
+	pid_t pid, parent;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
@@ -145,6 +145,7 @@ floor_start(const char *path)
 		close(l);
 		return r;
 	}
+	parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		int r = -errno;
@@ -158,7 +159,7 @@ floor_start(const char *path)
 	}
 	/* Go with the benchmark, however it ends. */
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
+	if (getppid() != parent)
 		_exit(0);
 	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
