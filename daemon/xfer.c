@@ -547,9 +547,6 @@ release_fds(struct xfer *x)
 	x->pipe_wr = safe_close(x->pipe_wr);
 }
 
-/*
- * finish() - report the outcome once, set the source's position, release.
- */
 /* Transfers whose turn came while on_start_timer() ran one ahead of them:
  * started from there, in a chain, rather than one loop iteration each. */
 #define CHAIN_MAX 64
@@ -560,6 +557,10 @@ static struct {
 
 static void start_later(struct xfer *x);
 
+/*
+ * finish() - report the outcome once, set the source's position, release,
+ * and hand the destination to the next transfer waiting for it.
+ */
 static void
 finish(struct xfer *x, int status, int err, const char *msg)
 {
