@@ -799,6 +799,62 @@ test_same_destination_in_order_worker(void **state)
 }
 
 /*
+ * Two clients, one socket: the second client's transfer waits for the
+ * first client's, as on one connection.
+ */
+static void
+test_same_destination_across_connections(void **state)
+{
+	const struct sink_opts paused = {.paused = true};
+	const uint64_t sizes[2] = {16 * MiB, 64 * KiB};
+	struct sfd_client *c1 = client_open(), *c2 = client_open();
+	struct sink *s = sink_new();
+	struct done_slot a = {0}, b = {0};
+	char path[PATH_MAX];
+	int src[2], dst, dst2, srv, idx;
+	uint64_t ida, idb;
+	uint8_t want[32], got[32];
+	unsigned done_a = 0, done_b = 0;
+
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		tfile_create(path, sizes[i], 70 + (uint64_t)i);
+		src[i] = tfile_open(path, O_RDONLY);
+	}
+	a.counter = &done_a;
+	b.counter = &done_b;
+	tcp_pair(true, &dst, &srv);
+	dst2 = fcntl(dst, F_DUPFD_CLOEXEC, 0);
+	assert_true(dst2 >= 0);
+	idx = sink_add(s, srv, &paused);
+
+	assert_int_equal(sfd_client_submit(c1, dst, src[0], 0, 0, 0, &a, &ida), 0);
+	assert_true(sink_wait_queued(s, idx, 1, 5000));
+	assert_int_equal(sfd_client_submit(c2, dst2, src[1], 0, 0, 0, &b, &idb), 0);
+	sleep_ms(100);
+	assert_true(sfd_client_dispatch(c2, harness_on_done) >= 0);
+	assert_false(b.done);
+
+	sink_resume(s, idx);
+	assert_true(pump(c2, &done_b, 1, 20000));
+	/* The first one's reply went out before the second one started. */
+	assert_true(pump(c1, &done_a, 1, 2000));
+	assert_result(&a.res, SFD_STATUS_OK, sizes[0], sizes[0], SFD_METHOD_SENDFILE);
+	assert_result(&b.res, SFD_STATUS_OK, sizes[1], sizes[1], SFD_METHOD_SENDFILE);
+	close(dst);
+	close(dst2);
+	assert_true(sink_wait(s, idx, 5000));
+	files_sha256(src, sizes, 2, want);
+	sink_digest(s, idx, got);
+	assert_memory_equal(got, want, 32);
+	for (int i = 0; i < 2; i++)
+		close(src[i]);
+	sink_free(s);
+	sfd_client_free(c1);
+	sfd_client_free(c2);
+}
+
+/*
  * A long line of small transfers behind a stalled one, on one socket: once
  * the receiver reads, they all run, in order (many more than the daemon
  * starts in one go), and the receiver gets each range where it belongs.
@@ -951,6 +1007,7 @@ main(int argc, char **argv)
 	        HTEST(test_disconnect_with_transfers_in_flight),
 	        HTEST(test_same_destination_in_order_loop),
 	        HTEST(test_same_destination_in_order_worker),
+	        HTEST(test_same_destination_across_connections),
 	        HTEST(test_same_destination_long_line),
 	        HTEST(test_same_destination_cancel_waiting),
 	};
