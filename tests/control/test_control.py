@@ -109,6 +109,24 @@ def make_file(size):
     return f.name
 
 
+def send_until_exit(d, w, tries=40):
+    """Send small files through daemon `d` until the `watch --count N`
+    process `w` has seen its events and exited."""
+    path = make_file(4096)
+    try:
+        for _ in range(tries):
+            addr, t, res = receiver()
+            d.ctl("send", path, addr)
+            t.join(10)
+            try:
+                w.wait(0.5)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        os.unlink(path)
+
+
 def sp_frame(body, req_id=0x80000001):
     """One REQ message on nng's IPC transport: type 1, length, REQ header, body."""
     payload = struct.pack(">I", req_id) + body
@@ -298,19 +316,7 @@ def test_raw_connect_close_keeps_control_plane(d):
     w.stderr.readline()
     # The events listener may still be waiting for its re-creation, and PUB
     # drops what nobody receives: send until the subscriber sees one.
-    path = make_file(4096)
-    try:
-        for _ in range(40):
-            addr, t, res = receiver()
-            d.ctl("send", path, addr)
-            t.join(10)
-            try:
-                w.wait(0.5)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-    finally:
-        os.unlink(path)
+    send_until_exit(d, w)
     out, _ = w.communicate(timeout=15)
     # A subscriber that arrives between a transfer's start and done sees done.
     assert json.loads(out.splitlines()[0])["event"] in ("start", "done"), out
@@ -421,21 +427,11 @@ def test_watch_outlives_daemon_restart(d):
     fds = len(os.listdir(f"/proc/{w.pid}/fd"))
     assert fds < 16, fds
     d2 = Daemon(workdir=d.dir)
-    path = make_file(4096)
     try:
-        for _ in range(40):
-            addr, t, res = receiver()
-            d2.ctl("send", path, addr)
-            t.join(10)
-            try:
-                w.wait(0.5)
-                break
-            except subprocess.TimeoutExpired:
-                pass
+        send_until_exit(d2, w)
         out, _ = w.communicate(timeout=15)
         assert json.loads(out.splitlines()[0])["event"] in ("start", "done"), out
     finally:
-        os.unlink(path)
         d2.stop()
 
 
