@@ -68,8 +68,10 @@ int xfer_new(uv_loop_t *loop, int dst, const struct fdinfo *dinfo, int src,
              void *userdata, struct xfer **ret_x);
 
 /*
- * xfer_run() - start it. @done is called exactly once from now on, possibly
- * before xfer_run() returns (a small transfer finishes at once).
+ * xfer_run() - start it, or, when another transfer to the same destination
+ * is under way, queue it behind that one (dstline.h): it starts from the
+ * loop when its turn comes. @done is called exactly once from now on,
+ * possibly before xfer_run() returns (a small transfer finishes at once).
  */
 void xfer_run(struct xfer *x);
 
