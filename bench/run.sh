@@ -2,6 +2,7 @@
 # Run the C benchmark against a daemon of its own: a release build, a
 # temporary socket, the in-process baseline measured in the same run.
 #   bench/run.sh [bench-sendfiled options...]   e.g. --size 1024 --rounds 5
+# $DAEMON_ARGS goes to the daemon, e.g. DAEMON_ARGS=--no-control.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -9,7 +10,8 @@ cd "$(dirname "$0")/.."
 ninja -C build-release daemon/sendfiled bench/bench-sendfiled >/dev/null
 dir=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
-./build-release/daemon/sendfiled --socket "$dir/sendfiled.sock" --log-level warning &
+# shellcheck disable=SC2086 # word splitting wanted
+./build-release/daemon/sendfiled --socket "$dir/sendfiled.sock" --log-level warning ${DAEMON_ARGS:-} &
 pid=$!
 for _ in $(seq 100); do [ -S "$dir/sendfiled.sock" ] && break; sleep 0.05; done
 echo "kernel $(uname -r), $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"

@@ -22,6 +22,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "macro.h"
+#include "pool.h"
 #include "server.h"
 #include "sockpath.h"
 #include "wire.h"
@@ -289,7 +290,7 @@ on_probe_timer(uv_timer_t *t)
 	if (ctl->probe_running || ctl->closing)
 		return;
 	ctl->probe_work.data = ctl;
-	if (uv_queue_work(ctl->srv->loop, &ctl->probe_work, probe_work_cb, probe_after_cb) == 0)
+	if (pool_queue_work(ctl->srv->loop, &ctl->probe_work, probe_work_cb, probe_after_cb) == 0)
 		ctl->probe_running = true;
 }
 

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "log.h"
+#include "pool.h"
 #include "server.h"
 #include "service.h"
 #include "xfer.h"
@@ -312,14 +313,6 @@ on_stopped(struct server *s)
 	server_free(&srv);
 }
 
-static uv_work_t threads_req;
-
-static void
-noop_work(uv_work_t *w)
-{
-	(void)w;
-}
-
 static void
 on_signal(uv_signal_t *h, int signum)
 {
@@ -453,6 +446,7 @@ main(int argc, char **argv)
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+	pool_init(&stop_signals);
 
 	log_setup();
 	r = parse_args(argc, argv, &opts);
@@ -488,9 +482,6 @@ main(int argc, char **argv)
 		uv_loop_close(loop);
 		return r;
 	}
-	/* Start the worker threads now, with the stop signals blocked: they
-	 * inherit the mask, so a stop request always reaches the loop thread. */
-	(void)uv_queue_work(loop, &threads_req, noop_work, NULL);
 	uv_signal_init(loop, &sig_term);
 	uv_signal_init(loop, &sig_int);
 	uv_signal_start(&sig_term, on_signal, SIGTERM);

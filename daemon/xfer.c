@@ -23,6 +23,7 @@
 
 #include "dstline.h"
 #include "macro.h"
+#include "pool.h"
 #include "sendfiled.pb-c.h"
 #include "xfer.h"
 
@@ -900,7 +901,7 @@ queue_job(struct xfer *x)
 
 	own_line(x);
 	x->work.data = x;
-	r = uv_queue_work(x->loop, &x->work, work_cb, after_work_cb);
+	r = pool_queue_work(x->loop, &x->work, work_cb, after_work_cb);
 	if (r < 0) {
 		finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r, "cannot queue work");
 		return;
