@@ -1362,6 +1362,14 @@ def shutdown_answers_unread_requests():
             expect(conn.wait(1000), OK, what="ping before the stop")
             os.kill(d.proc.pid, signal.SIGSTOP)
             try:
+                # Stopped for real before the first record arrives.
+                for _ in range(500):
+                    with open(f"/proc/{d.proc.pid}/stat") as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                            break
+                    time.sleep(0.01)
+                else:
+                    raise AssertionError("the daemon did not stop")
                 for rid in range(1, n + 1):
                     conn.send(req_sendfile(rid, offset=0, count=4096), [rx.dst.fileno(), fd])
                 os.kill(d.proc.pid, signal.SIGTERM)
