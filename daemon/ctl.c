@@ -8,9 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -22,7 +25,6 @@
 #include "ctl.h"
 #include "log.h"
 #include "macro.h"
-#include "pool.h"
 #include "server.h"
 #include "sockpath.h"
 #include "wire.h"
@@ -38,6 +40,9 @@
 #define HEARTBEAT_MS 1000
 /* Pipes of one endpoint tracked by id (control clients and subscribers). */
 #define MAX_TRACKED_PIPES 256
+/* Events waiting for the nng thread; past this, new ones are dropped (as PUB
+ * drops for a slow subscriber). */
+#define MAX_QUEUED_EVENTS 1024
 
 struct endpoint {
 	char path[108];
@@ -46,7 +51,6 @@ struct endpoint {
 	nng_listener listener;
 	bool open;
 	int probe_proto;
-	bool probe_failed; /* written by the probe job, read after it */
 	/* Pipes the socket core has taken from this endpoint, and those open
 	 * now (updated on nng threads). */
 	atomic_ulong attached;
@@ -73,18 +77,36 @@ struct ctl {
 	bool drain_after_reply;
 	atomic_bool drain_now;
 
-	/* Hand-off from nng's thread to the loop. */
+	/* Hand-off from nng's threads to the loop: a slot, and an eventfd the
+	 * loop polls (not a uv_async_t, whose descriptor is libuv's and would
+	 * not be in the nng thread's table; see nng_thread_main()). */
 	pthread_mutex_t mtx;
 	nng_msg *pending;
-	uv_async_t async;
+	int wake_fd;
+	uv_poll_t wake_poll;
 
-	uv_timer_t probe_timer;
+	/* Hand-off from the loop to the nng thread, which makes every call
+	 * into nng (see nng_thread_main()). */
+	pthread_t thread;
+	pthread_mutex_t jobs_mtx;
+	pthread_cond_t jobs_cv;
+	bool ready;     /* the thread has set nng up, or failed to */
+	int ready_err;  /* 0, or why it failed */
+	nng_msg *reply; /* to send on the REP context */
+	bool rearm;     /* no reply this time: receive the next request */
+	bool restart_rep, restart_pub;
+	bool stop; /* close nng's sockets and end */
+	nng_msg *events[MAX_QUEUED_EVENTS];
+	unsigned n_events;
+
 	uv_timer_t heartbeat_timer;
-	uv_work_t probe_work;
-	bool probe_running;
+	/* The probe thread (see probe_thread_main()); jobs_mtx guards these. */
+	pthread_t probe_thread;
+	bool probe_started;
+	pthread_cond_t probe_cv; /* CLOCK_MONOTONIC */
 	bool closing;
-	int holds; /* closing handles and a running probe: free when 0 */
-	uint64_t listener_restarts;
+	int holds; /* handles still closing: free when 0 */
+	atomic_ullong listener_restarts;
 };
 
 void
@@ -244,57 +266,195 @@ probe(struct endpoint *ep)
 	return false;
 }
 
-static void
-probe_work_cb(uv_work_t *w)
+/*
+ * Probes both listeners every probe_interval_ms until the control plane
+ * stops, and has the nng thread re-create one that fails. A thread of its
+ * own, started by the nng thread and sharing its descriptor table: a probe
+ * blocks for up to a second or two when a listener is dead, which must hold
+ * up neither the loop nor replies.
+ */
+static void *
+probe_thread_main(void *arg)
 {
-	struct ctl *ctl = w->data;
+	struct ctl *ctl = arg;
 
-	ctl->rep.probe_failed = !probe(&ctl->rep);
-	ctl->pub.probe_failed = !probe(&ctl->pub);
+	pthread_mutex_lock(&ctl->jobs_mtx);
+	while (!ctl->stop) {
+		struct timespec ts;
+		bool rep_ok, pub_ok;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += ctl->cfg.probe_interval_ms / 1000;
+		ts.tv_nsec += (long)(ctl->cfg.probe_interval_ms % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		while (!ctl->stop &&
+		       pthread_cond_timedwait(&ctl->probe_cv, &ctl->jobs_mtx, &ts) != ETIMEDOUT)
+			;
+		if (ctl->stop)
+			break;
+		pthread_mutex_unlock(&ctl->jobs_mtx);
+		rep_ok = probe(&ctl->rep);
+		pub_ok = probe(&ctl->pub);
+		pthread_mutex_lock(&ctl->jobs_mtx);
+		ctl->restart_rep |= !rep_ok;
+		ctl->restart_pub |= !pub_ok;
+		if (!rep_ok || !pub_ok)
+			pthread_cond_signal(&ctl->jobs_cv);
+	}
+	pthread_mutex_unlock(&ctl->jobs_mtx);
+	return NULL;
 }
+
+static void ctl_destroy(struct ctl *ctl);
+static void post(struct ctl *ctl, nng_msg *reply, bool rearm, nng_msg *event,
+                 struct endpoint *restart);
 
 static void
 release(struct ctl *ctl)
 {
 	if (--ctl->holds > 0)
 		return;
-	pthread_mutex_destroy(&ctl->mtx);
-	pthread_mutex_destroy(&ctl->rep.pipes_mtx);
-	pthread_mutex_destroy(&ctl->pub.pipes_mtx);
-	free(ctl);
+	ctl_destroy(ctl);
 }
 
-static void
-probe_after_cb(uv_work_t *w, int status)
-{
-	struct ctl *ctl = w->data;
+/* ---- the nng thread ---------------------------------------------------- */
 
-	ctl->probe_running = false;
-	if (ctl->closing) {
-		release(ctl);
-		return;
+static int nng_setup(struct ctl *ctl);
+
+static bool
+has_jobs(const struct ctl *ctl)
+{
+	return ctl->reply || ctl->rearm || ctl->restart_rep || ctl->restart_pub || ctl->stop ||
+	       ctl->n_events > 0;
+}
+
+/*
+ * The nng thread makes every call into nng, from setting it up to closing
+ * it, and first takes a descriptor table of its own, which nng's threads
+ * (started from here) share and the loop's does not. A table shared between
+ * threads makes every syscall on a descriptor take a reference on its file;
+ * the loop, which makes several per request, keeps the cheaper way as long
+ * as it has the table to itself (until a transfer needs a worker thread).
+ *
+ * nng does a socket's I/O in whichever thread calls it (a reply or an event
+ * may be written before nng_ctx_send() or nng_sendmsg() returns), so the
+ * loop never calls it: it posts, and this thread runs. The copy of the
+ * loop's table this thread gets keeps only the standard descriptors and the
+ * eventfd that wakes the loop.
+ */
+static void *
+nng_thread_main(void *arg)
+{
+	struct ctl *ctl = arg;
+	int r;
+
+	if (unshare(CLONE_FILES) == 0) {
+		unsigned w = (unsigned)ctl->wake_fd;
+
+		if (w > 3)
+			(void)close_range(3, w - 1, 0);
+		(void)close_range(w < 3 ? 3 : w + 1, ~0U, 0);
 	}
-	if (status < 0)
-		return;
-	if (ctl->rep.probe_failed)
-		restart_listener(ctl, &ctl->rep);
-	if (ctl->pub.probe_failed)
-		restart_listener(ctl, &ctl->pub);
+	r = nng_setup(ctl);
+	pthread_mutex_lock(&ctl->jobs_mtx);
+	ctl->ready = true;
+	ctl->ready_err = r;
+	pthread_cond_broadcast(&ctl->jobs_cv);
+	if (r < 0) {
+		pthread_mutex_unlock(&ctl->jobs_mtx);
+		return NULL;
+	}
+	if (ctl->cfg.probe_interval_ms > 0)
+		ctl->probe_started =
+		        pthread_create(&ctl->probe_thread, NULL, probe_thread_main, ctl) == 0;
+	for (;;) {
+		nng_msg *reply, *events[MAX_QUEUED_EVENTS];
+		unsigned n;
+		bool rearm, rep, pub, stop;
+
+		while (!has_jobs(ctl))
+			pthread_cond_wait(&ctl->jobs_cv, &ctl->jobs_mtx);
+		reply = ctl->reply;
+		rearm = ctl->rearm;
+		rep = ctl->restart_rep;
+		pub = ctl->restart_pub;
+		stop = ctl->stop;
+		n = ctl->n_events;
+		memcpy(events, ctl->events, n * sizeof(*events));
+		ctl->reply = NULL;
+		ctl->rearm = ctl->restart_rep = ctl->restart_pub = false;
+		ctl->n_events = 0;
+		pthread_mutex_unlock(&ctl->jobs_mtx);
+
+		if (reply) {
+			ctl->sending = true;
+			nng_aio_set_msg(ctl->aio, reply);
+			nng_ctx_send(ctl->ctx, ctl->aio);
+		} else if (rearm) {
+			nng_ctx_recv(ctl->ctx, ctl->aio);
+		}
+		/* PUB drops for slow subscribers; it never blocks. */
+		for (unsigned i = 0; i < n; i++)
+			if (nng_sendmsg(ctl->pub.sock, events[i], NNG_FLAG_NONBLOCK) != 0)
+				nng_msg_free(events[i]);
+		if (rep)
+			restart_listener(ctl, &ctl->rep);
+		if (pub)
+			restart_listener(ctl, &ctl->pub);
+		if (stop) {
+			if (ctl->probe_started)
+				pthread_join(ctl->probe_thread, NULL);
+			/* Waits for a running callback; after this none will run. */
+			nng_aio_stop(ctl->aio);
+			nng_ctx_close(ctl->ctx);
+			nng_close(ctl->rep.sock);
+			nng_close(ctl->pub.sock);
+			nng_aio_free(ctl->aio);
+			return NULL;
+		}
+		pthread_mutex_lock(&ctl->jobs_mtx);
+	}
 }
 
+/* Loop thread: hand @ctl's nng thread what to do next. It takes everything
+ * pending at once, so only the first job since it last looked wakes it. */
 static void
-on_probe_timer(uv_timer_t *t)
+post(struct ctl *ctl, nng_msg *reply, bool rearm, nng_msg *event, struct endpoint *restart)
 {
-	struct ctl *ctl = t->data;
+	bool idle;
 
-	if (ctl->probe_running || ctl->closing)
-		return;
-	ctl->probe_work.data = ctl;
-	if (pool_queue_work(ctl->srv->loop, &ctl->probe_work, probe_work_cb, probe_after_cb) == 0)
-		ctl->probe_running = true;
+	pthread_mutex_lock(&ctl->jobs_mtx);
+	idle = !has_jobs(ctl);
+	if (reply)
+		ctl->reply = reply;
+	ctl->rearm |= rearm;
+	if (event && ctl->n_events < MAX_QUEUED_EVENTS) {
+		ctl->events[ctl->n_events++] = event;
+		event = NULL;
+	}
+	if (restart == &ctl->rep)
+		ctl->restart_rep = true;
+	else if (restart == &ctl->pub)
+		ctl->restart_pub = true;
+	if (idle)
+		pthread_cond_signal(&ctl->jobs_cv);
+	pthread_mutex_unlock(&ctl->jobs_mtx);
+	nng_msg_free(event); /* dropped: too many waiting */
 }
 
 /* ---- requests ----------------------------------------------------------- */
+
+/* nng thread: tell the loop there is something for it. */
+static void
+wake(struct ctl *ctl)
+{
+	uint64_t one = 1;
+
+	(void)!write(ctl->wake_fd, &one, sizeof(one));
+}
 
 /* nng thread: hand the request to the loop, or re-arm. Never blocks. */
 static void
@@ -312,7 +472,7 @@ on_aio(void *arg)
 		if (ctl->drain_after_reply) {
 			ctl->drain_after_reply = false;
 			atomic_store(&ctl->drain_now, true);
-			uv_async_send(&ctl->async);
+			wake(ctl);
 		}
 		nng_ctx_recv(ctl->ctx, ctl->aio);
 		return;
@@ -326,7 +486,7 @@ on_aio(void *arg)
 	pthread_mutex_lock(&ctl->mtx);
 	ctl->pending = nng_aio_get_msg(ctl->aio);
 	pthread_mutex_unlock(&ctl->mtx);
-	uv_async_send(&ctl->async);
+	wake(ctl);
 }
 
 struct list_ctx {
@@ -543,11 +703,9 @@ send:
 	len = sendfiled__control__v1__control_response__get_packed_size(&resp);
 	if (nng_msg_alloc(&out, len) == 0) {
 		sendfiled__control__v1__control_response__pack(&resp, nng_msg_body(out));
-		ctl->sending = true;
-		nng_aio_set_msg(ctl->aio, out);
-		nng_ctx_send(ctl->ctx, ctl->aio);
+		post(ctl, out, false, NULL, NULL);
 	} else {
-		nng_ctx_recv(ctl->ctx, ctl->aio);
+		post(ctl, NULL, true, NULL, NULL);
 	}
 	if (req)
 		sendfiled__control__v1__control_request__free_unpacked(req, NULL);
@@ -558,11 +716,15 @@ send:
 }
 
 static void
-on_async(uv_async_t *a)
+on_wake(uv_poll_t *h, int status, int events)
 {
-	struct ctl *ctl = a->data;
+	struct ctl *ctl = h->data;
+	uint64_t n;
 	nng_msg *m;
 
+	(void)status;
+	(void)events;
+	(void)!read(ctl->wake_fd, &n, sizeof(n));
 	pthread_mutex_lock(&ctl->mtx);
 	m = ctl->pending;
 	ctl->pending = NULL;
@@ -595,9 +757,7 @@ publish(struct ctl *ctl, const Sendfiled__Control__V1__Event *ev)
 	if (nng_msg_alloc(&m, len) != 0)
 		return;
 	sendfiled__control__v1__event__pack(ev, nng_msg_body(m));
-	/* PUB drops for slow subscribers; it never blocks the loop. */
-	if (nng_sendmsg(ctl->pub.sock, m, NNG_FLAG_NONBLOCK) != 0)
-		nng_msg_free(m);
+	post(ctl, NULL, false, m, NULL);
 }
 
 static void
@@ -674,34 +834,16 @@ endpoint_paths(struct endpoint *ep, const char *given, const char *data_path, co
 	return 0;
 }
 
-int
-ctl_start(struct server *srv, const struct ctl_config *cfg, struct ctl **ret)
+/* nng thread: open both sockets, listen, and wait for the first request.
+ * Return: 0, or a negative errno with nothing left open. */
+static int
+nng_setup(struct ctl *ctl)
 {
-	struct ctl *ctl;
 	int r, rv;
 
-	ctl = calloc(1, sizeof(*ctl));
-	if (!ctl)
-		return -ENOMEM;
-	ctl->srv = srv;
-	ctl->cfg = *cfg;
-	pthread_mutex_init(&ctl->mtx, NULL);
-	pthread_mutex_init(&ctl->rep.pipes_mtx, NULL);
-	pthread_mutex_init(&ctl->pub.pipes_mtx, NULL);
-	r = endpoint_paths(&ctl->rep, cfg->control_path, srv->cfg.socket_path, "control.sock");
-	if (r == 0)
-		r = endpoint_paths(&ctl->pub, cfg->events_path, srv->cfg.socket_path,
-		                   "events.sock");
-	if (r < 0)
-		goto fail;
-	ctl->rep.probe_proto = SP_PROTO_REQ0;
-	ctl->pub.probe_proto = SP_PROTO_SUB0;
-
 	rv = nng_rep0_open(&ctl->rep.sock);
-	if (rv != 0) {
-		r = nng_to_errno(rv);
-		goto fail;
-	}
+	if (rv != 0)
+		return nng_to_errno(rv);
 	ctl->rep.open = true;
 	rv = nng_pub0_open(&ctl->pub.sock);
 	if (rv != 0) {
@@ -733,40 +875,106 @@ ctl_start(struct server *srv, const struct ctl_config *cfg, struct ctl **ret)
 		r = nng_to_errno(rv);
 		goto fail;
 	}
-	uv_async_init(srv->loop, &ctl->async, on_async);
-	ctl->async.data = ctl;
-	uv_timer_init(srv->loop, &ctl->probe_timer);
-	ctl->probe_timer.data = ctl;
-	if (cfg->probe_interval_ms > 0)
-		uv_timer_start(&ctl->probe_timer, on_probe_timer, cfg->probe_interval_ms,
-		               cfg->probe_interval_ms);
-	/* The timer must not keep the loop alive once everything else stops. */
-	uv_unref((uv_handle_t *)&ctl->probe_timer);
-	uv_timer_init(srv->loop, &ctl->heartbeat_timer);
-	ctl->heartbeat_timer.data = ctl;
-	uv_timer_start(&ctl->heartbeat_timer, on_heartbeat_timer, HEARTBEAT_MS, HEARTBEAT_MS);
-	uv_unref((uv_handle_t *)&ctl->heartbeat_timer);
-	uv_unref((uv_handle_t *)&ctl->async);
-
-	srv->on_event = on_event;
-	srv->on_event_data = ctl;
 	nng_ctx_recv(ctl->ctx, ctl->aio);
-	log_info("control plane on %s, events on %s", ctl->rep.path, ctl->pub.path);
-	*ret = ctl;
 	return 0;
 
 fail:
 	if (ctl->aio)
 		nng_aio_free(ctl->aio);
+	ctl->aio = NULL;
 	if (ctl->rep.open)
 		nng_close(ctl->rep.sock);
 	if (ctl->pub.open)
 		nng_close(ctl->pub.sock);
+	ctl->rep.open = ctl->pub.open = false;
+	return r;
+}
+
+static void
+ctl_destroy(struct ctl *ctl)
+{
+	safe_close(ctl->wake_fd);
+	pthread_cond_destroy(&ctl->jobs_cv);
+	pthread_cond_destroy(&ctl->probe_cv);
+	pthread_mutex_destroy(&ctl->jobs_mtx);
 	pthread_mutex_destroy(&ctl->mtx);
 	pthread_mutex_destroy(&ctl->rep.pipes_mtx);
 	pthread_mutex_destroy(&ctl->pub.pipes_mtx);
 	free(ctl);
-	return r;
+}
+
+int
+ctl_start(struct server *srv, const struct ctl_config *cfg, struct ctl **ret)
+{
+	struct ctl *ctl;
+	int r;
+
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return -ENOMEM;
+	ctl->srv = srv;
+	ctl->cfg = *cfg;
+	pthread_mutex_init(&ctl->mtx, NULL);
+	pthread_mutex_init(&ctl->jobs_mtx, NULL);
+	pthread_cond_init(&ctl->jobs_cv, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&ctl->probe_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	pthread_mutex_init(&ctl->rep.pipes_mtx, NULL);
+	pthread_mutex_init(&ctl->pub.pipes_mtx, NULL);
+	ctl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctl->wake_fd < 0) {
+		r = -errno;
+		ctl_destroy(ctl);
+		return r;
+	}
+	r = endpoint_paths(&ctl->rep, cfg->control_path, srv->cfg.socket_path, "control.sock");
+	if (r == 0)
+		r = endpoint_paths(&ctl->pub, cfg->events_path, srv->cfg.socket_path,
+		                   "events.sock");
+	if (r < 0) {
+		ctl_destroy(ctl);
+		return r;
+	}
+	ctl->rep.probe_proto = SP_PROTO_REQ0;
+	ctl->pub.probe_proto = SP_PROTO_SUB0;
+
+	r = -pthread_create(&ctl->thread, NULL, nng_thread_main, ctl);
+	if (r < 0) {
+		ctl_destroy(ctl);
+		return r;
+	}
+	pthread_mutex_lock(&ctl->jobs_mtx);
+	while (!ctl->ready)
+		pthread_cond_wait(&ctl->jobs_cv, &ctl->jobs_mtx);
+	r = ctl->ready_err;
+	pthread_mutex_unlock(&ctl->jobs_mtx);
+	if (r < 0) {
+		pthread_join(ctl->thread, NULL);
+		ctl_destroy(ctl);
+		return r;
+	}
+
+	uv_poll_init(srv->loop, &ctl->wake_poll, ctl->wake_fd);
+	ctl->wake_poll.data = ctl;
+	uv_poll_start(&ctl->wake_poll, UV_READABLE, on_wake);
+	uv_timer_init(srv->loop, &ctl->heartbeat_timer);
+	ctl->heartbeat_timer.data = ctl;
+	uv_timer_start(&ctl->heartbeat_timer, on_heartbeat_timer, HEARTBEAT_MS, HEARTBEAT_MS);
+	/* Neither keeps the loop alive once everything else stops. */
+	uv_unref((uv_handle_t *)&ctl->heartbeat_timer);
+	uv_unref((uv_handle_t *)&ctl->wake_poll);
+
+	srv->on_event = on_event;
+	srv->on_event_data = ctl;
+	log_info("control plane on %s, events on %s", ctl->rep.path, ctl->pub.path);
+	*ret = ctl;
+	return 0;
 }
 
 static void
@@ -782,24 +990,23 @@ ctl_free(struct ctl *ctl)
 		return;
 	ctl->closing = true;
 	ctl->srv->on_event = NULL;
-	/* Waits for a running callback; after this none will run. */
-	nng_aio_stop(ctl->aio);
-	nng_ctx_close(ctl->ctx);
-	nng_close(ctl->rep.sock);
-	nng_close(ctl->pub.sock);
-	nng_aio_free(ctl->aio);
+	/* The nng thread closes nng's sockets (waiting for a running callback;
+	 * after that none will run) and ends. */
+	pthread_mutex_lock(&ctl->jobs_mtx);
+	ctl->stop = true;
+	pthread_cond_signal(&ctl->jobs_cv);
+	pthread_cond_signal(&ctl->probe_cv);
+	pthread_mutex_unlock(&ctl->jobs_mtx);
+	pthread_join(ctl->thread, NULL);
 	unlink(ctl->rep.path);
 	unlink(ctl->pub.path);
 	pthread_mutex_lock(&ctl->mtx);
 	nng_msg_free(ctl->pending);
 	ctl->pending = NULL;
 	pthread_mutex_unlock(&ctl->mtx);
-	/* The struct lives until both handles have closed and a probe still
-	 * running on a worker has reported back. */
-	ctl->holds = 3 + (ctl->probe_running ? 1 : 0);
-	uv_timer_stop(&ctl->probe_timer);
-	uv_close((uv_handle_t *)&ctl->probe_timer, on_ctl_closed);
+	/* The struct lives until the handles have closed. */
+	ctl->holds = 2;
 	uv_timer_stop(&ctl->heartbeat_timer);
 	uv_close((uv_handle_t *)&ctl->heartbeat_timer, on_ctl_closed);
-	uv_close((uv_handle_t *)&ctl->async, on_ctl_closed);
+	uv_close((uv_handle_t *)&ctl->wake_poll, on_ctl_closed);
 }

@@ -3,14 +3,19 @@
  * list, cancel, drain, log level, limits) and nng PUB on the events socket
  * (one protobuf Event per transfer start and finish).
  *
- * nng runs its own threads. Its callbacks only hand a request to the loop
- * (a mutex-guarded slot and uv_async_send) and never block; everything that
- * touches the server runs on the loop thread.
+ * nng runs its own threads, and one thread of ours makes every call into
+ * nng: nng does a socket's I/O in the calling thread, and that thread and
+ * nng's have a descriptor table of their own, so that the loop's is not
+ * shared (each syscall on a shared table's descriptor takes a reference on
+ * its file). The loop posts replies and events to that thread; nng's
+ * callbacks hand a request to the loop (a mutex-guarded slot and an eventfd
+ * the loop polls) and never block. Everything that touches the server runs
+ * on the loop thread.
  *
  * nng 1.5.2's IPC listener stops accepting for good when a peer disconnects
- * during the SP handshake (fixed in nng 1.6.0). A probe on a worker thread
- * completes a handshake with each listener every few seconds and re-creates a
- * listener that does not answer.
+ * during the SP handshake (fixed in nng 1.6.0). A probe thread completes a
+ * handshake with each listener every probe_interval_ms and has a listener
+ * that does not answer re-created.
  */
 #ifndef SFD_CTL_H
 #define SFD_CTL_H
@@ -39,7 +44,7 @@ void ctl_config_defaults(struct ctl_config *cfg);
 int ctl_start(struct server *srv, const struct ctl_config *cfg, struct ctl **ret);
 
 /* ctl_free() - close both sockets, remove their files. NULL is a no-op.
- * Blocks until nng's callbacks have returned. */
+ * Blocks until nng's callbacks and a running probe have returned. */
 void ctl_free(struct ctl *ctl);
 
 #endif

@@ -61,7 +61,17 @@ class Daemon:
         return r
 
     def fds(self):
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        """Descriptors the daemon holds: its loop's table, plus the table
+        the control plane's threads share (nng's sockets live there)."""
+        n = len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{tid}/comm") as f:
+                    if f.read().startswith("nng:"):
+                        return n + len(os.listdir(f"/proc/{self.proc.pid}/task/{tid}/fd"))
+            except FileNotFoundError:
+                pass
+        return n
 
     def stop(self):
         if self.proc.poll() is None:
