@@ -64,7 +64,11 @@ struct conn {
 	struct reply *rq_head, *rq_tail;
 	unsigned n_replies;
 
-	bool corked;     /* reading a batch: hold replies, send them together */
+	bool corked; /* reading a batch: hold replies, send them together */
+	/* Replies held for the end of a batch the transfer engine opened
+	 * (flush_held()); in held_conns while true. */
+	bool held;
+	struct list_head held_link;
 	bool blocked;    /* the socket took no more replies: wait until writable */
 	bool reading;    /* inside read_records(), which must not nest */
 	bool closing;    /* EOF, error or shutdown: read nothing more */
@@ -134,6 +138,32 @@ flush_replies(struct conn *c)
 	return 0;
 }
 
+/* Connections with replies held for the end of an engine batch. Loop
+ * thread only. */
+static struct list_head held_conns = {&held_conns, &held_conns};
+
+/* The engine's batch has ended and its descriptors are closed: send what
+ * each connection holds. */
+static void
+flush_held(void *arg)
+{
+	struct list_head *pos, *tmp;
+
+	(void)arg;
+	list_for_each_safe(pos, tmp, &held_conns)
+	{
+		struct conn *c = list_entry(pos, struct conn, held_link);
+
+		list_del(&c->held_link);
+		c->held = false;
+		if (c->freed)
+			continue;
+		flush_replies(c);
+		update_poll(c);
+		maybe_close(c);
+	}
+}
+
 static void
 send_reply(struct conn *c, const struct wire_response *resp)
 {
@@ -148,7 +178,13 @@ send_reply(struct conn *c, const struct wire_response *resp)
 		log_err("cannot encode reply: %s", strerror((int)-len));
 		return;
 	}
-	if (!c->rq_head && !c->corked) {
+	/* In a batch of the engine's own, the descriptors of the request are
+	 * closed at its end: the reply waits for flush_held(). */
+	if (!c->corked && xfer_batch_is_open() && !c->held) {
+		c->held = true;
+		list_add_tail(&held_conns, &c->held_link);
+	}
+	if (!c->rq_head && !c->corked && !c->held) {
 		n = fdmsg_send(c->fd, buf, (size_t)len, NULL, 0, MSG_DONTWAIT);
 		if (n >= 0)
 			return;
@@ -517,6 +553,7 @@ read_records(struct conn *c)
 		/* Answer each batch at once rather than the whole wake-up's: the
 		 * client refills its window while the next batch is served. */
 		flush_replies(c);
+		flush_held(NULL); /* any other connection's, to be safe */
 		budget -= (unsigned)got;
 		if ((size_t)got < want)
 			break; /* drained */
@@ -573,6 +610,8 @@ on_closed(uv_handle_t *h)
 	struct server *srv = c->srv;
 
 	c->fd = safe_close(c->fd);
+	if (c->held)
+		list_del(&c->held_link);
 	while (c->rq_head) {
 		struct reply *r = c->rq_head;
 
@@ -698,6 +737,7 @@ conn_new(struct server *srv, int fd, struct conn **ret_conn)
 	c->fd = TAKE_FD(owned);
 	list_init(&c->reqs);
 	list_add_tail(&srv->conns, &c->link);
+	xfer_set_batch_end_hook(flush_held, NULL);
 	srv->n_conns++;
 	update_poll(c);
 	log_debug("connection from pid %d uid %u", (int)c->cred.pid, (unsigned)c->cred.uid);

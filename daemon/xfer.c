@@ -135,6 +135,22 @@ static struct {
 	} hot[HOT_MAX];
 } batch;
 
+static void (*batch_end_hook)(void *arg);
+static void *batch_end_arg;
+
+void
+xfer_set_batch_end_hook(void (*fn)(void *arg), void *arg)
+{
+	batch_end_hook = fn;
+	batch_end_arg = arg;
+}
+
+bool
+xfer_batch_is_open(void)
+{
+	return batch.open;
+}
+
 void
 xfer_batch_begin(void)
 {
@@ -1060,6 +1076,10 @@ on_start_timer(uv_timer_t *t)
 {
 	struct xfer *x = t->data;
 
+	/* The chain is a batch, like the records a connection reads at once:
+	 * descriptors closed together, a hot file probed once, and replies
+	 * sent together at the end (the hook). */
+	xfer_batch_begin();
 	chain.running = true;
 	for (int i = 0; x; i++) {
 		chain.next = NULL;
@@ -1067,12 +1087,14 @@ on_start_timer(uv_timer_t *t)
 		x = chain.next;
 		if (x && i + 1 >= CHAIN_MAX) {
 			/* Let the loop serve the others before going on. */
-			chain.running = false;
 			start_later(x);
-			return;
+			break;
 		}
 	}
 	chain.running = false;
+	xfer_batch_end();
+	if (batch_end_hook)
+		batch_end_hook(batch_end_arg);
 }
 
 /* Start a transfer whose turn has come, from the loop's next iteration.

@@ -94,6 +94,17 @@ void xfer_cancel(struct xfer *x);
 void xfer_batch_begin(void);
 void xfer_batch_end(void);
 
+/* xfer_batch_is_open() - is a batch open? Replies must wait for its end. */
+bool xfer_batch_is_open(void);
+
+/*
+ * xfer_set_batch_end_hook() - @fn runs at the end of each batch the engine
+ * opens itself (the transfers it starts when their turn at a destination
+ * comes, see xfer_run()), once their descriptors are closed: the place to
+ * send the replies held meanwhile.
+ */
+void xfer_set_batch_end_hook(void (*fn)(void *arg), void *arg);
+
 uint64_t xfer_id(const struct xfer *x);
 uint64_t xfer_bytes_sent(const struct xfer *x);
 bool xfer_on_worker(const struct xfer *x);

@@ -669,12 +669,26 @@ test_disconnect_with_transfers_in_flight(void **state)
 static uint64_t order_ids[ORDER_MAX];
 static unsigned order_n;
 
+/* With @total set: at each reply, the most descriptors the daemon held
+ * beyond its baseline, our connection and the requests not answered yet. */
+static struct {
+	unsigned total;
+	int worst;
+} order_fds;
+
 static void
 on_done_ordered(struct sfd_client *c, uint64_t id, const struct sfd_result *res, void *userdata)
 {
 	if (order_n < ORDER_MAX)
 		order_ids[order_n++] = id;
 	harness_on_done(c, id, res, userdata);
+	if (order_fds.total) {
+		int extra = daemon_fd_count() - daemon_baseline() - 1 -
+		            2 * (int)(order_fds.total - order_n);
+
+		if (extra > order_fds.worst)
+			order_fds.worst = extra;
+	}
 }
 
 static bool
@@ -857,7 +871,8 @@ test_same_destination_across_connections(void **state)
 /*
  * A long line of small transfers behind a stalled one, on one socket: once
  * the receiver reads, they all run, in order (many more than the daemon
- * starts in one go), and the receiver gets each range where it belongs.
+ * starts in one go), each reply comes after the daemon let go of its
+ * request's descriptors, and the receiver gets each range where it belongs.
  */
 static void
 test_same_destination_long_line(void **state)
@@ -894,9 +909,15 @@ test_same_destination_long_line(void **state)
 		                 0);
 	sink_resume(s, idx);
 	order_n = 0;
+	order_fds.total = N + 1;
+	order_fds.worst = 0;
 	if (!pump_ordered(c, &done, N + 1, 30000))
 		fail_msg("%u of %d transfers to one socket completed", done, N + 1);
+	order_fds.total = 0;
 	assert_int_equal(order_n, N + 1);
+	/* Those started in a line are answered after their descriptors are
+	 * closed, like those of a batch of records. */
+	assert_int_equal(order_fds.worst, 0);
 	for (int i = 0; i <= N; i++) {
 		assert_int_equal(order_ids[i], ids[i]);
 		assert_int_equal(slots[i].res.status, SFD_STATUS_OK);

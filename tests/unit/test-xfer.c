@@ -1383,6 +1383,109 @@ test_batch(void **state)
 	safe_close(sv[1]);
 }
 
+/* ---- tests: a line of transfers to one destination ----------------------- */
+
+static struct {
+	unsigned done, hooks;
+	int fds[3][2];          /* each transfer's descriptors */
+	bool in_batch[3];       /* its done callback ran inside a batch */
+	bool open_at_done[3];   /* its descriptors were still open then */
+	bool closed_at_hook[3]; /* and closed when the batch-end hook ran */
+} line;
+
+static void
+on_line_done(struct xfer *x, const struct xfer_result *res, void *userdata)
+{
+	int i = (int)(intptr_t)userdata;
+
+	(void)x;
+	assert_int_equal(res->status, ST_OK);
+	assert_int_equal(res->bytes_sent, 4 * KiB);
+	line.in_batch[i] = xfer_batch_is_open();
+	line.open_at_done[i] = fcntl(line.fds[i][0], F_GETFD) >= 0;
+	line.done++;
+}
+
+static void
+on_line_hook(void *arg)
+{
+	(void)arg;
+	line.hooks++;
+	for (int i = 1; i < 3; i++)
+		line.closed_at_hook[i] =
+		        fcntl(line.fds[i][0], F_GETFD) < 0 && fcntl(line.fds[i][1], F_GETFD) < 0;
+}
+
+/*
+ * Three transfers to one socket whose buffer is full: the first waits for
+ * room, the other two wait for it. When their turn comes they run as one
+ * batch of the engine's own: their done callbacks see it open, with their
+ * descriptors still held, and the batch-end hook (where the daemon sends
+ * the replies) runs once they are closed. The bytes arrive in order.
+ */
+static void
+test_line_runs_as_a_batch(void **state)
+{
+	struct xfer_params p = params(0, 4 * KiB, true, false, 256 * KiB);
+	uv_loop_t loop;
+	int src = make_file(64 * KiB, O_RDONLY), sv[2];
+	uint8_t buf[64 * KiB];
+	size_t filler = 0, got = 0;
+	ssize_t n;
+
+	(void)state;
+	memset(&line, 0, sizeof(line));
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	set_nonblock(sv[0], true);
+	set_nonblock(sv[1], true);
+	memset(buf, 0xee, sizeof(buf));
+	while ((n = write(sv[0], buf, sizeof(buf))) > 0)
+		filler += (size_t)n;
+	assert_true(filler > 0);
+	xfer_set_batch_end_hook(on_line_hook, NULL);
+
+	for (int i = 0; i < 3; i++) {
+		struct fdinfo dinfo, sinfo;
+		const char *msg;
+		struct xfer *x;
+
+		p.offset = (uint64_t)i * 4 * KiB;
+		line.fds[i][0] = dup_cloexec(sv[0]);
+		line.fds[i][1] = dup_cloexec(src);
+		assert_int_equal(validate_dst(line.fds[i][0], &dinfo, &msg), 0);
+		assert_int_equal(validate_src(line.fds[i][1], &sinfo, &msg), 0);
+		assert_int_equal(xfer_new(&loop, line.fds[i][0], &dinfo, line.fds[i][1], &sinfo, &p,
+		                          on_line_done, (void *)(intptr_t)i, &x),
+		                 0);
+		xfer_run(x);
+	}
+	assert_int_equal(line.done, 0);
+	/* Room again: the loop serves all three. */
+	while (got < filler) {
+		n = read(sv[1], buf, MIN(sizeof(buf), filler - got));
+		assert_true(n > 0);
+		got += (size_t)n;
+	}
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(line.done, 3);
+	assert_true(line.hooks >= 1);
+	for (int i = 1; i < 3; i++) {
+		assert_true(line.in_batch[i]);
+		assert_true(line.open_at_done[i]);
+		assert_true(line.closed_at_hook[i]);
+	}
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(read(sv[1], buf, 4 * KiB), 4 * KiB);
+		assert_int_equal(pattern_mismatch(buf, 4 * KiB, (uint64_t)i * 4 * KiB), 4 * KiB);
+	}
+	xfer_set_batch_end_hook(NULL, NULL);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	safe_close(src);
+	safe_close(sv[0]);
+	safe_close(sv[1]);
+}
+
 int
 main(void)
 {
@@ -1422,6 +1525,7 @@ main(void)
 	        fd_test(test_cancel_worker_blocked),
 	        fd_test(test_cancel_worker_waiting_source),
 	        fd_test(test_batch),
+	        fd_test(test_line_runs_as_a_batch),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);
