@@ -66,7 +66,7 @@ struct conn {
 
 	bool corked; /* reading a batch: hold replies, send them together */
 	/* Replies held for the end of a batch the transfer engine opened
-	 * (flush_held()); in held_conns while true. */
+	 * (conn_flush_held()); in held_conns while true. */
 	bool held;
 	struct list_head held_link;
 	bool blocked;    /* the socket took no more replies: wait until writable */
@@ -142,10 +142,8 @@ flush_replies(struct conn *c)
  * thread only. */
 static struct list_head held_conns = {&held_conns, &held_conns};
 
-/* The engine's batch has ended and its descriptors are closed: send what
- * each connection holds. */
-static void
-flush_held(void *arg)
+void
+conn_flush_held(void *arg)
 {
 	struct list_head *pos, *tmp;
 
@@ -179,7 +177,7 @@ send_reply(struct conn *c, const struct wire_response *resp)
 		return;
 	}
 	/* In a batch of the engine's own, the descriptors of the request are
-	 * closed at its end: the reply waits for flush_held(). */
+	 * closed at its end: the reply waits for conn_flush_held(). */
 	if (!c->corked && xfer_batch_is_open() && !c->held) {
 		c->held = true;
 		list_add_tail(&held_conns, &c->held_link);
@@ -553,7 +551,10 @@ read_records(struct conn *c)
 		/* Answer each batch at once rather than the whole wake-up's: the
 		 * client refills its window while the next batch is served. */
 		flush_replies(c);
-		flush_held(NULL); /* any other connection's, to be safe */
+		/* No other connection's reply should be held by a batch of
+		 * this connection's records; sending any is cheap insurance
+		 * against one waiting for the engine's next batch. */
+		conn_flush_held(NULL);
 		budget -= (unsigned)got;
 		if ((size_t)got < want)
 			break; /* drained */
@@ -737,7 +738,6 @@ conn_new(struct server *srv, int fd, struct conn **ret_conn)
 	c->fd = TAKE_FD(owned);
 	list_init(&c->reqs);
 	list_add_tail(&srv->conns, &c->link);
-	xfer_set_batch_end_hook(flush_held, NULL);
 	srv->n_conns++;
 	update_poll(c);
 	log_debug("connection from pid %d uid %u", (int)c->cred.pid, (unsigned)c->cred.uid);

@@ -23,6 +23,13 @@ struct conn;
 int conn_new(struct server *srv, int fd, struct conn **ret_conn);
 
 /*
+ * conn_flush_held() - send the replies held while the transfer engine ran a
+ * batch of its own (xfer_set_batch_end_hook()): its descriptors are closed
+ * now. @arg is unused. Loop thread only.
+ */
+void conn_flush_held(void *arg);
+
+/*
  * conn_shutdown() - the server is stopping: refuse new requests; close once
  * the transfers in flight are done. With @cancel, cancel them now (their
  * CANCELLED replies are still sent).

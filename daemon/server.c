@@ -13,6 +13,7 @@
 #include "log.h"
 #include "macro.h"
 #include "server.h"
+#include "xfer.h"
 
 /* After EMFILE/ENFILE from accept4(), stop accepting this long instead of
  * spinning on a listener that stays readable. */
@@ -258,6 +259,9 @@ server_init(struct server *srv, uv_loop_t *loop, const struct server_config *cfg
 	srv->listen_fd = -1;
 	list_init(&srv->conns);
 	srv->start_ms = uv_now(loop);
+	/* Replies of transfers the engine starts in a batch of its own wait
+	 * for its end. */
+	xfer_set_batch_end_hook(conn_flush_held, NULL);
 	if (fd < 0) {
 		r = bind_listener(cfg, &fd);
 		if (r < 0)
