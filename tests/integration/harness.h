@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "sendfiled.h"
+#include "sha256.h"
 
 #define KiB ((uint64_t)1024)
 #define MiB (1024 * KiB)
@@ -112,16 +113,6 @@ void tcp_pair(bool client_nonblock, int *ret_client, int *ret_server);
 
 /* ---- SHA-256 ------------------------------------------------------------- */
 
-struct sha256 {
-	uint32_t h[8];
-	uint64_t len;
-	uint8_t buf[64];
-	size_t fill;
-};
-
-void sha256_init(struct sha256 *s);
-void sha256_update(struct sha256 *s, const void *data, size_t len);
-void sha256_final(struct sha256 *s, uint8_t out[32]);
 /* range_sha256() - hash of bytes [@off, @off + @len) of @fd, read with pread. */
 void range_sha256(int fd, uint64_t off, uint64_t len, uint8_t out[32]);
 

@@ -176,6 +176,18 @@ def test_pipe_source_splices(client):
     assert peer.finish() == b"abc" * 1000
 
 
+def test_pipe_source_without_count_sends_to_its_end(client):
+    # A pipe's st_size is 0: it must not be taken for an empty file.
+    peer = Peer()
+    r, w = socket.socketpair()
+    w.sendall(b"xyz" * 1000)
+    w.close()
+    with r.makefile("rb") as f:
+        assert client.sendfile(peer.client, f) == 3000
+    r.close()
+    assert peer.finish() == b"xyz" * 1000
+
+
 def test_peer_reset(client, files):
     peer = Peer(rcvbuf=64 * 1024, read=False)
     done = threading.Event()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import stat
 from typing import Any, Optional, Tuple
 
 from asyncio import base_events as _base_events
@@ -78,18 +79,20 @@ def wire_range(offset: int, count: Optional[int]) -> Tuple[int, int]:
     return offset, min(count, OFF_MAX - offset) or 0
 
 
-def source_fd(file: Any) -> Optional[Tuple[int, int]]:
+def source_fd(file: Any) -> Optional[Tuple[int, Optional[int]]]:
     """(descriptor, size) of a file object, or None when it has no usable
-    descriptor (asyncio's "not a regular file" cases)."""
+    descriptor (asyncio's "not a regular file" cases). The size is None for
+    a pipe or socket: its st_size says nothing about what it will give, so
+    such a source is never taken for an empty file."""
     try:
         fileno = file.fileno()
     except (AttributeError, io.UnsupportedOperation):
         return None
     try:
-        fsize = os.fstat(fileno).st_size
+        st = os.fstat(fileno)
     except OSError:
         return None
-    return fileno, fsize
+    return fileno, st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def settle_position(file: Any, bytes_sent: int, final_offset: int) -> None:

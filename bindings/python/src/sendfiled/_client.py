@@ -178,7 +178,7 @@ class Client:
             _stats.bump("fallback_not_regular")
             return _send_by_copy(sock, file, offset, count)
         fileno, fsize = src
-        if not (count or fsize):
+        if not count and fsize == 0:
             return 0  # empty file
         flags = 0 if fallback else _lib.SFD_NO_FALLBACK
         woff, wcount = _checks.wire_range(offset, count)

@@ -623,7 +623,7 @@ async def _transport_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, t
                 raise _NotHandedOver("fallback_not_regular",
                                      _errors.SendfileNotAvailableError("not a regular file"))
             fileno, fsize = src
-            if not (count or fsize):
+            if not count and fsize == 0:
                 return 0  # empty file
             return await _daemon_send(st, loop, lc, sock, file, fileno, offset, count,
                                       fallback, req)
@@ -656,7 +656,7 @@ async def _sock_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, sock: 
         _stats.bump("fallback_not_regular")
         return await _call_original(orig, sock, file, offset, count, fallback=fallback)
     fileno, fsize = src
-    if not (count or fsize):
+    if not count and fsize == 0:
         return 0  # empty file
     lc = _connect_or_decline(st, loop, req)
     if lc is None:
