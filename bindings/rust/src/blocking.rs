@@ -23,7 +23,7 @@ use crate::{Error, Reply, SendOptions, Status, RESTART_PATIENCE};
 /// let (sock, _peer) = UnixStream::pair()?;
 /// let file = File::open("/proc/self/status")?;
 /// // A /proc file cannot be sent zero-copy: without fallback nothing is sent.
-/// match client.sendfile(&sock, &file, 0, Some(100), &SendOptions::new().fallback(false)) {
+/// match client.sendfile(&sock, &file, 0, Some(100), SendOptions::new().fallback(false)) {
 ///     Err(Error::NotAvailable(reply)) => assert_eq!(reply.bytes_sent, 0),
 ///     other => panic!("{other:?}"),
 /// }
@@ -109,7 +109,7 @@ impl Client {
         src: impl AsFd,
         offset: u64,
         count: Option<u64>,
-        opts: &SendOptions,
+        opts: SendOptions,
     ) -> Result<Reply, Error> {
         let deadline = opts.get_timeout().map(|t| Instant::now() + t);
         let mut patience: Option<Instant> = None;

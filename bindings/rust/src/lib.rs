@@ -35,7 +35,7 @@
 //! let mut client = sendfiled::Client::connect_default()?;
 //! let sock = TcpStream::connect("127.0.0.1:8080")?;
 //! let file = File::open("/etc/os-release")?;
-//! let reply = client.sendfile(&sock, &file, 0, None, &Default::default())?;
+//! let reply = client.sendfile(&sock, &file, 0, None, Default::default())?;
 //! println!("sent {} bytes with {}", reply.bytes_sent, reply.method);
 //! # Ok(())
 //! # }

@@ -37,7 +37,7 @@ use crate::{Error, Reply, SendOptions, Status, RESTART_PATIENCE};
 /// let client = AsyncClient::connect_default().await?;
 /// let sock = TcpStream::connect("127.0.0.1:8080").await?;
 /// let file = std::fs::File::open("/etc/os-release")?;
-/// let reply = client.sendfile(&sock, &file, 0, None, &SendOptions::new()).await?;
+/// let reply = client.sendfile(&sock, &file, 0, None, SendOptions::new()).await?;
 /// println!("{} bytes with {}", reply.bytes_sent, reply.method);
 /// # Ok(())
 /// # }
@@ -387,7 +387,7 @@ impl AsyncClient {
         src: impl AsFd,
         offset: u64,
         count: Option<u64>,
-        opts: &SendOptions,
+        opts: SendOptions,
     ) -> Result<Transfer, Error> {
         let mut patience = None;
         self.start(
@@ -415,7 +415,7 @@ impl AsyncClient {
         src: impl AsFd,
         offset: u64,
         count: Option<u64>,
-        opts: &SendOptions,
+        opts: SendOptions,
     ) -> Result<Reply, Error> {
         let (dst, src) = (dst.as_fd(), src.as_fd());
         let mut patience = None;

@@ -285,7 +285,24 @@ impl FdCheck {
                 return;
             }
             if t0.elapsed() > PATIENCE {
-                panic!("descriptors differ: before {:?}, after {:?}", self.0, now);
+                let unix = fs::read_to_string("/proc/net/unix").unwrap_or_default();
+                let tcp = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+                let extra: Vec<String> = now
+                    .difference(&self.0)
+                    .map(|(_, t)| {
+                        let ino = t.trim_start_matches("socket:[").trim_end_matches(']');
+                        let line = unix
+                            .lines()
+                            .chain(tcp.lines())
+                            .find(|l| l.split_whitespace().any(|w| w == ino))
+                            .unwrap_or("");
+                        format!("{t}: {line}")
+                    })
+                    .collect();
+                panic!(
+                    "descriptors differ: before {:?}, after {:?}, new: {extra:#?}",
+                    self.0, now
+                );
             }
             thread::sleep(Duration::from_millis(10));
         }
@@ -455,6 +472,12 @@ pub fn setsockopt_int(s: &impl AsRawFd, level: i32, name: i32, v: i32) {
 
 /// Close `s` with a RST (SO_LINGER 0).
 pub fn reset(s: TcpStream) {
+    linger0(&s);
+    drop(s);
+}
+
+/// Make closing `s` send a RST.
+pub fn linger0(s: &impl AsRawFd) {
     let lg = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -469,7 +492,6 @@ pub fn reset(s: TcpStream) {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         );
     }
-    drop(s);
 }
 
 /// The test files: small (100 KiB), medium (32 MiB), empty; made once in the target
