@@ -525,3 +525,20 @@ pub fn files() -> &'static Files {
         }
     })
 }
+
+/// The meson build tree the daemon came from (`$SENDFILED_BIN`'s, or the one found above
+/// the crate).
+pub fn build_dir() -> PathBuf {
+    daemon_binary()
+        .canonicalize()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .expect("the daemon is not in BUILD/daemon/")
+        .to_path_buf()
+}
+
+/// The top of the source tree.
+pub fn source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
