@@ -119,8 +119,8 @@ fn requests() -> Vec<Request> {
             0 => Request::Sendfile {
                 id,
                 offset: rng.value(),
-                count: (rng.next() % 2 == 0).then(|| rng.value()),
-                fallback: rng.next() % 2 == 0,
+                count: (rng.next() & 1 == 0).then(|| rng.value()),
+                fallback: rng.next() & 1 == 0,
             },
             1 => Request::Cancel {
                 id,
@@ -204,7 +204,7 @@ fn replies_from_c_decode() {
             bytes_sent: rng.value(),
             final_offset: rng.value(),
             method: (rng.next() % 5) as i32,
-            short_source: rng.next() % 2 == 0,
+            short_source: rng.next() & 1 == 0,
         });
     }
     let mut input = String::new();
