@@ -71,7 +71,16 @@ server=bindings/rust/target/release/examples/http_server
 
 dir=$(mktemp -d)
 pids=""
-trap 'for p in $pids; do kill $p 2>/dev/null; wait $p 2>/dev/null; done; rm -rf "$dir"' EXIT
+cleanup() {
+	st=$?
+	for p in $pids; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$dir"
+	exit "$st"
+}
+trap cleanup EXIT
 mkdir "$dir/files"
 head -c 1048576 /dev/urandom >"$dir/files/1m.bin"
 dd if=/dev/urandom of="$dir/files/1g.bin" bs=1M count=1024 status=none
