@@ -1,4 +1,4 @@
-//! Client of [sendfiled], the local daemon that sends files over sockets zero-copy on
+//! Client of sendfiled, the local daemon that sends files over sockets zero-copy on
 //! behalf of other processes.
 //!
 //! A client hands the daemon a destination (normally a connected socket) and a source
@@ -40,8 +40,6 @@
 //! # Ok(())
 //! # }
 //! ```
-//!
-//! [sendfiled]: https://github.com/sendfiled/sendfiled
 
 #![warn(missing_docs)]
 
