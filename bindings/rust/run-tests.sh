@@ -1,6 +1,7 @@
 #!/bin/sh
-# Check the Rust client against a build tree: clippy (all targets, warnings are
-# errors), rustfmt, the tests against a real daemon, and the documentation.
+# Check the Rust client against a build tree: rustfmt, clippy (all targets, and
+# the library without the tokio feature; warnings are errors), the tests against
+# a real daemon, and the documentation.
 #
 #   bindings/rust/run-tests.sh [BUILD_DIR] [CARGO_TEST_ARGS...]
 #
@@ -36,6 +37,7 @@ cd "$here"
 export SENDFILED_BIN="$build/daemon/sendfiled"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --no-default-features -- -D warnings
 cargo test --locked "$@"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
 echo "rust: all checks passed"

@@ -104,6 +104,8 @@ fn parse_head(root: &Path, buf: &[u8]) -> Result<Option<Head>, &'static str> {
     if method != "GET" && method != "HEAD" {
         return Err("method not allowed");
     }
+    // Opening a file blocks the thread briefly (tokio::fs would do the same on its
+    // blocking pool); for files on local disks that is short.
     let file = resolve(root, req.path.unwrap_or("")).and_then(|p| {
         let f = File::open(p).ok()?;
         let m = f.metadata().ok()?;

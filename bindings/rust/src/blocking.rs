@@ -10,8 +10,8 @@ use crate::{Error, Reply, SendOptions, Status, RESTART_PATIENCE};
 
 /// A blocking client: one connection to the daemon, one request at a time.
 ///
-/// `Client` is `Send`, not `Sync`: give each thread its own (a connection is cheap), or
-/// share one behind a `Mutex`. Dropping it closes the connection.
+/// Its methods take `&mut self`: give each thread its own client (a connection is
+/// cheap), or share one behind a `Mutex`. Dropping it closes the connection.
 ///
 /// ```no_run
 /// use std::fs::File;

@@ -143,3 +143,20 @@ pub const RESTART_PATIENCE: Duration = Duration::from_secs(5);
 fn retry_pause(attempt: u32) -> Duration {
     Duration::from_millis(u64::from(attempt.min(5)) * 10)
 }
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn clients_cross_threads() {
+        send_sync::<crate::Client>();
+        send_sync::<crate::Error>();
+        #[cfg(feature = "tokio")]
+        {
+            send_sync::<crate::AsyncClient>();
+            send_sync::<crate::Transfer>();
+            send_sync::<crate::Canceller>();
+        }
+    }
+}
