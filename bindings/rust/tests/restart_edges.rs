@@ -79,6 +79,7 @@ fn read_record(fd: &OwnedFd) {
 #[test]
 fn unread_request_is_sent_again_blocking() {
     let _g = serial();
+    let base = Daemon::clean_base();
     let fds = FdCheck::new();
     let dir = TempDir::new("edge");
     let path = dir.path().join("sendfiled.sock");
@@ -101,6 +102,7 @@ fn unread_request_is_sent_again_blocking() {
     assert_eq!(r.unwrap().bytes_sent, 5000);
     assert_eq!(pos, 5000);
     assert_eq!(got, Received::expected(0, 5000));
+    assert_eq!(d.wait_fd_count(base), base);
     drop(d);
     drop(dir);
     fds.assert_same();
@@ -109,6 +111,7 @@ fn unread_request_is_sent_again_blocking() {
 #[test]
 fn read_request_is_not_sent_again_blocking() {
     let _g = serial();
+    let base = Daemon::clean_base();
     let fds = FdCheck::new();
     let dir = TempDir::new("edge");
     let path = dir.path().join("sendfiled.sock");
@@ -136,7 +139,7 @@ fn read_request_is_not_sent_again_blocking() {
     // The next request goes to the new daemon.
     c.ping().unwrap();
     drop(c);
-    assert_eq!(d.wait_fd_count(d.base), d.base);
+    assert_eq!(d.wait_fd_count(base), base);
     drop(d);
     drop(dir);
     fds.assert_same();
@@ -145,6 +148,7 @@ fn read_request_is_not_sent_again_blocking() {
 #[test]
 fn unread_request_is_sent_again_async() {
     let _g = serial();
+    let base = Daemon::clean_base();
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -181,9 +185,93 @@ fn unread_request_is_sent_again_async() {
     assert_eq!(position(&f), 5007);
     assert_eq!(peer.finish(), Received::expected(7, 5000));
     drop(rt);
-    assert_eq!(d.wait_fd_count(d.base), d.base);
+    assert_eq!(d.wait_fd_count(base), base);
     drop(d);
     drop(f);
     drop(dir);
+    fds.assert_same();
+}
+
+/// Bytes waiting in a SOCK_SEQPACKET socket's receive queue, all records together.
+fn queued(fd: &OwnedFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCINQ writes one int.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(r, 0);
+    n as usize
+}
+
+fn wait_queued(fd: &OwnedFd, n: usize) {
+    let t0 = std::time::Instant::now();
+    while queued(fd) < n {
+        assert!(t0.elapsed() < PATIENCE, "requests did not come");
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// With two requests unread when the connection ends, only the last one sent is known to
+/// be unread (records are read in order): that one is sent again, the other fails.
+#[test]
+fn only_the_last_unread_request_is_sent_again_async() {
+    use sendfiled::wire::Request;
+    let _g = serial();
+    let base = Daemon::clean_base();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    drop(runtime());
+    let fds = FdCheck::new();
+    let dir = TempDir::new("edge");
+    let path = dir.path().join("sendfiled.sock");
+    let l = stand_in(&path);
+    let f1 = File::open(&files().small).unwrap();
+    let f2 = File::open(&files().small).unwrap();
+    let (p1, p2) = (Peer::new(), Peer::new());
+    let rt = runtime();
+    let c = rt.block_on(AsyncClient::connect(&path)).unwrap();
+    let conn = accept(&l);
+    let len = |id, offset| {
+        Request::Sendfile {
+            id,
+            offset,
+            count: Some(5000),
+            fallback: true,
+        }
+        .encode()
+        .len()
+    };
+    let spawn = |f: &File, p: &Peer, offset| {
+        let (f, dst, c) = (
+            f.try_clone().unwrap(),
+            p.client.try_clone().unwrap(),
+            c.clone(),
+        );
+        rt.spawn(async move {
+            c.sendfile(&dst, &f, offset, Some(5000), SendOptions::new())
+                .await
+        })
+    };
+    let t1 = spawn(&f1, &p1, 1);
+    wait_queued(&conn, len(1, 1));
+    let t2 = spawn(&f2, &p2, 2);
+    wait_queued(&conn, len(1, 1) + len(2, 2));
+    drop(conn);
+    drop(l);
+    std::fs::remove_file(&path).unwrap();
+    let d = Daemon::start_at(TempDir::new("d"), path, &[]);
+    let e = rt.block_on(t1).unwrap().unwrap_err();
+    assert!(matches!(e, Error::Disconnected(_)), "{e:?}");
+    assert_eq!(rt.block_on(t2).unwrap().unwrap().bytes_sent, 5000);
+    assert_eq!((position(&f1), position(&f2)), (0, 5002));
+    assert_eq!(p1.finish().len, 0);
+    assert_eq!(p2.finish(), Received::expected(2, 5000));
+    drop((rt, c));
+    assert_eq!(d.wait_fd_count(base), base);
+    drop(d);
+    drop((f1, f2, dir));
     fds.assert_same();
 }
