@@ -418,6 +418,7 @@ impl AsyncClient {
         opts: SendOptions,
     ) -> Result<Reply, Error> {
         let (dst, src) = (dst.as_fd(), src.as_fd());
+        let deadline = opts.get_timeout().map(|d| tokio::time::Instant::now() + d);
         let mut patience = None;
         loop {
             let mut t = self
@@ -430,12 +431,12 @@ impl AsyncClient {
                     &mut patience,
                 )
                 .await?;
-            let delivery = match opts.get_timeout() {
+            let delivery = match deadline {
                 None => t.raw().await,
-                Some(d) => match tokio::time::timeout(d, t.raw()).await {
+                Some(d) => match tokio::time::timeout_at(d, t.raw()).await {
                     Ok(d) => d,
                     Err(_elapsed) => {
-                        t.send_cancel().await?;
+                        t.cancel().await?;
                         match t.raw().await {
                             Delivery::Reply(r) if r.status == Status::Cancelled => {
                                 return Err(Error::TimedOut(Box::new(r)))
@@ -445,7 +446,9 @@ impl AsyncClient {
                     }
                 },
             };
-            let retry = delivery.unsent() && patience.is_none_or(|p| Instant::now() < p);
+            let retry = delivery.unsent()
+                && patience.is_none_or(|p| Instant::now() < p)
+                && deadline.is_none_or(|d| tokio::time::Instant::now() < d);
             if !retry {
                 return delivery.into_result();
             }
@@ -508,10 +511,6 @@ impl Transfer {
     /// and the future gives its real outcome).
     pub async fn cancel(&self) -> Result<bool, Error> {
         self.canceller().cancel().await
-    }
-
-    async fn send_cancel(&self) -> Result<bool, Error> {
-        self.cancel().await
     }
 
     fn raw(&mut self) -> RawWait<'_> {
