@@ -20,3 +20,18 @@ if [ -n "$missing" ]; then
 	$SUDO apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >&2
 fi
+
+# The Rust client (bindings/rust) needs cargo and rustc 1.87 or later. Debian's
+# packages are older than that (bookworm has 1.63), so this does not install
+# them: a missing or old toolchain is an error, fixed with rustup.
+if ! command -v cargo >/dev/null 2>&1; then
+	echo "install-deps.sh: cargo is missing: install Rust 1.87 or later with rustup" >&2
+	echo "  (curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh)" >&2
+	exit 1
+fi
+rustc_version=$(rustc --version | sed -n 's/^rustc \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+set -- $rustc_version
+if [ "${1:-0}" -lt 1 ] || { [ "${1:-0}" -eq 1 ] && [ "${2:-0}" -lt 87 ]; }; then
+	echo "install-deps.sh: $(rustc --version) is too old: the Rust client needs 1.87 or later (rustup update)" >&2
+	exit 1
+fi
