@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parent.parent
-ALL_CLIENTS = ["c", "python"]
+ALL_CLIENTS = ["c", "python", "rust"]
 FIELDS = ["name", "source", "path", "size", "offset", "count", "fallback", "dest", "action",
           "at"]
 #: A /proc file that fstat reports as size 0 and sendfile(2) refuses (so it
@@ -200,6 +200,8 @@ def runner_command(client: str, build: Path) -> Tuple[List[str], Dict[str, str],
                 None if go else "go is not installed (scripts/install-deps.sh installs it)")
     if client == "rust":
         cargo = shutil.which("cargo")
+        # The binding's own target directory: its dependencies are built there already.
+        env["CARGO_TARGET_DIR"] = str(TOP / "bindings" / "rust" / "target")
         return ([cargo or "cargo", "run", "--quiet", "--manifest-path",
                  str(r / "rust" / "Cargo.toml")], env,
                 None if cargo else "cargo is not installed (scripts/install-deps.sh installs it)")
