@@ -126,8 +126,8 @@ async function sendfiledFastify(fastify, options) {
       const fixed = typeof route === 'string' && route.endsWith('*') ? route.slice(0, -1) : null;
       if (fixed !== null && raw.startsWith(fixed))
         return start(reply, async () =>
-          answer(reply, await resolve(root, raw.slice(fixed.length), opts), opts));
-      const rel = request.params['*'] || '';
+          answer(reply, await resolve(root, '/' + raw.slice(fixed.length), opts), opts));
+      const rel = '/' + (request.params['*'] || '');
       return start(reply, async () => answer(reply, await resolveDecoded(root, rel, opts), opts));
     };
     fastify.get(prefix + '*', handler);

@@ -107,7 +107,8 @@ async function resolveDecoded(root, rel, opts) {
   if (full !== root && !full.startsWith(root.endsWith(path.sep) ? root : root + path.sep))
     return { kind: 'error', status: 403, error: httpError(403, 'path traversal refused') };
 
-  const trailing = rel.endsWith('/') || rel === '';
+  /* '' is the root named without its slash (a mount point): redirected like any directory. */
+  const trailing = rel.endsWith('/');
   const tryOpen = async (p) => {
     try {
       return { file: await openRegular(p) };
@@ -212,7 +213,10 @@ function serveStatic(root, options) {
       return undefined;
     }
     const run = async () => {
-      const r = await resolve(dir, pathname(req.url), opts);
+      let p = pathname(req.url);
+      if (p === '/' && req.originalUrl && !pathname(req.originalUrl).endsWith('/'))
+        p = '';
+      const r = await resolve(dir, p, opts);
       if (r.kind === 'redirect') {
         if (typeof next === 'function' && opts.fallthrough && !opts.redirect)
           return next();
