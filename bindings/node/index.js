@@ -25,3 +25,7 @@ module.exports = {
     codes: errors.CODES,
   },
 };
+
+// HTTP: file responses, a static-directory middleware (the Fastify plugin is sendfiled/fastify).
+module.exports.sendFile = require('./lib/http').sendFile;
+module.exports.serveStatic = require('./lib/static').serveStatic;
