@@ -13,7 +13,7 @@ const path = require('node:path');
 const { describe, it, before, after } = require('node:test');
 
 const express = require('express');
-const { serveStatic } = require('../lib/static');
+const { serveStatic } = require('..');
 const {
   commonTests, Daemon, makeClient, makeTree, request, pipelined, get, sha256, counters, delta,
   fdCount, waitFor, sleep,

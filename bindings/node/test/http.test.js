@@ -14,7 +14,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { describe, it, before, after } = require('node:test');
 
-const { sendFile } = require('../lib/http');
+const { sendFile } = require('..');
 const {
   commonTests, Daemon, makeClient, makeTree, request, sha256, counters, delta, fdCount,
   waitFor, sleep,
