@@ -118,8 +118,12 @@ class Conn {
 
   request(outFd, inFd, offset, count, flags) {
     const req = new Request(this, [outFd, inFd, offset, count, flags]);
-    if (this.queue.length) this.queue.push({ req });
-    else this._submit(req, true);
+    if (this.queue.length) {
+      this.queue.push({ req });
+      stats.bump('waitedForRoom');
+    } else {
+      this._submit(req, true);
+    }
     this._watch();
     return req;
   }
@@ -133,7 +137,10 @@ class Conn {
     }
     const r = native().submit(this.handle, ...req.args);
     if (r === -EAGAIN) {
-      if (queueOnFull) this.queue.push({ req });
+      if (queueOnFull) {
+        this.queue.push({ req });
+        stats.bump('waitedForRoom');
+      }
       return false;
     }
     if (r < 0) {

@@ -13,6 +13,7 @@ const COUNTERS = [
   'fallbackTls', // ... because the socket encrypts in user space (TLS)
   'fallbackStream', // ... because the destination has no descriptor (HTTP/2 stream, ...)
   'fallbackLimit', // ... because the daemon declined (limit, shutting down) with nothing sent
+  'waitedForRoom', // requests that found the connection full and waited for room
   'retried', // requests sent again on a new connection after a daemon restart
   'inFlight', // requests submitted and not answered yet
 ];
