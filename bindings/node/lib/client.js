@@ -372,6 +372,25 @@ function fstat(fd) {
   });
 }
 
+// Calls for one destination descriptor, in call order: each waits for the
+// one before it to be submitted (or to end) before it submits.
+const turns = new Map();
+
+function takeTurn(fd) {
+  const prev = turns.get(fd);
+  let done;
+  const mine = new Promise((resolve) => { done = resolve; });
+  const turn = {
+    ready: prev || Promise.resolve(),
+    done: () => {
+      done();
+      if (turns.get(fd) === mine) turns.delete(fd);
+    },
+  };
+  turns.set(fd, mine);
+  return turn;
+}
+
 // ---- the client ---------------------------------------------------------------
 
 class Client {
@@ -482,23 +501,28 @@ class Client {
     // is awaited), so that the file's bytes sit exactly where the call was
     // made among them.
     const h = dst.kind === 'fd' ? null : hold(socket);
+    // A descriptor: calls for the same one reach the daemon in call order
+    // (it runs them in the order received).
+    const turn = dst.kind === 'fd' ? takeTurn(dst.fd) : null;
     let src = null;
     try {
       src = await source(file);
-      return await this._send(socket, dst, h, src.fd, opts);
+      return await this._send(socket, dst, h, src.fd, opts, turn);
     } finally {
       if (h) h.release();
+      if (turn) turn.done();
       if (src && src.handle) await src.handle.close();
     }
   }
 
-  async _send(socket, dst, h, fd, opts) {
+  async _send(socket, dst, h, fd, opts, turn) {
     const st = await fstat(fd);
     const seekable = st.isFile() || st.isBlockDevice();
     const src = { fd, seekable, offset: opts.offset, count: opts.count };
 
     if (dst.kind === 'fd') {
-      return this._offloadOrLocal(dst.fd, null, src, opts);
+      await turn.ready;
+      return this._offloadOrLocal(dst.fd, null, src, opts, turn);
     }
     await h.started;
     if (opts.signal && opts.signal.aborted) {
@@ -535,7 +559,7 @@ class Client {
     }
   }
 
-  async _offloadOrLocal(outFd, h, src, opts) {
+  async _offloadOrLocal(outFd, h, src, opts, turn = null) {
     let conn = this._connect();
     if (!conn) {
       if (this.requireDaemon) throw this._lastError;
@@ -543,7 +567,7 @@ class Client {
       return this._local(src, h ? (b) => h.write(b) : fdWriter(outFd), opts);
     }
     try {
-      return await this._offload(conn, outFd, h, src, opts);
+      return await this._offload(conn, outFd, h, src, opts, turn);
     } catch (e) {
       if (!(e instanceof NotHandedOver)) throw e;
       if (this.requireDaemon) throw e.error;
@@ -552,7 +576,7 @@ class Client {
     }
   }
 
-  async _offload(conn, outFd, h, src, opts) {
+  async _offload(conn, outFd, h, src, opts, turn) {
     const flags = opts.fallback ? 0 : SFD_NO_FALLBACK;
     const { fd, offset, count } = src;
     let res;
@@ -564,6 +588,9 @@ class Client {
       }
       const before = src.seekable ? tell(fd) : null;
       const req = conn.request(outFd, fd, offset, count, flags);
+      // In the connection's order now: the next call for this
+      // destination may go (a retry after a restart may pass it).
+      if (turn) turn.done();
       const onAbort = () => req.cancel();
       let socketClosed = false;
       if (opts.signal) opts.signal.addEventListener('abort', onAbort, { once: true });

@@ -32,12 +32,13 @@ class Hold {
     });
     // Awaited by the caller, but it may reject before anyone does.
     this.started.catch(() => {});
-    this._closeListener = () => {
-      this.closed = true;
-      if (this._onClose) this._onClose();
-      this._reject(destroyedError());
-    };
-    stream.once('close', this._closeListener);
+    state.holds.add(this);
+  }
+
+  _closed() {
+    this.closed = true;
+    if (this._onClose) this._onClose();
+    this._reject(destroyedError());
   }
 
   // Called once if the stream closes while held.
@@ -60,9 +61,9 @@ class Hold {
   }
 
   release() {
-    this.stream.removeListener('close', this._closeListener);
     this._reject = () => {};
     const st = this._state;
+    st.holds.delete(this);
     if (st.holding === this) {
       st.holding = null;
       resume(this.stream, st);
@@ -98,8 +99,14 @@ function install(stream) {
     holding: null,
     stash: null, // the one write (or writev) the Writable is waiting on
     finalCb: null,
+    holds: new Set(), // not released yet
+    // One listener for all of them.
+    onClose: () => {
+      for (const h of [...st.holds]) h._closed();
+    },
   };
   stream[kState] = st;
+  stream.on('close', st.onClose);
   stream._write = function (chunk, enc, cb) {
     if (st.holding) {
       st.stash = { chunks: null, chunk, enc, cb };
@@ -173,7 +180,8 @@ function resume(stream, st) {
 }
 
 function maybeUninstall(stream, st) {
-  if (st.holding || st.markers.size || st.stash || st.finalCb) return;
+  if (st.holding || st.markers.size || st.stash || st.finalCb || st.holds.size) return;
+  stream.removeListener('close', st.onClose);
   for (const name of ['_write', '_writev', '_final']) {
     if (st.saved[name]) stream[name] = st.saved[name].value;
     else delete stream[name];

@@ -319,18 +319,22 @@ describe('Client.sendfile', () => {
     const rs = await Promise.all(Array.from({ length: 5 }, () => h.Receiver.open()));
     const fd = fs.openSync(small.path, 'r');
     const s0 = sendfiled.stats();
+    const ps = [];
     try {
       // Connected before the stop.
       await c.sendfile(rs[0].socket._handle.fd, fd, { count: 1 });
       d.signal('SIGSTOP');
-      const ps = [];
       for (let k = 0; k < per; k++) {
         rs.forEach((r, i) => {
           ps.push(c.sendfile(r.socket._handle.fd, fd, { offset: k * 1000 + i, count: 1000 }));
         });
       }
-      // The loop keeps turning while the daemon sleeps.
-      await h.sleep(200);
+      // The loop keeps turning while the daemon sleeps, and the
+      // connection fills.
+      const end = Date.now() + 60000;
+      while (sendfiled.stats().waitedForRoom === s0.waitedForRoom && Date.now() < end) {
+        await h.sleep(20);
+      }
       assert.ok(sendfiled.stats().waitedForRoom > s0.waitedForRoom, 'no request met EAGAIN');
       d.signal('SIGCONT');
       const results = await Promise.all(ps);
@@ -344,6 +348,7 @@ describe('Client.sendfile', () => {
       });
     } finally {
       d.signal('SIGCONT');
+      await Promise.allSettled(ps);
       c.close();
       fs.closeSync(fd);
       await Promise.all(rs.map((r) => r.destroy()));
