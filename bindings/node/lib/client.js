@@ -102,8 +102,10 @@ class Conn {
     this.dead = 0;
     this.watching = false;
     this.refd = false;
-    const h = native().open(lib.handle, socketPath, (results, err, writable) =>
-      this._onEvent(results, err, writable));
+    this.last = null; // the request sent last
+    this.unread = false;
+    const h = native().open(lib.handle, socketPath, (results, err, writable, unread) =>
+      this._onEvent(results, err, writable, unread));
     if (typeof h === 'number') {
       const e = new Error('open');
       e.errno = -h;
@@ -157,6 +159,7 @@ class Conn {
     }
     req.id = r;
     req.state = 'sent';
+    this.last = req;
     this.byId.set(r, req);
     stats.bump('inFlight');
     if (req.cancelWanted) this._cancel(req);
@@ -207,7 +210,8 @@ class Conn {
     native().setWatch(this.handle, writable, ref);
   }
 
-  _onEvent(results, err, writable) {
+  _onEvent(results, err, writable, unread) {
+    if (unread) this.unread = true;
     for (const res of results) {
       const req = this.byId.get(res.id);
       if (!req) continue;
@@ -236,7 +240,10 @@ class Conn {
     native().close(this.handle);
     for (const req of inflight) {
       req.state = 'done';
-      req._reject(new Lost(errno));
+      // The daemon closed with the last request unread: it did nothing
+      // with it (as libsendfiled's blocking call concludes). Of the
+      // others, it may have sent any part.
+      req._reject(this.unread && req === this.last ? new NotSent(errno) : new Lost(errno));
     }
     for (const req of queued) {
       req.state = 'done';
@@ -611,14 +618,10 @@ class Client {
                                   errors.unavailable(e.errno, this.socketPath));
         }
         if (e instanceof Lost) {
-          // What was sent is known only from the file position, which
-          // the daemon settles even when it dies.
+          // The daemon may have sent some of it: never sent twice. What
+          // was sent is known only from the file position, as far as the
+          // daemon settled it before it went away.
           const after = src.seekable ? tell(fd) : null;
-          const untouched = before !== null && after === before && before <= offset;
-          if (untouched && attempt < RESEND_MAX && !socketClosed &&
-              !(opts.signal && opts.signal.aborted)) {
-            continue;
-          }
           const sent = after !== null && before !== null && after !== before
             ? Math.max(0, after - offset) : 0;
           const err = errors.unavailable(e.errno, this.socketPath,

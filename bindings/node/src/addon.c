@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -334,10 +335,28 @@ on_completion(struct sfd_client *client, uint64_t id, const struct sfd_result *r
 }
 
 /*
+ * Did the daemon close the connection with records of ours unread? The
+ * kernel says so with ECONNRESET (rather than a plain end of file), once:
+ * ask before sfd_client_dispatch() reads the end. Records are read in
+ * order, so then the last request sent was never read.
+ */
+static bool
+closed_unread(const struct conn *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(c->lib->get_fd(c->client), SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return false;
+	return err == ECONNRESET;
+}
+
+/*
  * The connection's descriptor is ready. The JavaScript callback gets
- * (results, error, writable): the completions dispatched now, a negative
- * errno when the connection has ended (0 otherwise), and whether the
- * descriptor is writable.
+ * (results, error, writable, unread): the completions dispatched now, a
+ * negative errno when the connection has ended (0 otherwise), whether the
+ * descriptor is writable, and whether the daemon left the last request sent
+ * unread when it closed (see closed_unread()).
  */
 static void
 on_poll(uv_poll_t *h, int status, int events)
@@ -345,7 +364,8 @@ on_poll(uv_poll_t *h, int status, int events)
 	struct conn *c = h->data;
 	napi_env env = c->env;
 	napi_handle_scope scope;
-	napi_value argv[3], fn, recv, ignored;
+	napi_value argv[4], fn, recv, ignored;
+	bool unread = false;
 	int err = 0;
 
 	if (c->closed)
@@ -355,6 +375,8 @@ on_poll(uv_poll_t *h, int status, int events)
 	if (napi_create_array(env, &c->batch) != napi_ok)
 		goto out;
 	c->batch_len = 0;
+	if (status < 0 || (events & UV_DISCONNECT))
+		unread = closed_unread(c);
 	if (status < 0)
 		err = -ECONNRESET;
 	else if (events & (UV_READABLE | UV_DISCONNECT))
@@ -364,12 +386,13 @@ on_poll(uv_poll_t *h, int status, int events)
 	argv[0] = c->batch;
 	argv[1] = make_int(env, err);
 	napi_get_boolean(env, status >= 0 && (events & UV_WRITABLE), &argv[2]);
+	napi_get_boolean(env, unread, &argv[3]);
 	if (napi_get_reference_value(env, c->cb, &fn) != napi_ok || !fn)
 		goto out;
 	napi_get_global(env, &recv);
 	/* Through napi_make_callback(): promises resolved by the callback
 	 * run their reactions before control returns to libuv. */
-	if (napi_make_callback(env, c->actx, recv, fn, 3, argv, &ignored) != napi_ok) {
+	if (napi_make_callback(env, c->actx, recv, fn, 4, argv, &ignored) != napi_ok) {
 		bool pending = false;
 		napi_value exc;
 
