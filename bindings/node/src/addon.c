@@ -626,6 +626,26 @@ js_lseek(napi_env env, napi_callback_info info)
 	return make_int(env, r);
 }
 
+/*
+ * Keep this module's code mapped for the life of the process. Node unloads
+ * an addon when the last environment using it ends (a worker thread
+ * exiting), but the poll handles closed then still call on_handle_closed()
+ * when the loop finishes closing them, after the unload.
+ */
+static void
+pin_module(void)
+{
+	static bool pinned;
+	Dl_info info;
+
+	if (pinned || !dladdr((void *)on_handle_closed, &info) || !info.dli_fname)
+		return;
+	/* RTLD_NOLOAD: the object is loaded already; this only adds
+	 * RTLD_NODELETE to it. */
+	if (dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE))
+		pinned = true;
+}
+
 NAPI_MODULE_INIT()
 {
 	static const struct {
@@ -639,6 +659,7 @@ NAPI_MODULE_INIT()
 	        {"lseek", js_lseek},
 	};
 
+	pin_module();
 	for (size_t i = 0; i < ARRAY_SIZE(fns); i++) {
 		napi_value f;
 
