@@ -600,7 +600,11 @@ class Client {
       if (turn) turn.done();
       const onAbort = () => req.cancel();
       let socketClosed = false;
-      if (opts.signal) opts.signal.addEventListener('abort', onAbort, { once: true });
+      if (opts.signal) {
+        opts.signal.addEventListener('abort', onAbort, { once: true });
+        // Aborted while this call waited for its turn or its socket.
+        if (opts.signal.aborted) req.cancel();
+      }
       if (h) {
         h.onClose(() => {
           // The daemon holds its own duplicate of the socket and would
