@@ -176,7 +176,7 @@ async function serveResolved(req, res, r, opts) {
     if (opts.setHeaders)
       opts.setHeaders(res, r.path, r.file.stat);
   } catch (err) {
-    await r.file.handle.close();
+    r.file.handle.close();
     throw err;
   }
   return serve(req, res, null, opts, r.file);
