@@ -32,6 +32,8 @@ function daemonBinary() {
 }
 
 function ctlBinary(daemonBin) {
+  if (process.env.SENDFILED_CTL)
+    return process.env.SENDFILED_CTL;
   const p = path.join(path.dirname(path.dirname(daemonBin)), 'tools', 'sendfilectl');
   if (!fs.existsSync(p))
     throw new Error(`no sendfilectl beside the daemon: ${p}`);
