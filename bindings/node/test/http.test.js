@@ -267,3 +267,104 @@ describe('sendFile on node:http: the application and errors', { timeout: 300000 
     assert.equal(await waitFor(() => fdCount(), ctx.ownFds), ctx.ownFds);
   });
 });
+
+describe('sendFile over TLS and HTTP/2: never through the daemon', { timeout: 300000 }, () => {
+  const https = require('node:https');
+  const http2 = require('node:http2');
+  const sendfiled = require('..');
+  const ctx = {};
+  const tlsOpts = {
+    key: fs.readFileSync(path.join(__dirname, 'tls-key.pem')),
+    cert: fs.readFileSync(path.join(__dirname, 'tls-cert.pem')),
+  };
+
+  before(async () => {
+    ctx.base = fs.mkdtempSync(path.join(os.tmpdir(), 'sfd-http-tls-'));
+    ctx.tree = makeTree(ctx.base);
+    ctx.daemon = await new Daemon().start();
+    ctx.client = makeClient(ctx.daemon);
+    ctx.results = [];
+    const handler = (req, res) => {
+      sendFile(req, res, path.join(ctx.tree.root, 'data.bin'), { client: ctx.client })
+        .then((r) => ctx.results.push(r));
+    };
+    ctx.https = https.createServer(tlsOpts, handler);
+    ctx.h2 = http2.createSecureServer(tlsOpts, handler);
+    ctx.httpsPort = await listen(ctx.https);
+    ctx.h2Port = await listen(ctx.h2);
+  });
+
+  after(async () => {
+    if (ctx.https)
+      await closeServer(ctx.https);
+    if (ctx.h2)
+      await new Promise((resolve) => ctx.h2.close(resolve));
+    if (ctx.client)
+      ctx.client.close();
+    if (ctx.daemon)
+      await ctx.daemon.stop();
+    if (ctx.base)
+      fs.rmSync(ctx.base, { recursive: true, force: true });
+  });
+
+  function httpsGet(headers) {
+    return new Promise((resolve, reject) => {
+      https.get({ host: '127.0.0.1', port: ctx.httpsPort, path: '/', headers, agent: false,
+        rejectUnauthorized: false }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers,
+          body: Buffer.concat(chunks) }));
+      }).on('error', reject);
+    });
+  }
+
+  function h2Get(headers) {
+    return new Promise((resolve, reject) => {
+      const session = http2.connect(`https://127.0.0.1:${ctx.h2Port}`,
+        { rejectUnauthorized: false });
+      session.on('error', reject);
+      const req = session.request({ ':path': '/', ...headers });
+      const chunks = [];
+      let head;
+      req.on('response', (h) => { head = h; });
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        session.close();
+        resolve({ status: head[':status'], headers: head, body: Buffer.concat(chunks) });
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('sends an https body in this process, byte-exact', async () => {
+    const data = ctx.tree.files['data.bin'];
+    const c0 = counters(ctx.daemon);
+    const tls0 = sendfiled.stats().fallbackTls;
+    const a = await httpsGet({});
+    assert.equal(a.status, 200);
+    assert.equal(sha256(a.body), sha256(data));
+    const b = await httpsGet({ range: 'bytes=1000-' });
+    assert.equal(b.status, 206);
+    assert.equal(sha256(b.body), sha256(data.subarray(1000)));
+    assert.equal(delta(c0, counters(ctx.daemon)).bytes, 0);
+    assert.equal(sendfiled.stats().fallbackTls - tls0, 2);
+    assert.ok(ctx.results.slice(-2).every((r) => !r.aborted && r.method !== 'sendfile'));
+  });
+
+  it('streams an HTTP/2 body, with ranges', async () => {
+    const data = ctx.tree.files['data.bin'];
+    const c0 = counters(ctx.daemon);
+    const a = await h2Get({});
+    assert.equal(a.status, 200);
+    assert.equal(a.headers['content-length'], String(data.length));
+    assert.equal(sha256(a.body), sha256(data));
+    const b = await h2Get({ range: 'bytes=-100' });
+    assert.equal(b.status, 206);
+    assert.equal(sha256(b.body), sha256(data.subarray(data.length - 100)));
+    assert.equal(delta(c0, counters(ctx.daemon)).bytes, 0);
+    assert.deepEqual(ctx.results.slice(-2).map((r) => [r.method, r.aborted]),
+      [['stream', false], ['stream', false]]);
+  });
+});
