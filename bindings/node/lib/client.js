@@ -17,14 +17,9 @@ const { localSend, fdWriter } = require('./local');
 const { STATUS, METHODS } = errors;
 const SFD_NO_FALLBACK = 1;
 
-const EAGAIN = 11;
-const ENOENT = 2;
-const ECONNREFUSED = 111;
-const ECONNRESET = 104;
-const EPIPE = 32;
-const ENOTCONN = 107;
-const ESHUTDOWN = 108;
-const SEEK_SET = 0;
+const { EAGAIN, EBADF, ENOENT, ECONNREFUSED, ECONNRESET, EPIPE, ENOTCONN } =
+  require('node:os').constants.errno;
+const ESHUTDOWN = 108; // Linux's; not among Node's constants
 const SEEK_CUR = 1;
 
 // After a daemon restart, connecting is retried like libsendfiled's blocking
@@ -362,7 +357,7 @@ async function source(file) {
       typeof file.close === 'function' && !(file instanceof URL)) {
     if (file.fd < 0) {
       throw new errors.SendfiledError('EBADF', 'the FileHandle is closed',
-                                      errors.sysProps(9, 'fstat'));
+                                      errors.sysProps(EBADF, 'fstat'));
     }
     return { fd: file.fd, handle: null };
   }
