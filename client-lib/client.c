@@ -93,6 +93,9 @@ struct sfd_client {
 	 * loop may watch fd, and completions may be due on this connection,
 	 * so it is never replaced. */
 	bool async_used;
+	/* sfd_client_set_nonblocking(): sfd_client_submit() and
+	 * sfd_client_cancel() return -EAGAIN rather than wait for room. */
+	bool nonblocking;
 
 	/* Requests in flight: open addressing with linear probing, a
 	 * power-of-two number of slots, at most half of them used. */
@@ -378,12 +381,14 @@ read_available(struct sfd_client *c)
 }
 
 /*
- * Send one record, waiting while the socket is full. The daemon may itself be
- * blocked on us reading its replies before it reads more requests, so the
- * wait keeps reading them (into the queue) until there is room.
+ * Send one record, waiting while the socket is full unless @may_wait is
+ * false (then -EAGAIN, nothing sent). The daemon may itself be blocked on us
+ * reading its replies before it reads more requests, so the wait keeps
+ * reading them (into the queue) until there is room.
  */
 static int
-send_record(struct sfd_client *c, const void *buf, size_t len, const int *fds, size_t nfds)
+send_record(struct sfd_client *c, const void *buf, size_t len, const int *fds, size_t nfds,
+            bool may_wait)
 {
 	for (;;) {
 		struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLOUT};
@@ -401,7 +406,7 @@ send_record(struct sfd_client *c, const void *buf, size_t len, const int *fds, s
 			read_available(c);
 			return c->err ? c->err : (int)n;
 		}
-		if (n != -EAGAIN)
+		if (n != -EAGAIN || !may_wait)
 			return (int)n;
 		if (poll(&p, 1, -1) < 0) {
 			if (errno == EINTR)
@@ -417,12 +422,13 @@ send_record(struct sfd_client *c, const void *buf, size_t len, const int *fds, s
 }
 
 /*
- * Give @wr a fresh id, record it as in flight and send it with @fds.
+ * Give @wr a fresh id, record it as in flight and send it with @fds; see
+ * send_record() for @may_wait.
  * Return: 0 and *ret_id, or a negative errno (then nothing is in flight).
  */
 static int
 start_request(struct sfd_client *c, enum req_kind kind, struct wire_request *wr, const int *fds,
-              size_t nfds, void *userdata, uint64_t *ret_id)
+              size_t nfds, bool may_wait, void *userdata, uint64_t *ret_id)
 {
 	uint8_t buf[WIRE_MAX_RECORD];
 	struct req r = {.kind = kind, .userdata = userdata};
@@ -449,7 +455,7 @@ start_request(struct sfd_client *c, enum req_kind kind, struct wire_request *wr,
 
 	reqs_place(c, &r);
 	c->n_reqs++;
-	e = send_record(c, buf, (size_t)len, fds, nfds);
+	e = send_record(c, buf, (size_t)len, fds, nfds, may_wait);
 	if (e < 0) {
 		reqs_drop(c, r.id);
 		return e;
@@ -461,12 +467,12 @@ start_request(struct sfd_client *c, enum req_kind kind, struct wire_request *wr,
 }
 
 static int
-send_cancel(struct sfd_client *c, uint64_t target)
+send_cancel(struct sfd_client *c, uint64_t target, bool may_wait)
 {
 	struct wire_request wr = {.op = WIRE_OP_CANCEL, .target = target};
 	uint64_t id;
 
-	return start_request(c, REQ_CANCEL, &wr, NULL, 0, NULL, &id);
+	return start_request(c, REQ_CANCEL, &wr, NULL, 0, may_wait, NULL, &id);
 }
 
 static int
@@ -610,7 +616,7 @@ sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, 
 	if (e < 0)
 		return e;
 	c->async_used = true;
-	return start_request(c, REQ_USER, &wr, fds, 2, userdata, ret_id);
+	return start_request(c, REQ_USER, &wr, fds, 2, !c->nonblocking, userdata, ret_id);
 }
 
 /* The daemon closed the connection, or was closing it. */
@@ -692,7 +698,7 @@ sendfile_once(struct sfd_client *c, struct wire_request *wr, const int *fds, int
 	int e;
 
 	*ret_unsent = false;
-	e = start_request(c, REQ_SYNC, wr, fds, 2, w, &id);
+	e = start_request(c, REQ_SYNC, wr, fds, 2, true, w, &id);
 	if (e < 0) {
 		/* Nothing left here: sendmsg() never took the record. */
 		*ret_unsent = went_away(e);
@@ -703,7 +709,7 @@ sendfile_once(struct sfd_client *c, struct wire_request *wr, const int *fds, int
 		/* The daemon answers a Cancel at once; waiting for the
 		 * target's reply means its file position is final when we
 		 * return. */
-		e = send_cancel(c, id);
+		e = send_cancel(c, id, true);
 		if (e == 0)
 			e = wait_for(c, w, -1);
 		/* A transfer that ended by itself first keeps its outcome. */
@@ -825,7 +831,14 @@ sfd_client_cancel(struct sfd_client *c, uint64_t id)
 	i = reqs_find(c, id);
 	if (i < 0 || c->reqs[i].kind != REQ_USER)
 		return -ENOENT;
-	return send_cancel(c, id);
+	return send_cancel(c, id, !c->nonblocking);
+}
+
+int
+sfd_client_set_nonblocking(struct sfd_client *c, bool on)
+{
+	c->nonblocking = on;
+	return 0;
 }
 
 unsigned

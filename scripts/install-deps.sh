@@ -5,7 +5,7 @@ set -eu
 
 PKGS="gcc pkg-config meson ninja-build protobuf-c-compiler libprotobuf-c-dev libuv1-dev
 libnng-dev libcmocka-dev libsystemd-dev systemd clang-format python3 python3-venv
-python3-pip valgrind iproute2 procps"
+python3-pip valgrind iproute2 procps g++ make"
 
 missing=""
 for p in $PKGS; do
@@ -13,6 +13,14 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
+# The Node.js binding: node, npm (its node-gyp builds the addon) and Node's
+# headers. Judged by the commands and files, not by package names: a nodejs
+# from another source than Debian may bring npm and the headers itself.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+node_h=$(node -p 'require("path").resolve(process.execPath, "../../include/node/node_api.h")' \
+	2>/dev/null || echo /usr/include/node/node_api.h)
+[ -e "$node_h" ] || [ -e /usr/include/node/node_api.h ] || missing="$missing libnode-dev"
 if [ -n "$missing" ]; then
 	SUDO=""
 	[ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -3,9 +3,9 @@
 # valgrind), integration tests against a real daemon, fuzz-corpus replay,
 # control plane, systemd integration, the raw protocol from another language,
 # the format check; the C suites again under AddressSanitizer and
-# UndefinedBehaviorSanitizer; then the bindings' own tests (Python; Rust:
-# clippy, tests against the daemon, docs), and the conformance cases through
-# every client.
+# UndefinedBehaviorSanitizer; then the bindings' own tests (Python, Node.js;
+# Rust: clippy, tests against the daemon, docs), and the conformance cases
+# through every client.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -25,6 +25,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print
 if [ -x bindings/python/run-tests.sh ]; then
 	bindings/python/run-tests.sh build-test
 fi
+bindings/node/run-tests.sh build-test
 bindings/rust/run-tests.sh build-test
 
 # Every client against the one list of conformance cases (after the

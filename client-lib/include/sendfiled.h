@@ -21,6 +21,7 @@
 #ifndef SENDFILED_H
 #define SENDFILED_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -178,6 +179,7 @@ int sfd_client_get_fd(const struct sfd_client *c);
  * May block briefly while the connection's send buffer is full; while it
  * waits it keeps reading completions, which it holds for the next dispatch:
  * call sfd_client_dispatch() after a submit when sfd_client_pending() > 0.
+ * With sfd_client_set_nonblocking() it returns -EAGAIN instead of waiting.
  *
  * Daemon restarts: a completion with SFD_STATUS_SHUTTING_DOWN means the
  * daemon is stopping and did nothing with the request (nothing sent, the
@@ -210,10 +212,26 @@ int sfd_client_dispatch(struct sfd_client *c, sfd_completion_fn cb);
  * request still completes, normally with SFD_STATUS_CANCELLED and the bytes
  * sent so far (or with its real outcome if it finished first).
  * Return: 0, -ENOENT if @id is not in flight (a completion already received
- * and waiting for sfd_client_dispatch() is no longer in flight), or a
- * negative errno.
+ * and waiting for sfd_client_dispatch() is no longer in flight), -EAGAIN in
+ * non-blocking mode when the connection is full (see
+ * sfd_client_set_nonblocking()), or a negative errno.
  */
 int sfd_client_cancel(struct sfd_client *c, uint64_t id);
+
+/*
+ * sfd_client_set_nonblocking() - never wait for room on the connection.
+ * While @on, sfd_client_submit() and sfd_client_cancel() return -EAGAIN
+ * instead of waiting when the connection's send buffer is full: nothing was
+ * sent and nothing is in flight (a submit's descriptors were not passed, no
+ * id was used up). Keep the request, watch sfd_client_get_fd() for
+ * writability as well as readability, call sfd_client_dispatch() when it is
+ * readable (the daemon makes room by sending replies), and try again when it
+ * is writable. Off by default; an event loop that must never block turns it
+ * on once, after sfd_client_open().
+ * sfd_client_sendfile() is not affected: it blocks, as it always does.
+ * Return: 0.
+ */
+int sfd_client_set_nonblocking(struct sfd_client *c, bool on);
 
 /* sfd_client_pending() - completions received and not yet dispatched. */
 unsigned sfd_client_pending(const struct sfd_client *c);
