@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parent.parent
-ALL_CLIENTS = ["c", "python", "rust"]
+ALL_CLIENTS = ["c", "python", "node", "rust"]
 FIELDS = ["name", "source", "path", "size", "offset", "count", "fallback", "dest", "action",
           "at"]
 #: A /proc file that fstat reports as size 0 and sendfile(2) refuses (so it
@@ -185,13 +185,12 @@ def runner_command(client: str, build: Path) -> Tuple[List[str], Dict[str, str],
         return [str(py), str(r / "python_runner.py")], env, why
     if client == "node":
         node = shutil.which("node")
-        mod = TOP / "bindings" / "node" / "node_modules"
-        addon = TOP / "bindings" / "node" / "build" / "Release"
+        addon = TOP / "bindings" / "node" / "build" / "Release" / "sendfiled.node"
         why = None
         if not node:
             why = "node is not installed (scripts/install-deps.sh installs it)"
-        elif not addon.exists() and not mod.exists():
-            why = "the Node addon is not built: bindings/node/run-tests.sh builds it"
+        elif not addon.exists():
+            why = f"{addon} is missing: bindings/node/run-tests.sh builds it (npm install)"
         return [node or "node", str(r / "node_runner.js")], env, why
     if client == "go":
         go = shutil.which("go")
