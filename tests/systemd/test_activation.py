@@ -38,6 +38,22 @@ def wait_path(path, proc, timeout=5):
         time.sleep(0.01)
 
 
+def connect_when_listening(path, proc, timeout=5):
+    """Connect to @path once it listens: systemd-socket-activate binds the
+    socket (the path appears) a moment before it calls listen()."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            s.connect(path)
+            return s
+        except ConnectionRefusedError:
+            s.close()
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def test_systemd_socket_activate():
     """systemd-socket-activate binds the socket and execs the daemon on the
     first connection: real transfers, the control plane beside the socket,
@@ -58,8 +74,7 @@ def test_systemd_socket_activate():
         wait_path(sock, proc)
         # The first connection starts the daemon; keep it open so that the
         # live status has a connection to count.
-        held = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        held.connect(sock)
+        held = connect_when_listening(sock, proc)
         ready = notify.wait_for(has("READY=1"), what="READY=1")
         assert any(line.startswith("STATUS=Serving:") for line in ready), ready
         wait_path(os.path.join(d, "control.sock"), proc)
