@@ -52,10 +52,18 @@ fill_setup(struct fill *f)
 		f->slots[i].counter = &f->done;
 }
 
-/* Submit without ever dispatching until the connection is full. */
+/*
+ * Submit without ever dispatching until the connection is full for good. A
+ * first -EAGAIN may only mean that the daemon has not read yet, so it counts
+ * once three tries 100 ms apart meet it: by then the daemon has stopped
+ * reading, waiting for its replies to be read. (poll(POLLOUT) cannot tell:
+ * an AF_UNIX socket reports writable only below a quarter of its buffer.)
+ */
 static void
 fill_until_eagain(struct fill *f)
 {
+	unsigned refused = 0;
+
 	for (;;) {
 		uint64_t id = UINT64_MAX;
 		int r;
@@ -66,8 +74,12 @@ fill_until_eagain(struct fill *f)
 		if (r == -EAGAIN) {
 			/* Refused: no id handed out, nothing in flight. */
 			assert_int_equal(id, UINT64_MAX);
-			break;
+			if (++refused == 3)
+				break;
+			usleep(100 * 1000);
+			continue;
 		}
+		refused = 0;
 		if (r < 0)
 			fail_msg("submit %u: %s", f->n, strerror(-r));
 		f->ids[f->n++] = id;
