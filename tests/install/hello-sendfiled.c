@@ -5,6 +5,7 @@
  * the bytes, the reply and the file position.
  * Exit status: 0 on success, 1 on any mismatch.
  */
+#define _GNU_SOURCE /* mkostemp() */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -133,7 +133,8 @@ unset PKG_CONFIG_PATH
 
 mkdir -p "$tmp/run"
 sock=$tmp/run/sendfiled.sock
-SENDFILED_CONFIG=/dev/null "$prefix/sbin/sendfiled" --socket "$sock" >"$tmp/daemon.log" 2>&1 &
+: >"$tmp/empty.conf"
+SENDFILED_CONFIG=$tmp/empty.conf "$prefix/sbin/sendfiled" --socket "$sock" >"$tmp/daemon.log" 2>&1 &
 daemon_pid=$!
 i=0
 while [ ! -S "$sock" ] || [ ! -S "$tmp/run/control.sock" ]; do
