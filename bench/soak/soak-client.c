@@ -605,25 +605,23 @@ report(const char *what, unsigned fd_start, unsigned fd_end)
 	printf("{\"%s\":true,\"pid\":%d,\"submitted\":%" PRIu64 ",\"replied\":%" PRIu64
 	       ",\"finished\":%" PRIu64,
 	       what, (int)getpid(), n.submitted, n.replied, n.finished);
-	if (strcmp(what, "final") == 0) {
-		printf(",\"status\":[");
-		for (int i = 0; i < 10; i++)
-			printf("%s%" PRIu64, i ? "," : "", n.status[i]);
-		printf("],\"kinds\":{");
-		for (int i = 0; i < N_KINDS; i++)
-			printf("%s\"%s\":%" PRIu64, i ? "," : "", kind_names[i], n.kinds[i]);
-		printf("},\"bytes_received\":%" PRIu64 ",\"cancels_sent\":%" PRIu64
-		       ",\"verify_failed\":%" PRIu64 ",\"position_failed\":%" PRIu64
-		       ",\"lost\":%" PRIu64 ",\"died_in_flight\":%" PRIu64
-		       ",\"death_pos_ok\":%" PRIu64 ",\"death_pos_stale\":%" PRIu64
-		       ",\"death_unverifiable\":%" PRIu64 ",\"submit_retried\":%" PRIu64
-		       ",\"reconnects\":%" PRIu64 ",\"unknown_replies\":%" PRIu64
-		       ",\"unreadable_ok_at_eof\":%" PRIu64 ",\"fd_start\":%u,\"fd_end\":%u",
-		       n.bytes_received, n.cancels_sent, n.verify_failed, n.position_failed, n.lost,
-		       n.died_in_flight, n.death_pos_ok, n.death_pos_stale, n.death_unverifiable,
-		       n.submit_retried, n.reconnects, n.unknown_replies, n.unreadable_ok_at_eof,
-		       fd_start, fd_end);
-	}
+	printf(",\"status\":[");
+	for (int i = 0; i < 10; i++)
+		printf("%s%" PRIu64, i ? "," : "", n.status[i]);
+	printf("],\"kinds\":{");
+	for (int i = 0; i < N_KINDS; i++)
+		printf("%s\"%s\":%" PRIu64, i ? "," : "", kind_names[i], n.kinds[i]);
+	printf("},\"bytes_received\":%" PRIu64 ",\"cancels_sent\":%" PRIu64
+	       ",\"verify_failed\":%" PRIu64 ",\"position_failed\":%" PRIu64 ",\"lost\":%" PRIu64
+	       ",\"died_in_flight\":%" PRIu64 ",\"death_pos_ok\":%" PRIu64
+	       ",\"death_pos_stale\":%" PRIu64 ",\"death_unverifiable\":%" PRIu64
+	       ",\"submit_retried\":%" PRIu64 ",\"reconnects\":%" PRIu64
+	       ",\"unknown_replies\":%" PRIu64 ",\"unreadable_ok_at_eof\":%" PRIu64,
+	       n.bytes_received, n.cancels_sent, n.verify_failed, n.position_failed, n.lost,
+	       n.died_in_flight, n.death_pos_ok, n.death_pos_stale, n.death_unverifiable,
+	       n.submit_retried, n.reconnects, n.unknown_replies, n.unreadable_ok_at_eof);
+	if (strcmp(what, "final") == 0)
+		printf(",\"fd_start\":%u,\"fd_end\":%u", fd_start, fd_end);
 	printf("}\n");
 	fflush(stdout);
 }
