@@ -100,7 +100,8 @@ static uint64_t rng_state;
 static struct {
 	uint64_t submitted, replied, finished, status[10], kinds[N_KINDS];
 	uint64_t bytes_received, cancels_sent, verify_failed, position_failed, lost;
-	uint64_t died_in_flight, death_pos_ok, death_pos_stale, death_unverifiable;
+	uint64_t died_in_flight, death_pos_ok, death_pos_ok_sent, death_pos_stale;
+	uint64_t death_unverifiable;
 	uint64_t submit_retried, reconnects, unknown_replies, unreadable_ok_at_eof;
 } n;
 
@@ -303,6 +304,8 @@ finish(struct slot *s)
 			n.death_unverifiable++;
 		} else if ((uint64_t)pos == s->offset + s->received) {
 			n.death_pos_ok++;
+			if (s->received > 0)
+				n.death_pos_ok_sent++;
 		} else {
 			n.death_pos_stale++;
 		}
@@ -614,12 +617,14 @@ report(const char *what, unsigned fd_start, unsigned fd_end)
 	printf("},\"bytes_received\":%" PRIu64 ",\"cancels_sent\":%" PRIu64
 	       ",\"verify_failed\":%" PRIu64 ",\"position_failed\":%" PRIu64 ",\"lost\":%" PRIu64
 	       ",\"died_in_flight\":%" PRIu64 ",\"death_pos_ok\":%" PRIu64
-	       ",\"death_pos_stale\":%" PRIu64 ",\"death_unverifiable\":%" PRIu64
-	       ",\"submit_retried\":%" PRIu64 ",\"reconnects\":%" PRIu64
-	       ",\"unknown_replies\":%" PRIu64 ",\"unreadable_ok_at_eof\":%" PRIu64,
+	       ",\"death_pos_ok_sent\":%" PRIu64 ",\"death_pos_stale\":%" PRIu64
+	       ",\"death_unverifiable\":%" PRIu64 ",\"submit_retried\":%" PRIu64
+	       ",\"reconnects\":%" PRIu64 ",\"unknown_replies\":%" PRIu64
+	       ",\"unreadable_ok_at_eof\":%" PRIu64,
 	       n.bytes_received, n.cancels_sent, n.verify_failed, n.position_failed, n.lost,
-	       n.died_in_flight, n.death_pos_ok, n.death_pos_stale, n.death_unverifiable,
-	       n.submit_retried, n.reconnects, n.unknown_replies, n.unreadable_ok_at_eof);
+	       n.died_in_flight, n.death_pos_ok, n.death_pos_ok_sent, n.death_pos_stale,
+	       n.death_unverifiable, n.submit_retried, n.reconnects, n.unknown_replies,
+	       n.unreadable_ok_at_eof);
 	if (strcmp(what, "final") == 0)
 		printf(",\"fd_start\":%u,\"fd_end\":%u", fd_start, fd_end);
 	printf("}\n");

@@ -56,7 +56,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
 DEADLINE_S = 30  # soak-client's per-request deadline
 SUMMED = ["submitted", "replied", "finished", "bytes_received", "cancels_sent", "verify_failed",
-          "position_failed", "lost", "died_in_flight", "death_pos_ok", "death_pos_stale",
+          "position_failed", "lost", "died_in_flight", "death_pos_ok", "death_pos_ok_sent",
+          "death_pos_stale",
           "death_unverifiable", "submit_retried", "reconnects", "unknown_replies",
           "unreadable_ok_at_eof"]
 STATUS_NAMES = ["OK", "NOT_AVAILABLE", "INVALID_ARGUMENT", "PEER_CLOSED", "IO_ERROR",
@@ -323,7 +324,8 @@ def describe(res):
             f"cancels {res['cancels_sent']}; resubmitted after a daemon death "
             f"{res['submit_retried']}\n"
             f"  no reply because the daemon died: {res['died_in_flight']} (position right "
-            f"{res['death_pos_ok']}, stale {res['death_pos_stale']}, unverifiable "
+            f"{res['death_pos_ok']}, of which {res['death_pos_ok_sent']} had sent something; "
+            f"stale {res['death_pos_stale']}; unverifiable "
             f"{res['death_unverifiable']})\n"
             f"  unreadable source answered OK at end of file (known deviation): "
             f"{res['unreadable_ok_at_eof']}\n"
