@@ -37,7 +37,8 @@ where they were). Those do not fail the run unless --strict-positions.
 
 Prints a summary per phase and for the run, writes them as JSON to --json,
 and exits 0 when nothing was lost, leaked or wrong, 1 otherwise.
-Standard library only. Run it alone on the machine: flock /work/bench.lock ...
+Standard library only. It loads the machine fully: run one at a time
+(flock LOCKFILE bench/soak/soak.py ...).
 """
 import argparse
 import json
