@@ -2,10 +2,10 @@
 # Build sendfiled and run every test suite: C unit tests (also under
 # valgrind), integration tests against a real daemon, fuzz-corpus replay,
 # control plane, systemd integration, the raw protocol from another language,
-# the format check; the C suites again under AddressSanitizer and
-# UndefinedBehaviorSanitizer; then the bindings' own tests (Python, Node.js;
-# Rust: clippy, tests against the daemon, docs), and the conformance cases
-# through every client.
+# an install into a temporary prefix, the format check; the C suites again
+# under AddressSanitizer and UndefinedBehaviorSanitizer; then the bindings'
+# own tests (Python, Node.js; Rust: clippy, tests against the daemon, docs),
+# and the conformance cases through every client.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -20,7 +20,7 @@ meson test -C build-test --print-errorlogs --setup valgrind --suite unit
 ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LSAN_OPTIONS=suppressions="$PWD/tests/lsan.supp" \
-	meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite format
+	meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite format --no-suite install
 
 if [ -x bindings/python/run-tests.sh ]; then
 	bindings/python/run-tests.sh build-test

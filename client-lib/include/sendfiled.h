@@ -67,7 +67,7 @@ enum sfd_method {
 
 struct sfd_result {
 	uint64_t bytes_sent;   /* always filled, also on error */
-	uint64_t final_offset; /* offset + bytes_sent: the source's file position */
+	uint64_t final_offset; /* offset + bytes_sent; the source's position if bytes_sent > 0 */
 	int status;            /* enum sfd_status */
 	int error;             /* positive errno giving the cause, 0 if none */
 	int method;            /* enum sfd_method */

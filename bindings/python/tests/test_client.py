@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes.util
 import errno
 import io
+import os
 import socket
 import struct
 import threading
@@ -319,19 +320,57 @@ def test_reconnects_after_restart(own_daemon, files):
 # -- the library ----------------------------------------------------------------
 
 
-def test_library_not_found_lists_every_place(monkeypatch):
+def test_library_not_found_lists_every_place(monkeypatch, tmp_path):
     monkeypatch.setattr(_lib, "_default", None)
     monkeypatch.delenv("SENDFILED_LIB", raising=False)
     monkeypatch.setattr(_lib, "_build_tree_candidates", lambda: [])
+    monkeypatch.setattr(_lib, "_recorded_libdirs", lambda: [str(tmp_path / "prefix-lib")])
+    # pkg-config then searches only an empty directory.
+    monkeypatch.setenv("PKG_CONFIG_LIBDIR", str(tmp_path))
+    monkeypatch.delenv("PKG_CONFIG_PATH", raising=False)
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
     monkeypatch.setattr(_lib, "SONAME", "libsendfiled-absent.so.0")
     with pytest.raises(sendfiled.LibraryNotFoundError) as ei:
         sendfiled.load_library()
     text = str(ei.value)
     for place in ("$SENDFILED_LIB", "build*/client-lib/libsendfiled.so",
+                  str(tmp_path / "prefix-lib" / "libsendfiled-absent.so.0"),
+                  "pkg-config --variable=libdir sendfiled",
                   'find_library("sendfiled")', "libsendfiled-absent.so.0"):
         assert place in text, text
-    assert len(ei.value.tried) == 4
+    assert len(ei.value.tried) == 6
+
+
+def _only_installed(monkeypatch, tmp_path):
+    """The library the tests use, as if installed in its directory and found
+    only by the lookup of installed copies. Returns that directory."""
+    libdir = os.path.dirname(sendfiled.load_library().path)
+    assert os.path.exists(os.path.join(libdir, _lib.SONAME))
+    monkeypatch.setattr(_lib, "_default", None)
+    monkeypatch.delenv("SENDFILED_LIB", raising=False)
+    monkeypatch.setattr(_lib, "_build_tree_candidates", lambda: [])
+    monkeypatch.setenv("PKG_CONFIG_LIBDIR", str(tmp_path))
+    monkeypatch.delenv("PKG_CONFIG_PATH", raising=False)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    return libdir
+
+
+def test_library_from_install_dir_recorded_by_pip(monkeypatch, tmp_path):
+    libdir = _only_installed(monkeypatch, tmp_path)
+    monkeypatch.setattr(_lib, "_recorded_libdirs",
+                        lambda: [str(tmp_path / "gone"), libdir])
+    assert sendfiled.load_library().path == os.path.join(libdir, _lib.SONAME)
+
+
+def test_library_from_pkg_config(monkeypatch, tmp_path):
+    libdir = _only_installed(monkeypatch, tmp_path)
+    monkeypatch.setattr(_lib, "_recorded_libdirs", lambda: [])
+    (tmp_path / "sendfiled.pc").write_text(
+        f"libdir={libdir}\nName: sendfiled\nDescription: test\nVersion: 0.1.0\n"
+        "Libs: -L${libdir} -lsendfiled\n")
+    if not _lib.shutil.which("pkg-config"):
+        pytest.skip("pkg-config is not installed")
+    assert sendfiled.load_library().path == os.path.join(libdir, _lib.SONAME)
 
 
 def test_library_env_and_explicit(monkeypatch, tmp_path):

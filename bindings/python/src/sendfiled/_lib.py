@@ -9,6 +9,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import shutil
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -200,6 +202,47 @@ def _build_tree_candidates() -> List[Path]:
     return found
 
 
+def _recorded_libdirs() -> List[str]:
+    """The directories an installed libsendfiled was expected in when this
+    package was built (setup.py writes them: the install directory of each
+    meson build of the checkout it was built from, and pkg-config's libdir).
+    """
+    try:
+        from . import _paths  # type: ignore[attr-defined]
+    except ImportError:
+        return []
+    dirs = getattr(_paths, "LIBDIRS", [])
+    return [d for d in dirs if isinstance(d, str)]
+
+
+def _pkg_config_libdir(tried: List[Tuple[str, str]]) -> Optional[str]:
+    """`pkg-config --variable=libdir sendfiled` now, or None (and why, in tried)."""
+    place = "pkg-config --variable=libdir sendfiled"
+    exe = shutil.which("pkg-config")
+    if exe is None:
+        tried.append((place, "pkg-config is not installed"))
+        return None
+    try:
+        r = subprocess.run([exe, "--variable=libdir", "sendfiled"], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as e:
+        tried.append((place, str(e) or type(e).__name__))
+        return None
+    libdir = r.stdout.strip()
+    if r.returncode != 0 or not libdir:
+        tried.append((place, "sendfiled.pc not found"))
+        return None
+    return libdir
+
+
+def _try_libdir(libdir: str, how: str, tried: List[Tuple[str, str]]) -> Optional[Library]:
+    path = os.path.join(libdir, SONAME)
+    if not os.path.exists(path):
+        tried.append((path, f"no such file ({how})"))
+        return None
+    return _try(path, tried)
+
+
 def _try(path: str, tried: List[Tuple[str, str]]) -> Optional[Library]:
     if path in _cache:
         return _cache[path]
@@ -218,8 +261,12 @@ def load_library(path: Union[str, "os.PathLike[str]", None] = None) -> Library:
     With ``path``, load exactly that file and make it the default for every
     client created afterwards without ``lib=``. Otherwise try, in order: the
     ``SENDFILED_LIB`` environment variable, a build tree above this package
-    (``build*/client-lib/libsendfiled.so``), then the system library path
-    (``ctypes.util.find_library("sendfiled")`` and ``libsendfiled.so.0``).
+    (``build*/client-lib/libsendfiled.so``), the install directories recorded
+    when this package was built (where ``meson install`` of the checkout it
+    came from puts the library, and pkg-config's libdir then), pkg-config's
+    libdir now (``pkg-config --variable=libdir sendfiled``), then the system
+    library path (``ctypes.util.find_library("sendfiled")``, which reads
+    ``ldconfig -p``, and ``libsendfiled.so.0``).
     The library found without ``path`` is remembered and becomes the default.
 
     Raises :class:`LibraryNotFoundError`, listing every place tried.
@@ -264,6 +311,20 @@ def _load_default() -> Library:
                           "none found"))
         for c in candidates:
             lib = _try(str(c), tried)
+            if lib is not None:
+                _default = lib
+                return lib
+        recorded = _recorded_libdirs()
+        if not recorded:
+            tried.append(("install directories recorded when the package was built", "none"))
+        for d in recorded:
+            lib = _try_libdir(d, "recorded when the package was built", tried)
+            if lib is not None:
+                _default = lib
+                return lib
+        pc_libdir = _pkg_config_libdir(tried)
+        if pc_libdir is not None and pc_libdir not in recorded:
+            lib = _try_libdir(pc_libdir, "pkg-config's libdir", tried)
             if lib is not None:
                 _default = lib
                 return lib
