@@ -5,7 +5,8 @@
 //   1. an explicit path (Client({ lib }) or loadLibrary(path));
 //   2. $SENDFILED_LIB (an error if set and unusable: no other copy is picked);
 //   3. build*/client-lib/libsendfiled.so in this package's directory and each
-//      directory above it ("build" first), as in a checkout of sendfiled;
+//      directory above it ("build" first), as in a checkout of sendfiled,
+//      skipping builds configured with sanitizers;
 //   4. the system: libsendfiled.so.0 through the dynamic linker's search
 //      path (LD_LIBRARY_PATH, ld.so.cache, /usr/lib...).
 //
@@ -58,6 +59,19 @@ function tryLoad(file, tried) {
   }
 }
 
+// A build configured with sanitizers (meson's b_sanitize) makes a library that
+// loads only into a process started with the sanitizer's runtime: skip it.
+function sanitized(buildDir) {
+  try {
+    const opts = JSON.parse(fs.readFileSync(
+      path.join(buildDir, 'meson-info', 'intro-buildoptions.json'), 'utf8'));
+    const o = opts.find((x) => x.name === 'b_sanitize');
+    return Boolean(o && o.value && o.value !== 'none');
+  } catch {
+    return false;
+  }
+}
+
 function buildTreeCandidates() {
   const found = [];
   let d = path.resolve(__dirname, '..');
@@ -72,6 +86,7 @@ function buildTreeCandidates() {
       builds = [];
     }
     for (const b of builds) {
+      if (sanitized(path.join(d, b))) continue;
       for (const name of ['libsendfiled.so', SONAME]) {
         const p = path.join(d, b, 'client-lib', name);
         if (fs.existsSync(p)) {

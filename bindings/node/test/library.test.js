@@ -86,6 +86,23 @@ describe('libsendfiled lookup', () => {
     assert.ok(r.out.includes(`LOADED ${path.join(tree, 'build-x', 'client-lib', 'libsendfiled.so')}`), r.out);
   });
 
+  it('skips a build tree configured with sanitizers', () => {
+    // Its library would load only into a process started with the
+    // sanitizer's runtime. The tree named first ("build-a") is skipped.
+    const tree = path.join(dir, 'tree-san');
+    for (const [b, value] of [['build-a', 'address,undefined'], ['build-b', 'none']]) {
+      fs.mkdirSync(path.join(tree, b, 'client-lib'), { recursive: true });
+      fs.mkdirSync(path.join(tree, b, 'meson-info'), { recursive: true });
+      fs.copyFileSync(built, path.join(tree, b, 'client-lib', 'libsendfiled.so'));
+      fs.writeFileSync(path.join(tree, b, 'meson-info', 'intro-buildoptions.json'),
+                       JSON.stringify([{ name: 'b_sanitize', value }]));
+    }
+    fs.cpSync(copy, path.join(tree, 'bindings', 'node'), { recursive: true });
+    const r = runNode(path.join(tree, 'bindings', 'node'), tryLoad, {});
+    assert.equal(r.status, 0, r.out + r.err);
+    assert.ok(r.out.includes(`LOADED ${path.join(tree, 'build-b', 'client-lib', 'libsendfiled.so')}`), r.out);
+  });
+
   it('takes an explicit path, and rejects a file that is not the library', () => {
     const r = runNode(copy, `
       const s = require(process.env.SFD_PKG);

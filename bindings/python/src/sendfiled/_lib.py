@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import shutil
 import subprocess
@@ -178,6 +179,17 @@ _default: Optional[Library] = None
 _lock = threading.Lock()
 
 
+def _sanitized(build: Path) -> bool:
+    """Whether @build was configured with sanitizers (meson's b_sanitize): its
+    library loads only into a process started with the sanitizer's runtime."""
+    try:
+        opts = json.loads((build / "meson-info" / "intro-buildoptions.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(o.get("name") == "b_sanitize" and o.get("value") not in (None, "", "none")
+               for o in opts)
+
+
 def _build_tree_candidates() -> List[Path]:
     """build*/client-lib/libsendfiled.so* in this package's directory and above.
 
@@ -194,6 +206,8 @@ def _build_tree_candidates() -> List[Path]:
         # "build" itself first, then the others by name.
         builds.sort(key=lambda p: (p.name != "build", p.name))
         for b in builds:
+            if _sanitized(b):
+                continue
             for name in ("libsendfiled.so", SONAME):
                 lib = b / "client-lib" / name
                 if lib.exists():
