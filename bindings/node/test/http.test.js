@@ -229,6 +229,46 @@ describe('sendFile on node:http: the application and errors', { timeout: 300000 
     assert.equal(await waitFor(() => fdCount(), ctx.ownFds), ctx.ownFds);
   });
 
+  it('keeps the server\'s idle timeout from cutting a body the daemon is sending', async () => {
+    const net = require('node:net');
+    const big = ctx.file('slow.bin');
+    fs.writeFileSync(big, '');
+    fs.truncateSync(big, 64 << 20);
+    const saved = ctx.server.timeout;
+    ctx.server.timeout = 300;
+    handler = (req, res) => sendFile(req, res, big, { client: ctx.client });
+    try {
+      const s = net.connect(ctx.port, '127.0.0.1');
+      s.write('GET /slow HTTP/1.1\r\nHost: t\r\n\r\n');
+      let buf = Buffer.alloc(0);
+      let paused = false;
+      const total = await new Promise((resolve, reject) => {
+        s.on('data', (d) => {
+          buf = Buffer.concat([buf, d]);
+          const end = buf.indexOf('\r\n\r\n');
+          if (end === -1)
+            return;
+          if (!paused) {
+            /* The reader stalls for longer than the server's idle timeout. */
+            paused = true;
+            s.pause();
+            setTimeout(() => s.resume(), 1500);
+          }
+          const len = Number(/content-length: (\d+)/i.exec(buf.subarray(0, end))[1]);
+          if (buf.length - end - 4 >= len)
+            resolve(buf.length - end - 4);
+        });
+        s.on('close', () => reject(new Error(`cut after ${buf.length} bytes`)));
+        s.on('error', reject);
+      });
+      assert.equal(total, 64 << 20);
+      s.destroy();
+    } finally {
+      ctx.server.timeout = saved;
+      fs.unlinkSync(big);
+    }
+  });
+
   it('stops the transfer when the signal aborts', async () => {
     const ac = new AbortController();
     const big = ctx.file('big.bin');
