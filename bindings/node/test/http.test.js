@@ -153,6 +153,28 @@ describe('sendFile on node:http: the application and errors', { timeout: 300000 
       { bytes: r.body.length, sendfile: 1, ok: 1 });
   });
 
+  it('uses the shared client when given none', async () => {
+    const sendfiled = require('..');
+    const saved = process.env.SENDFILED_SOCKET;
+    process.env.SENDFILED_SOCKET = ctx.daemon.path;
+    try {
+      const c0 = counters(ctx.daemon);
+      const s0 = sendfiled.stats().offloaded;
+      const [r, o] = await one((req, res) => sendFile(req, res, ctx.file('sub/page.html')));
+      assert.equal(r.status, 200);
+      assert.equal(sha256(r.body), sha256(ctx.tree.files['sub/page.html']));
+      assert.equal(o.value.method, 'sendfile');
+      assert.deepEqual(delta(c0, counters(ctx.daemon)), { bytes: 4321, sendfile: 1, ok: 1 });
+      assert.equal(sendfiled.stats().offloaded - s0, 1);
+    } finally {
+      sendfiled.close();
+      if (saved === undefined)
+        delete process.env.SENDFILED_SOCKET;
+      else
+        process.env.SENDFILED_SOCKET = saved;
+    }
+  });
+
   it('sends from a descriptor and from a FileHandle, leaving both open', async () => {
     const fd = fs.openSync(ctx.file('data.bin'), 'r');
     const fh = await fs.promises.open(ctx.file('sub/page.html'), 'r');
