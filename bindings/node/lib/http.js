@@ -447,7 +447,16 @@ function responseSocket(req, res) {
 /* The body through the daemon, on an HTTP/1 response that has a net.Socket. */
 async function bodyThroughDaemon(req, res, file, start, count, opts) {
   const sendfile = transferFunction(opts);
+  const encoding = res.getHeader('content-encoding');
   res.flushHeaders();
+  /*
+   * A middleware that rewrote the headers as they went out (compression
+   * drops Content-Length and adds Content-Encoding) expects the body
+   * through res.write(): give it that.
+   */
+  if (res.chunkedEncoding || String(res.getHeader('content-length')) !== String(count) ||
+      res.getHeader('content-encoding') !== encoding)
+    return bodyStreamed(res, file, start, count);
   const socket = await responseSocket(req, res);
   if (!socket || socket.destroyed) {
     const error = httpError(499, 'the connection closed before the body was sent');
@@ -525,6 +534,15 @@ async function bodyStreamed(res, file, start, count) {
   return { statusCode: res.statusCode, bytesSent: sent, method: 'stream', aborted: false };
 }
 
+/*
+ * Whether a middleware replaced res.write or res.end on this response to
+ * transform the body (compression, a body-hashing ETag): bytes that go
+ * around Node would skip it.
+ */
+function bodyWrapped(res) {
+  return Object.prototype.hasOwnProperty.call(res, 'write');
+}
+
 /* -- The response --------------------------------------------------------- */
 
 function setDefaultHeaders(res, file, opts) {
@@ -600,7 +618,7 @@ async function respond(req, res, file, opts) {
   res.setHeader('Content-Length', count);
   if (method === 'HEAD' || count === 0)
     return endEmpty(res, status);
-  if (res instanceof http.ServerResponse)
+  if (res instanceof http.ServerResponse && !bodyWrapped(res))
     return bodyThroughDaemon(req, res, file, start, count, opts);
   return bodyStreamed(res, file, start, count);
 }

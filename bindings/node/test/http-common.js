@@ -478,6 +478,46 @@ function commonTests(name, start) {
         { bytes: ctx.size + 4000 + 77 + 4321, sendfile: 4, ok: 4 });
     });
 
+    it('serves many concurrent keep-alive connections, every body exact', async () => {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+      const data = ctx.files['data.bin'];
+      const small = ctx.files['small.txt'];
+      try {
+        const c0 = counters(ctx.daemon);
+        const jobs = [];
+        let expected = 0;
+        for (let i = 0; i < 64; i++) {
+          if (i % 4 === 0) {
+            expected += data.length;
+            jobs.push(request(ctx.port, { path: '/data.bin', agent })
+              .then((r) => [r, 200, data]));
+          } else if (i % 4 === 1) {
+            const a = i * 1000;
+            const b = a + 100000 + i;
+            expected += b - a + 1;
+            jobs.push(request(ctx.port, { path: '/data.bin', agent,
+              headers: { range: `bytes=${a}-${b}` } }).then((r) => [r, 206,
+              data.subarray(a, b + 1)]));
+          } else if (i % 4 === 2) {
+            expected += small.length;
+            jobs.push(request(ctx.port, { path: '/small.txt', agent })
+              .then((r) => [r, 200, small]));
+          } else {
+            jobs.push(request(ctx.port, { path: '/data.bin', agent, method: 'HEAD' })
+              .then((r) => [r, 200, Buffer.alloc(0)]));
+          }
+        }
+        for (const [r, status, want] of await Promise.all(jobs)) {
+          assert.equal(r.status, status);
+          assert.equal(sha256(r.body), sha256(want));
+        }
+        const d = delta(c0, counters(ctx.daemon));
+        assert.deepEqual(d, { bytes: expected, sendfile: 48, ok: 48 });
+      } finally {
+        agent.destroy();
+      }
+    });
+
     it('survives a client that goes away mid-body, leaking nothing', async () => {
       const s = net.connect(ctx.port, '127.0.0.1');
       await new Promise((resolve, reject) => {

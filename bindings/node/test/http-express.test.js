@@ -12,6 +12,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { describe, it, before, after } = require('node:test');
 
+const compression = require('compression');
 const express = require('express');
 const { serveStatic } = require('..');
 const {
@@ -52,6 +53,7 @@ describe('serveStatic on Express: the rules of a directory', { timeout: 300000 }
     app.use('/deny', serveStatic(root, { client, dotfiles: 'deny', fallthrough: false }));
     app.use('/allow', serveStatic(root, { client, dotfiles: 'allow' }));
     app.use('/noredirect', serveStatic(root, { client, redirect: false }));
+    app.use('/z', compression({ threshold: 0 }), serveStatic(root, { client }));
     app.use('/ext', serveStatic(root, { client, extensions: ['html'], index: false,
       maxAge: 60e3, setHeaders: (res, p) => res.setHeader('X-File', path.basename(p)) }));
     app.use((req, res) => {
@@ -184,6 +186,26 @@ describe('serveStatic on Express: the rules of a directory', { timeout: 300000 }
     assert.equal(sha256(b.body), sha256(ctx.tree.files['sub/page.html']));
     const c = await request(ctx.port, { path: '/ext/sub/' });
     assert.equal(c.headers['x-fell'], 'through');
+  });
+
+  it('sends the body through a middleware that transforms it (compression)', async () => {
+    const zlib = require('node:zlib');
+    const c0 = counters(ctx.daemon);
+    const z = await request(ctx.port, { path: '/z/small.txt',
+      headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(z.status, 200);
+    assert.equal(z.headers['content-encoding'], 'gzip');
+    assert.equal(sha256(zlib.gunzipSync(z.body)), sha256(ctx.tree.files['small.txt']));
+    const r = await request(ctx.port, { path: '/z/small.txt', headers: { range: 'bytes=10-29' } });
+    assert.equal(r.status, 206);
+    assert.equal(sha256(r.body), sha256(ctx.tree.files['small.txt'].subarray(10, 30)));
+    const b = await request(ctx.port, { path: '/z/data.bin',
+      headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(b.status, 200);
+    const body = b.headers['content-encoding'] === 'gzip' ? zlib.gunzipSync(b.body) : b.body;
+    assert.equal(sha256(body), sha256(ctx.tree.files['data.bin']));
+    /* Node wrote these bodies itself: none of them went around the middleware. */
+    assert.equal(delta(c0, counters(ctx.daemon)).bytes, 0);
   });
 
   it('rejects bad options when the middleware is made', () => {

@@ -153,6 +153,28 @@ describe('sendFile on node:http: the application and errors', { timeout: 300000 
       { bytes: r.body.length, sendfile: 1, ok: 1 });
   });
 
+  it('uses the shared client when given none', async () => {
+    const sendfiled = require('..');
+    const saved = process.env.SENDFILED_SOCKET;
+    process.env.SENDFILED_SOCKET = ctx.daemon.path;
+    try {
+      const c0 = counters(ctx.daemon);
+      const s0 = sendfiled.stats().offloaded;
+      const [r, o] = await one((req, res) => sendFile(req, res, ctx.file('sub/page.html')));
+      assert.equal(r.status, 200);
+      assert.equal(sha256(r.body), sha256(ctx.tree.files['sub/page.html']));
+      assert.equal(o.value.method, 'sendfile');
+      assert.deepEqual(delta(c0, counters(ctx.daemon)), { bytes: 4321, sendfile: 1, ok: 1 });
+      assert.equal(sendfiled.stats().offloaded - s0, 1);
+    } finally {
+      sendfiled.close();
+      if (saved === undefined)
+        delete process.env.SENDFILED_SOCKET;
+      else
+        process.env.SENDFILED_SOCKET = saved;
+    }
+  });
+
   it('sends from a descriptor and from a FileHandle, leaving both open', async () => {
     const fd = fs.openSync(ctx.file('data.bin'), 'r');
     const fh = await fs.promises.open(ctx.file('sub/page.html'), 'r');
@@ -227,6 +249,46 @@ describe('sendFile on node:http: the application and errors', { timeout: 300000 
       assert.equal(o.error.code, code);
     }
     assert.equal(await waitFor(() => fdCount(), ctx.ownFds), ctx.ownFds);
+  });
+
+  it('keeps the server\'s idle timeout from cutting a body the daemon is sending', async () => {
+    const net = require('node:net');
+    const big = ctx.file('slow.bin');
+    fs.writeFileSync(big, '');
+    fs.truncateSync(big, 64 << 20);
+    const saved = ctx.server.timeout;
+    ctx.server.timeout = 300;
+    handler = (req, res) => sendFile(req, res, big, { client: ctx.client });
+    try {
+      const s = net.connect(ctx.port, '127.0.0.1');
+      s.write('GET /slow HTTP/1.1\r\nHost: t\r\n\r\n');
+      let buf = Buffer.alloc(0);
+      let paused = false;
+      const total = await new Promise((resolve, reject) => {
+        s.on('data', (d) => {
+          buf = Buffer.concat([buf, d]);
+          const end = buf.indexOf('\r\n\r\n');
+          if (end === -1)
+            return;
+          if (!paused) {
+            /* The reader stalls for longer than the server's idle timeout. */
+            paused = true;
+            s.pause();
+            setTimeout(() => s.resume(), 1500);
+          }
+          const len = Number(/content-length: (\d+)/i.exec(buf.subarray(0, end))[1]);
+          if (buf.length - end - 4 >= len)
+            resolve(buf.length - end - 4);
+        });
+        s.on('close', () => reject(new Error(`cut after ${buf.length} bytes`)));
+        s.on('error', reject);
+      });
+      assert.equal(total, 64 << 20);
+      s.destroy();
+    } finally {
+      ctx.server.timeout = saved;
+      fs.unlinkSync(big);
+    }
   });
 
   it('stops the transfer when the signal aborts', async () => {
