@@ -25,26 +25,25 @@
 #include "fdmsg.h"
 #include "macro.h"
 #include "sendfiled.h"
-#include "sendfiled.pb-c.h"
 #include "sockpath.h"
 #include "wire.h"
 
 /* The public enums promise the wire's values: replies are copied as they are. */
 #define SAME_VALUE(a, b) _Static_assert((int)(a) == (int)(b), #a " must equal " #b)
-SAME_VALUE(SFD_STATUS_OK, SENDFILED__V1__STATUS__OK);
-SAME_VALUE(SFD_STATUS_NOT_AVAILABLE, SENDFILED__V1__STATUS__NOT_AVAILABLE);
-SAME_VALUE(SFD_STATUS_INVALID_ARGUMENT, SENDFILED__V1__STATUS__INVALID_ARGUMENT);
-SAME_VALUE(SFD_STATUS_PEER_CLOSED, SENDFILED__V1__STATUS__PEER_CLOSED);
-SAME_VALUE(SFD_STATUS_IO_ERROR, SENDFILED__V1__STATUS__IO_ERROR);
-SAME_VALUE(SFD_STATUS_CANCELLED, SENDFILED__V1__STATUS__CANCELLED);
-SAME_VALUE(SFD_STATUS_LIMIT, SENDFILED__V1__STATUS__LIMIT);
-SAME_VALUE(SFD_STATUS_PROTOCOL, SENDFILED__V1__STATUS__PROTOCOL);
-SAME_VALUE(SFD_STATUS_SHUTTING_DOWN, SENDFILED__V1__STATUS__SHUTTING_DOWN);
-SAME_VALUE(SFD_STATUS_PERMISSION_DENIED, SENDFILED__V1__STATUS__PERMISSION_DENIED);
-SAME_VALUE(SFD_METHOD_NONE, SENDFILED__V1__METHOD__METHOD_NONE);
-SAME_VALUE(SFD_METHOD_SENDFILE, SENDFILED__V1__METHOD__METHOD_SENDFILE);
-SAME_VALUE(SFD_METHOD_SPLICE, SENDFILED__V1__METHOD__METHOD_SPLICE);
-SAME_VALUE(SFD_METHOD_READ_WRITE, SENDFILED__V1__METHOD__METHOD_READ_WRITE);
+SAME_VALUE(SFD_STATUS_OK, WIRE_STATUS_OK);
+SAME_VALUE(SFD_STATUS_NOT_AVAILABLE, WIRE_STATUS_NOT_AVAILABLE);
+SAME_VALUE(SFD_STATUS_INVALID_ARGUMENT, WIRE_STATUS_INVALID_ARGUMENT);
+SAME_VALUE(SFD_STATUS_PEER_CLOSED, WIRE_STATUS_PEER_CLOSED);
+SAME_VALUE(SFD_STATUS_IO_ERROR, WIRE_STATUS_IO_ERROR);
+SAME_VALUE(SFD_STATUS_CANCELLED, WIRE_STATUS_CANCELLED);
+SAME_VALUE(SFD_STATUS_LIMIT, WIRE_STATUS_LIMIT);
+SAME_VALUE(SFD_STATUS_PROTOCOL, WIRE_STATUS_PROTOCOL);
+SAME_VALUE(SFD_STATUS_SHUTTING_DOWN, WIRE_STATUS_SHUTTING_DOWN);
+SAME_VALUE(SFD_STATUS_PERMISSION_DENIED, WIRE_STATUS_PERMISSION_DENIED);
+SAME_VALUE(SFD_METHOD_NONE, WIRE_METHOD_NONE);
+SAME_VALUE(SFD_METHOD_SENDFILE, WIRE_METHOD_SENDFILE);
+SAME_VALUE(SFD_METHOD_SPLICE, WIRE_METHOD_SPLICE);
+SAME_VALUE(SFD_METHOD_READ_WRITE, WIRE_METHOD_READ_WRITE);
 _Static_assert(SFD_MESSAGE_MAX >= WIRE_MAX_MESSAGE, "a reply's message must fit sfd_result");
 
 /* sfd_client_sendfile() retries a request the daemon did not act on (it was
@@ -843,37 +842,13 @@ sfd_client_in_flight(const struct sfd_client *c)
 const char *
 sfd_status_str(int status)
 {
-	static const char *const names[] = {
-	        [SFD_STATUS_OK] = "ok",
-	        [SFD_STATUS_NOT_AVAILABLE] = "not available",
-	        [SFD_STATUS_INVALID_ARGUMENT] = "invalid argument",
-	        [SFD_STATUS_PEER_CLOSED] = "peer closed",
-	        [SFD_STATUS_IO_ERROR] = "I/O error",
-	        [SFD_STATUS_CANCELLED] = "cancelled",
-	        [SFD_STATUS_LIMIT] = "limit reached",
-	        [SFD_STATUS_PROTOCOL] = "protocol error",
-	        [SFD_STATUS_SHUTTING_DOWN] = "shutting down",
-	        [SFD_STATUS_PERMISSION_DENIED] = "permission denied",
-	};
-
-	if (status < 0 || (size_t)status >= ARRAY_SIZE(names) || !names[status])
-		return "unknown";
-	return names[status];
+	return wire_status_text(status);
 }
 
 const char *
 sfd_method_str(int method)
 {
-	static const char *const names[] = {
-	        [SFD_METHOD_NONE] = "none",
-	        [SFD_METHOD_SENDFILE] = "sendfile",
-	        [SFD_METHOD_SPLICE] = "splice",
-	        [SFD_METHOD_READ_WRITE] = "read_write",
-	};
-
-	if (method < 0 || (size_t)method >= ARRAY_SIZE(names) || !names[method])
-		return "unknown";
-	return names[method];
+	return wire_method_name(method);
 }
 
 int

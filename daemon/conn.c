@@ -13,7 +13,6 @@
 #include "fdmsg.h"
 #include "log.h"
 #include "macro.h"
-#include "sendfiled.pb-c.h"
 #include "server.h"
 #include "validate.h"
 #include "wire.h"
@@ -299,9 +298,8 @@ on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 		info.bytes_sent = res->bytes_sent;
 		info.method = res->method;
 		srv->on_event(srv->on_event_data,
-		              res->status == SENDFILED__V1__STATUS__OK ? TRANSFER_DONE
-		                                                       : TRANSFER_ERROR,
-		              &info, res->status, res->error);
+		              res->status == WIRE_STATUS_OK ? TRANSFER_DONE : TRANSFER_ERROR, &info,
+		              res->status, res->error);
 	}
 	list_del(&rq->link);
 	c->n_reqs--;
@@ -317,7 +315,7 @@ on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 	srv->stats.by_method[res->method & 3]++;
 	if (res->message)
 		snprintf(resp.message, sizeof(resp.message), "%s", res->message);
-	if (res->status != SENDFILED__V1__STATUS__OK)
+	if (res->status != WIRE_STATUS_OK)
 		log_debug("request %llu of pid %d: status %d (%s), %llu bytes sent",
 		          (unsigned long long)resp.id, (int)c->cred.pid, res->status,
 		          res->message ? res->message : "", (unsigned long long)res->bytes_sent);
@@ -340,7 +338,7 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 
 	if (rec->nfds != 2) {
 		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req->id, SENDFILED__V1__STATUS__PROTOCOL, EBADMSG,
+		reply_status(c, req->id, WIRE_STATUS_PROTOCOL, EBADMSG,
 		             "a sendfile request carries exactly two descriptors");
 		return;
 	}
@@ -355,18 +353,18 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 	}
 	if (r < 0) {
 		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req->id, SENDFILED__V1__STATUS__INVALID_ARGUMENT, -r, msg);
+		reply_status(c, req->id, WIRE_STATUS_INVALID_ARGUMENT, -r, msg);
 		return;
 	}
 	if (c->n_reqs >= srv->cfg.max_in_flight_per_conn) {
 		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, EBUSY,
+		reply_status(c, req->id, WIRE_STATUS_LIMIT, EBUSY,
 		             "too many requests in flight on this connection");
 		return;
 	}
 	if (!server_uid_acquire(srv, c->cred.uid)) {
 		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, EUSERS,
+		reply_status(c, req->id, WIRE_STATUS_LIMIT, EUSERS,
 		             "too many requests in flight for this user");
 		return;
 	}
@@ -374,7 +372,7 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 	if (!rq) {
 		server_uid_release(srv, c->cred.uid);
 		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, ENOMEM, "out of memory");
+		reply_status(c, req->id, WIRE_STATUS_LIMIT, ENOMEM, "out of memory");
 		return;
 	}
 	p = (struct xfer_params){
@@ -392,8 +390,7 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 	if (r < 0) {
 		free(rq);
 		server_uid_release(srv, c->cred.uid);
-		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, -r,
-		             "cannot start the transfer");
+		reply_status(c, req->id, WIRE_STATUS_LIMIT, -r, "cannot start the transfer");
 		return;
 	}
 	rq->c = c;
@@ -457,8 +454,7 @@ handle_record(struct conn *c, struct fdmsg_record *rec)
 			fail_conn(c, EBADMSG);
 			return;
 		}
-		reply_status(c, req.id, SENDFILED__V1__STATUS__PROTOCOL,
-		             rec->error ? rec->error : EBADMSG,
+		reply_status(c, req.id, WIRE_STATUS_PROTOCOL, rec->error ? rec->error : EBADMSG,
 		             rec->error == EMSGSIZE ? "record too large"
 		             : rec->error           ? "bad descriptors in the record"
 		                                    : "record does not parse");
@@ -466,13 +462,13 @@ handle_record(struct conn *c, struct fdmsg_record *rec)
 	}
 	if (req.op != WIRE_OP_SENDFILE && rec->nfds > 0) {
 		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req.id, SENDFILED__V1__STATUS__PROTOCOL, EBADMSG,
+		reply_status(c, req.id, WIRE_STATUS_PROTOCOL, EBADMSG,
 		             "only a sendfile request carries descriptors");
 		return;
 	}
 	if (c->draining && req.op == WIRE_OP_SENDFILE) {
 		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req.id, SENDFILED__V1__STATUS__SHUTTING_DOWN, ESHUTDOWN,
+		reply_status(c, req.id, WIRE_STATUS_SHUTTING_DOWN, ESHUTDOWN,
 		             "the daemon is shutting down");
 		return;
 	}
@@ -481,24 +477,24 @@ handle_record(struct conn *c, struct fdmsg_record *rec)
 		handle_sendfile(c, &req, rec);
 		break;
 	case WIRE_OP_PING:
-		reply_status(c, req.id, SENDFILED__V1__STATUS__OK, 0, NULL);
+		reply_status(c, req.id, WIRE_STATUS_OK, 0, NULL);
 		break;
 	case WIRE_OP_CANCEL: {
 		struct req *rq = find_req(c, req.target);
 
 		if (!rq) {
-			reply_status(c, req.id, SENDFILED__V1__STATUS__INVALID_ARGUMENT, ENOENT,
+			reply_status(c, req.id, WIRE_STATUS_INVALID_ARGUMENT, ENOENT,
 			             "no such request in flight");
 			break;
 		}
 		/* A loop-mode target's CANCELLED reply goes out first; a
 		 * worker-mode target's comes when its thread has stopped. */
 		xfer_cancel(rq->x);
-		reply_status(c, req.id, SENDFILED__V1__STATUS__OK, 0, NULL);
+		reply_status(c, req.id, WIRE_STATUS_OK, 0, NULL);
 		break;
 	}
 	default:
-		reply_status(c, req.id, SENDFILED__V1__STATUS__INVALID_ARGUMENT, EOPNOTSUPP,
+		reply_status(c, req.id, WIRE_STATUS_INVALID_ARGUMENT, EOPNOTSUPP,
 		             "unknown operation");
 		break;
 	}
@@ -712,7 +708,7 @@ conn_new(struct server *srv, int fd, struct conn **ret_conn)
 		return r;
 	}
 	if (!allowed(&srv->cfg, &c->cred)) {
-		struct wire_response resp = {.status = SENDFILED__V1__STATUS__PERMISSION_DENIED,
+		struct wire_response resp = {.status = WIRE_STATUS_PERMISSION_DENIED,
 		                             .error = EACCES};
 		unsigned char buf[WIRE_MAX_RECORD];
 		ssize_t n;

@@ -24,7 +24,6 @@
 #include "dstline.h"
 #include "macro.h"
 #include "pool.h"
-#include "sendfiled.pb-c.h"
 #include "xfer.h"
 
 /* A worker blocked in sendfile/splice/poll is interrupted with this signal
@@ -278,20 +277,20 @@ wire_method(const struct xfer *x)
 {
 	switch (x->method) {
 	case M_SENDFILE:
-		return SENDFILED__V1__METHOD__METHOD_SENDFILE;
+		return WIRE_METHOD_SENDFILE;
 	case M_SPLICE:
 	case M_SPLICE_BUFFER:
-		return SENDFILED__V1__METHOD__METHOD_SPLICE;
+		return WIRE_METHOD_SPLICE;
 	case M_COPY:
-		return SENDFILED__V1__METHOD__METHOD_READ_WRITE;
+		return WIRE_METHOD_READ_WRITE;
 	}
-	return SENDFILED__V1__METHOD__METHOD_NONE;
+	return WIRE_METHOD_NONE;
 }
 
 int
 xfer_method(const struct xfer *x)
 {
-	return x->sent > 0 ? wire_method(x) : SENDFILED__V1__METHOD__METHOD_NONE;
+	return x->sent > 0 ? wire_method(x) : WIRE_METHOD_NONE;
 }
 
 static bool
@@ -506,12 +505,12 @@ result_of(struct xfer *x, int status, int err, const char *msg, struct xfer_resu
 	        .bytes_sent = x->sent,
 	        .final_offset = x->p.offset + x->sent,
 	        /* "How the bytes moved": nothing moved, no method. */
-	        .method = x->sent > 0 ? wire_method(x) : SENDFILED__V1__METHOD__METHOD_NONE,
+	        .method = x->sent > 0 ? wire_method(x) : WIRE_METHOD_NONE,
 	        .message = msg,
 	};
 	/* The source ended before the range did: a count past EOF, or a file
 	 * truncated while being sent (sendfile returned 0 early). */
-	if (status == SENDFILED__V1__STATUS__OK) {
+	if (status == WIRE_STATUS_OK) {
 		if (x->p.has_count)
 			ret->short_source = x->sent < x->p.count;
 		else if (x->sinfo.size > 0)
@@ -627,7 +626,7 @@ finish_error(struct xfer *x, int err)
 {
 	switch (err) {
 	case XFER_ENOZEROCOPY:
-		finish(x, SENDFILED__V1__STATUS__NOT_AVAILABLE, EINVAL,
+		finish(x, WIRE_STATUS_NOT_AVAILABLE, EINVAL,
 		       "no zero-copy method applies to these descriptors and fallback is off");
 		break;
 	case EPIPE:
@@ -638,23 +637,23 @@ finish_error(struct xfer *x, int err)
 	case ETIMEDOUT:
 	case EHOSTUNREACH:
 	case ENETUNREACH:
-		finish(x, SENDFILED__V1__STATUS__PEER_CLOSED, err,
+		finish(x, WIRE_STATUS_PEER_CLOSED, err,
 		       "the destination's peer closed the connection");
 		break;
 	case ECANCELED:
-		finish(x, SENDFILED__V1__STATUS__CANCELLED, ECANCELED, "cancelled");
+		finish(x, WIRE_STATUS_CANCELLED, ECANCELED, "cancelled");
 		break;
 	case EBADF:
 		/* Validation left access checks on files to the first syscall. */
 		if (x->sent == 0) {
-			finish(x, SENDFILED__V1__STATUS__INVALID_ARGUMENT, EBADF,
+			finish(x, WIRE_STATUS_INVALID_ARGUMENT, EBADF,
 			       "source is not open for reading");
 			break;
 		}
-		finish(x, SENDFILED__V1__STATUS__IO_ERROR, err, "I/O error");
+		finish(x, WIRE_STATUS_IO_ERROR, err, "I/O error");
 		break;
 	default:
-		finish(x, SENDFILED__V1__STATUS__IO_ERROR, err, "I/O error");
+		finish(x, WIRE_STATUS_IO_ERROR, err, "I/O error");
 		break;
 	}
 }
@@ -795,8 +794,7 @@ run_loop(struct xfer *x, size_t budget)
 				r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst, UV_WRITABLE,
 				          &x->src_poll);
 			if (r < 0)
-				finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r,
-				       "cannot watch the descriptor");
+				finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot watch the descriptor");
 			return;
 		}
 		if (n < 0) {
@@ -813,12 +811,11 @@ run_loop(struct xfer *x, size_t budget)
 			r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst, UV_WRITABLE,
 			          &x->src_poll);
 			if (r < 0)
-				finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r,
-				       "cannot watch the descriptor");
+				finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot watch the descriptor");
 			return;
 		}
 	}
-	finish(x, SENDFILED__V1__STATUS__OK, 0, NULL);
+	finish(x, WIRE_STATUS_OK, 0, NULL);
 }
 
 /* ---- worker mode -------------------------------------------------------- */
@@ -898,7 +895,7 @@ after_work_cb(uv_work_t *w, int status)
 	else if (x->job_err < 0)
 		finish_error(x, -x->job_err);
 	else if (x->job_err == 1)
-		finish(x, SENDFILED__V1__STATUS__OK, 0, NULL);
+		finish(x, WIRE_STATUS_OK, 0, NULL);
 	else if (x->cancel)
 		finish_error(x, ECANCELED);
 	else if (x->cold) {
@@ -919,7 +916,7 @@ queue_job(struct xfer *x)
 	x->work.data = x;
 	r = pool_queue_work(x->loop, &x->work, work_cb, after_work_cb);
 	if (r < 0) {
-		finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r, "cannot queue work");
+		finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot queue work");
 		return;
 	}
 	x->job_queued = true;
@@ -1114,7 +1111,7 @@ start_later(struct xfer *x)
 	if (r == 0)
 		r = uv_timer_start(&x->kick_timer, on_start_timer, 0, 0);
 	if (r < 0)
-		finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r, "cannot start the transfer");
+		finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot start the transfer");
 }
 
 void

@@ -19,7 +19,6 @@
 #include <uv.h>
 
 #include "macro.h"
-#include "sendfiled.pb-c.h"
 #include "validate.h"
 #include "xfer.h"
 #include "helpers.h"
@@ -27,15 +26,15 @@
 #define KiB (1024u)
 #define MiB (1024u * 1024u)
 
-#define ST_OK SENDFILED__V1__STATUS__OK
-#define ST_NOT_AVAILABLE SENDFILED__V1__STATUS__NOT_AVAILABLE
-#define ST_PEER_CLOSED SENDFILED__V1__STATUS__PEER_CLOSED
-#define ST_IO_ERROR SENDFILED__V1__STATUS__IO_ERROR
-#define ST_CANCELLED SENDFILED__V1__STATUS__CANCELLED
-#define M_NONE SENDFILED__V1__METHOD__METHOD_NONE
-#define M_SENDFILE SENDFILED__V1__METHOD__METHOD_SENDFILE
-#define M_SPLICE SENDFILED__V1__METHOD__METHOD_SPLICE
-#define M_READ_WRITE SENDFILED__V1__METHOD__METHOD_READ_WRITE
+#define ST_OK WIRE_STATUS_OK
+#define ST_NOT_AVAILABLE WIRE_STATUS_NOT_AVAILABLE
+#define ST_PEER_CLOSED WIRE_STATUS_PEER_CLOSED
+#define ST_IO_ERROR WIRE_STATUS_IO_ERROR
+#define ST_CANCELLED WIRE_STATUS_CANCELLED
+#define M_NONE WIRE_METHOD_NONE
+#define M_SENDFILE WIRE_METHOD_SENDFILE
+#define M_SPLICE WIRE_METHOD_SPLICE
+#define M_READ_WRITE WIRE_METHOD_READ_WRITE
 
 /* ---- syscall wrappers and fault injection ------------------------------- */
 
@@ -1147,7 +1146,7 @@ check_unreadable_source(int src, bool worker)
 	run_finish(&r);
 	fixture_drain(&f, 0, 0);
 	fixture_close(&f);
-	check_result(&r, SENDFILED__V1__STATUS__INVALID_ARGUMENT, EBADF, 0, 0, M_NONE, false);
+	check_result(&r, WIRE_STATUS_INVALID_ARGUMENT, EBADF, 0, 0, M_NONE, false);
 }
 
 static void
