@@ -5,6 +5,10 @@
 #define SFD_SOCKPATH_H
 
 #include <stddef.h>
+#include <sys/un.h>
+
+/* The room for a socket's path, terminating NUL included (sun_path). */
+#define SOCKPATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 
 /*
  * sockpath_default() - $SENDFILED_SOCKET, else

@@ -22,7 +22,7 @@
 #include "service.h"
 #include "xfer.h"
 
-static struct server srv;
+static struct server *srv;
 static struct service svc;
 static uv_signal_t sig_term, sig_int;
 /* SIGTERM and SIGINT: blocked in every thread but the loop's, and in the
@@ -289,16 +289,16 @@ load_settings(const struct options *o, struct conf *cfg)
 /* ---- the running daemon ------------------------------------------------- */
 
 static void
-on_stopping(struct server *s)
+on_stopping(void *data)
 {
-	(void)s;
+	(void)data;
 	service_stopping(&svc);
 }
 
 static void
-on_stopped(struct server *s)
+on_stopped(void *data)
 {
-	(void)s;
+	(void)data;
 	if (stopped)
 		return;
 	stopped = true;
@@ -310,17 +310,18 @@ on_stopped(struct server *s)
 	service_close(&svc);
 	ctl_free(ctl);
 	ctl = NULL;
-	server_free(&srv);
+	server_free(srv);
+	srv = NULL;
 }
 
 static void
 on_signal(uv_signal_t *h, int signum)
 {
-	bool again = srv.stopping;
+	bool again = server_stopping(srv);
 
 	log_notice("%s: %s", strsignal(signum),
 	           again ? "cancelling transfers in flight" : "shutting down");
-	server_stop(&srv, again);
+	server_stop(srv, again);
 }
 
 static void
@@ -359,6 +360,8 @@ chown_group(const char *path, gid_t gid)
 static int
 start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
 {
+	static const struct server_hooks hooks = {.on_stopping = on_stopping,
+	                                          .on_stopped = on_stopped};
 	char path[sizeof(cfg->srv.socket_path)];
 	int fd = -1, r;
 
@@ -385,20 +388,19 @@ start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
 		         path[0] ? path : "(no path)");
 	}
 
-	r = server_init(&srv, loop, &cfg->srv, fd);
+	r = server_new(loop, &cfg->srv, fd, &hooks, &srv);
 	if (r < 0) {
 		log_err("cannot listen on %s: %s", cfg->srv.socket_path,
 		        r == -EADDRINUSE ? "another daemon is serving it" : strerror(-r));
 		return 1;
 	}
-	srv.on_stopping = on_stopping;
-	srv.on_stopped = on_stopped;
-	if (srv.listen_owned_path && cfg->has_socket_group) {
+	if (server_owns_path(srv) && cfg->has_socket_group) {
 		r = chown_group(cfg->srv.socket_path, cfg->socket_group);
 		if (r < 0) {
 			log_err("cannot give %s to group %u: %s", cfg->srv.socket_path,
 			        (unsigned)cfg->socket_group, strerror(-r));
-			server_free(&srv);
+			server_free(srv);
+			srv = NULL;
 			return 1;
 		}
 	}
@@ -412,14 +414,16 @@ start_control(const struct conf *cfg)
 	struct ctl_config ccfg;
 	int r;
 
-	r = conf_ctl_config(cfg, srv.cfg.socket_path, &ccfg);
+	const char *data_path = server_config(srv)->socket_path;
+
+	r = conf_ctl_config(cfg, data_path, &ccfg);
 	if (r < 0) {
-		log_err("control socket path too long (beside %s)", srv.cfg.socket_path);
+		log_err("control socket path too long (beside %s)", data_path);
 		return 1;
 	}
 	ccfg.has_group = cfg->has_socket_group;
 	ccfg.group = cfg->socket_group;
-	r = ctl_start(&srv, &ccfg, &ctl);
+	r = ctl_start(srv, &ccfg, &ctl);
 	if (r < 0) {
 		log_err("cannot start the control plane on %s and %s: %s (--no-control runs "
 		        "without it)",
@@ -473,8 +477,10 @@ main(int argc, char **argv)
 	r = start_server(loop, &cfg, opts.no_control);
 	if (r == 0 && !opts.no_control) {
 		r = start_control(&cfg);
-		if (r)
-			server_free(&srv);
+		if (r) {
+			server_free(srv);
+			srv = NULL;
+		}
 	}
 	if (r) {
 		/* Let the closed handles finish closing. */
@@ -487,9 +493,9 @@ main(int argc, char **argv)
 	uv_signal_start(&sig_term, on_signal, SIGTERM);
 	uv_signal_start(&sig_int, on_signal, SIGINT);
 	pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
-	service_start(&svc, loop, &srv);
+	service_start(&svc, loop, srv);
 
-	log_notice("sendfiled %s serving %s", SFD_VERSION, srv.cfg.socket_path);
+	log_notice("sendfiled %s serving %s", SFD_VERSION, server_config(srv)->socket_path);
 	uv_run(loop, UV_RUN_DEFAULT);
 	log_notice("stopped");
 	uv_loop_close(loop);
