@@ -87,7 +87,7 @@ struct sfd_client {
 	bool reset_seen; /* ECONNRESET was read once already */
 	uint64_t next_id;
 	/* Where to connect again after a daemon restart. */
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char path[SOCKPATH_MAX];
 	/* sfd_client_get_fd() or sfd_client_submit() was called: an event
 	 * loop may watch fd, and completions may be due on this connection,
 	 * so it is never replaced. */
@@ -543,7 +543,7 @@ connect_path(const char *path, int *ret_fd)
 int
 sfd_client_open(const char *path, struct sfd_client **ret)
 {
-	char buf[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char buf[SOCKPATH_MAX];
 	struct sfd_client *c;
 	int fd = -1, r;
 

@@ -404,14 +404,10 @@ on_heartbeat_timer(uv_timer_t *t)
 static int
 endpoint_paths(struct endpoint *ep, const char *given, const char *data_path, const char *name)
 {
-	int n;
+	int n = sockpath_endpoint(given, data_path, name, ep->path, sizeof(ep->path));
 
-	if (given && *given)
-		n = snprintf(ep->path, sizeof(ep->path), "%s", given);
-	else
-		n = sockpath_sibling(data_path, name, ep->path, sizeof(ep->path));
-	if (n < 0 || (size_t)n >= sizeof(ep->path))
-		return -ENAMETOOLONG;
+	if (n < 0)
+		return n;
 	n = snprintf(ep->url, sizeof(ep->url), "ipc://%s", ep->path);
 	if (n < 0 || (size_t)n >= sizeof(ep->url))
 		return -ENAMETOOLONG;
@@ -518,10 +514,10 @@ ctl_start(struct server *srv, const struct ctl_config *cfg, struct ctl **ret)
 		return r;
 	}
 	r = endpoint_paths(&ctl->rep, cfg->control_path, server_config(srv)->socket_path,
-	                   "control.sock");
+	                   SOCKPATH_CONTROL);
 	if (r == 0)
 		r = endpoint_paths(&ctl->pub, cfg->events_path, server_config(srv)->socket_path,
-		                   "events.sock");
+		                   SOCKPATH_EVENTS);
 	if (r < 0) {
 		ctl_destroy(ctl);
 		return r;

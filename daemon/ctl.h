@@ -23,14 +23,16 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "sockpath.h"
+
 struct server;
 struct ctl;
 
 struct ctl_config {
-	char control_path[108]; /* "" = control.sock beside the data socket */
-	char events_path[108];  /* "" = events.sock beside the data socket */
-	unsigned mode;          /* file mode of both sockets, e.g. 0600 */
-	bool has_group;         /* give both sockets to @group */
+	char control_path[SOCKPATH_MAX]; /* "" = control.sock beside the data socket */
+	char events_path[SOCKPATH_MAX];  /* "" = events.sock beside the data socket */
+	unsigned mode;                   /* file mode of both sockets, e.g. 0600 */
+	bool has_group;                  /* give both sockets to @group */
 	gid_t group;
 	unsigned probe_interval_ms;
 };

@@ -363,6 +363,7 @@ start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
 	static const struct server_hooks hooks = {.on_stopping = on_stopping,
 	                                          .on_stopped = on_stopped};
 	char path[sizeof(cfg->srv.socket_path)];
+	struct ctl_config ccfg;
 	int fd = -1, r;
 
 	r = service_take_listener(&fd, path, sizeof(path));
@@ -376,7 +377,7 @@ start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
 		if (cfg->origin[CONF_SOCKET_MODE] != CONF_FROM_DEFAULT || cfg->has_socket_group)
 			log_info("socket_mode and socket_group do not apply to a passed socket: "
 			         "its owner sets them (SocketMode=, SocketGroup=)");
-		if (!path[0] && !no_control && (!cfg->control_path[0] || !cfg->events_path[0])) {
+		if (!no_control && conf_ctl_config(cfg, path, &ccfg) == -EDESTADDRREQ) {
 			log_err("the passed socket has no file system path to put the control "
 			        "sockets beside: set control_socket and events_socket, or use "
 			        "--no-control");
@@ -411,10 +412,9 @@ start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
 static int
 start_control(const struct conf *cfg)
 {
+	const char *data_path = server_config(srv)->socket_path;
 	struct ctl_config ccfg;
 	int r;
-
-	const char *data_path = server_config(srv)->socket_path;
 
 	r = conf_ctl_config(cfg, data_path, &ccfg);
 	if (r < 0) {

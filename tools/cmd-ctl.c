@@ -19,29 +19,22 @@
 #include "control.pb-c.h"
 #include "sendfilectl.h"
 #include "sendfiled.h"
+#include "sockpath.h"
 #include "wire.h"
 
 /* The control or events socket: given, or beside the data socket. */
 static int
 endpoint_url(const struct sfctl_global *g, bool events, char *url, size_t size)
 {
-	const char *given = events ? g->events_path : g->control_path;
-	char data[108], path[160];
-	const char *slash;
+	char data[SOCKPATH_MAX], path[SOCKPATH_MAX];
 	int n;
 
-	if (given) {
-		n = snprintf(url, size, "ipc://%s", given);
-	} else {
-		const char *d = sfctl_socket_path(g, data, sizeof(data));
-
-		slash = strrchr(d, '/');
-		n = snprintf(path, sizeof(path), "%.*s/%s", slash ? (int)(slash - d) : 1,
-		             slash ? d : ".", events ? "events.sock" : "control.sock");
-		if (n < 0 || (size_t)n >= sizeof(path))
-			return -ENAMETOOLONG;
-		n = snprintf(url, size, "ipc://%s", path);
-	}
+	n = sockpath_endpoint(events ? g->events_path : g->control_path,
+	                      sfctl_socket_path(g, data, sizeof(data)),
+	                      events ? SOCKPATH_EVENTS : SOCKPATH_CONTROL, path, sizeof(path));
+	if (n < 0)
+		return n;
+	n = snprintf(url, size, "ipc://%s", path);
 	if (n < 0 || (size_t)n >= size)
 		return -ENAMETOOLONG;
 	return 0;
