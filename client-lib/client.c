@@ -88,10 +88,11 @@ struct sfd_client {
 	uint64_t next_id;
 	/* Where to connect again after a daemon restart. */
 	char path[SOCKPATH_MAX];
-	/* sfd_client_get_fd() or sfd_client_submit() was called: an event
-	 * loop may watch fd, and completions may be due on this connection,
-	 * so it is never replaced. */
-	bool async_used;
+	/* The connection may be replaced after a daemon restart unless the
+	 * caller said no (sfd_client_set_reconnect(): an event loop watches
+	 * fd) or submitted a request (completions may be due on it). */
+	bool reconnect_off;
+	bool submitted;
 
 	/* Requests in flight: open addressing with linear probing, a
 	 * power-of-two number of slots, at most half of them used. */
@@ -590,11 +591,14 @@ sfd_client_free(struct sfd_client *c)
 int
 sfd_client_get_fd(const struct sfd_client *c)
 {
-	/* The public signature promises not to change the client, and
-	 * nothing it can observe changes: this only stops
-	 * sfd_client_sendfile() from ever replacing the descriptor. */
-	((struct sfd_client *)c)->async_used = true;
 	return c->fd;
+}
+
+int
+sfd_client_set_reconnect(struct sfd_client *c, int enable)
+{
+	c->reconnect_off = !enable;
+	return 0;
 }
 
 int
@@ -608,7 +612,7 @@ sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, 
 	e = sendfile_request(out_fd, in_fd, offset, count, flags, &wr);
 	if (e < 0)
 		return e;
-	c->async_used = true;
+	c->submitted = true;
 	return start_request(c, REQ_USER, &wr, fds, 2, userdata, ret_id);
 }
 
@@ -621,12 +625,13 @@ went_away(int e)
 
 /*
  * Replacing the connection is safe while nothing but blocking calls ever
- * used it: no completion can be due on it, and no event loop watches it.
+ * used it (no completion can be due on it) and the caller has not said that
+ * an event loop watches it.
  */
 static bool
 may_reconnect(const struct sfd_client *c)
 {
-	return !c->async_used;
+	return !c->reconnect_off && !c->submitted;
 }
 
 /* Sleep before retry number @attempt, within @deadline. Return: false when
@@ -852,7 +857,7 @@ sfd_method_str(int method)
 }
 
 int
-sfd_default_socket_path(char *buf, unsigned long size)
+sfd_default_socket_path(char *buf, size_t size)
 {
 	char path[PATH_MAX];
 	int n;

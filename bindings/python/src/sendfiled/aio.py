@@ -160,6 +160,9 @@ class _LoopClient:
         if loop is None:  # pragma: no cover
             self.lib.free(c)
             return False
+        # The loop watches this descriptor: it must stay the same for the
+        # client's life.
+        self.lib.set_reconnect(c, 0)
         fd = self.lib.get_fd(c)
         self._c = c
         self._fd = fd
