@@ -18,6 +18,7 @@
 
 #include "control.pb-c.h"
 #include "sendfilectl.h"
+#include "macro.h"
 #include "sendfiled.h"
 #include "sockpath.h"
 #include "wire.h"
@@ -519,15 +520,6 @@ on_stop(int sig)
 #define WATCH_SILENCE_MS 3000
 #define WATCH_SILENCE_MAX_MS 60000
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A subscriber to everything on @url; with @flags 0, connected on return. */
 static int
 watch_dial(const char *url, int flags, nng_socket *ret, nng_dialer *ret_dialer)
@@ -552,30 +544,54 @@ watch_dial(const char *url, int flags, nng_socket *ret, nng_dialer *ret_dialer)
 	return 0;
 }
 
-int
-sfctl_cmd_watch(const struct sfctl_global *g, int argc, char **argv)
+/* One transfer event, as a line of text or of JSON. */
+static void
+print_event(const Sendfiled__Control__V1__Event *ev, bool json)
+{
+	static const char *const kinds[] = {"start", "done", "error"};
+	const char *kind = ev->kind <= 2 ? kinds[ev->kind] : "unknown";
+
+	if (json)
+		printf("{\"event\":\"%s\",\"transfer\":%llu,\"request_id\":%llu,"
+		       "\"pid\":%u,\"uid\":%u,\"offset\":%llu,\"bytes_sent\":%llu,"
+		       "\"status\":\"%s\",\"error\":%d,\"method\":\"%s\","
+		       "\"time_ms\":%llu,\"duration_ms\":%llu}\n",
+		       kind, (unsigned long long)ev->transfer, (unsigned long long)ev->request_id,
+		       ev->pid, ev->uid, (unsigned long long)ev->offset,
+		       (unsigned long long)ev->bytes_sent, wire_status_token(ev->status), ev->error,
+		       wire_method_name(ev->method), (unsigned long long)ev->time_ms,
+		       (unsigned long long)ev->duration_ms);
+	else if (ev->kind == SENDFILED__CONTROL__V1__EVENT__KIND__START)
+		printf("start  transfer %llu (pid %u uid %u request %llu) offset "
+		       "%llu\n",
+		       (unsigned long long)ev->transfer, ev->pid, ev->uid,
+		       (unsigned long long)ev->request_id, (unsigned long long)ev->offset);
+	else
+		printf("%-6s transfer %llu: %s, %llu bytes by %s in %llu ms%s%s\n", kind,
+		       (unsigned long long)ev->transfer, wire_status_token(ev->status),
+		       (unsigned long long)ev->bytes_sent, wire_method_name(ev->method),
+		       (unsigned long long)ev->duration_ms, ev->error ? ": " : "",
+		       ev->error ? strerror(ev->error) : "");
+	fflush(stdout);
+}
+
+/* Return: -1 to go on, or an exit code. */
+static int
+watch_options(int argc, char **argv, bool *json, uint64_t *count)
 {
 	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
 	                                     {"count", required_argument, NULL, 'n'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {0}};
-	uint64_t count = 0, seen = 0;
-	struct sigaction sa = {.sa_handler = on_stop};
-	bool json = false;
-	char url[200];
-	nng_socket s;
-	nng_dialer d;
-	int64_t last, silence = WATCH_SILENCE_MS;
-	bool heard = false;
-	int o, rv;
+	int o;
 
 	while ((o = getopt_long(argc, argv, "jn:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'j':
-			json = true;
+			*json = true;
 			break;
 		case 'n':
-			if (sfctl_parse_u64(optarg, &count) < 0)
+			if (sfctl_parse_u64(optarg, count) < 0)
 				return sfctl_usage_error("watch", "bad --count");
 			break;
 		case 'h':
@@ -589,102 +605,123 @@ sfctl_cmd_watch(const struct sfctl_global *g, int argc, char **argv)
 	}
 	if (optind != argc)
 		return sfctl_usage_error("watch", "unexpected argument");
-	if (endpoint_url(g, true, url, sizeof(url)) < 0)
-		return sfctl_usage_error("watch", "events socket path too long");
-	rv = watch_dial(url, 0, &s, &d);
+	return -1;
+}
+
+/* A subscription that notices when it has gone quiet. */
+struct watch {
+	char url[200];
+	nng_socket s;
+	nng_dialer d;
+	int64_t last, silence;
+	bool heard;
+};
+
+/*
+ * Not even a heartbeat for a while: the connection is gone in a way nng
+ * 1.5.2 did not notice (its poller can miss the end of a connection the
+ * daemon dropped right after the handshake). A new socket, dialled in the
+ * background until the daemon answers.
+ * Return: 0, or an nng error.
+ */
+static int
+redial_if_silent(struct watch *w)
+{
+	int rv;
+
+	if (mono_ms() - w->last < w->silence)
+		return 0;
+	/* nng_close() can wait forever for such a pipe: leave the old socket
+	 * to the process's exit, but stop it dialling (closing a dialer does
+	 * not wait for its pipes). */
+	nng_dialer_close(w->d);
+	rv = watch_dial(w->url, NNG_FLAG_NONBLOCK, &w->s, &w->d);
+	if (rv != 0)
+		return rv;
+	w->last = mono_ms();
+	/* Nothing heard on the last one either: the daemon is away; look
+	 * less often. */
+	if (!w->heard && w->silence < WATCH_SILENCE_MAX_MS / 2)
+		w->silence *= 2;
+	else if (!w->heard)
+		w->silence = WATCH_SILENCE_MAX_MS;
+	w->heard = false;
+	return 0;
+}
+
+/* The next event that is not a heartbeat. Return: 0 and *ret; 1 for none
+ * yet (a timeout, silence, a message that does not parse); -1 when the
+ * events socket failed (said on stderr), with the exit code in *ret_exit. */
+static int
+next_event(struct watch *w, Sendfiled__Control__V1__Event **ret, int *ret_exit)
+{
+	Sendfiled__Control__V1__Event *ev;
+	nng_msg *m;
+	int rv = nng_recvmsg(w->s, &m, 0);
+
+	if (rv == NNG_ETIMEDOUT) {
+		rv = redial_if_silent(w);
+		if (rv == 0)
+			return 1;
+		sfctl_error("events socket %s: %s", w->url + 6, nng_strerror(rv));
+		*ret_exit = SFCTL_EXIT_UNREACHABLE;
+		return -1;
+	}
 	if (rv != 0) {
-		sfctl_error("events socket %s: %s", url + 6, nng_strerror(rv));
+		sfctl_error("events socket: %s", nng_strerror(rv));
+		*ret_exit = SFCTL_EXIT_OK;
+		return -1;
+	}
+	w->last = mono_ms();
+	w->heard = true;
+	w->silence = WATCH_SILENCE_MS;
+	ev = sendfiled__control__v1__event__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+	nng_msg_free(m);
+	if (!ev)
+		return 1;
+	if (ev->kind == SENDFILED__CONTROL__V1__EVENT__KIND__HEARTBEAT) {
+		sendfiled__control__v1__event__free_unpacked(ev, NULL);
+		return 1;
+	}
+	*ret = ev;
+	return 0;
+}
+
+int
+sfctl_cmd_watch(const struct sfctl_global *g, int argc, char **argv)
+{
+	struct watch w = {.silence = WATCH_SILENCE_MS};
+	struct sigaction sa = {.sa_handler = on_stop};
+	uint64_t count = 0, seen = 0;
+	bool json = false;
+	int r, rv;
+
+	r = watch_options(argc, argv, &json, &count);
+	if (r >= 0)
+		return r;
+	if (endpoint_url(g, true, w.url, sizeof(w.url)) < 0)
+		return sfctl_usage_error("watch", "events socket path too long");
+	rv = watch_dial(w.url, 0, &w.s, &w.d);
+	if (rv != 0) {
+		sfctl_error("events socket %s: %s", w.url + 6, nng_strerror(rv));
 		return SFCTL_EXIT_UNREACHABLE;
 	}
-	last = mono_ms();
+	w.last = mono_ms();
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	/* The subscription is in place once the dial returns. */
-	fprintf(stderr, "watching %s\n", url + 6);
+	fprintf(stderr, "watching %s\n", w.url + 6);
 	while (!stop_watch && (count == 0 || seen < count)) {
 		Sendfiled__Control__V1__Event *ev;
-		nng_msg *m;
 
-		rv = nng_recvmsg(s, &m, 0);
-		if (rv == NNG_ETIMEDOUT) {
-			/* Not even a heartbeat: the connection is gone in a way
-			 * nng 1.5.2 did not notice (its poller can miss the
-			 * end of a connection the daemon dropped right after
-			 * the handshake). A new socket, dialled in the
-			 * background until the daemon answers. */
-			if (mono_ms() - last >= silence) {
-				/* nng_close() can wait forever for such a pipe:
-				 * leave the old socket to the process's exit,
-				 * but stop it dialling (closing a dialer does
-				 * not wait for its pipes). */
-				nng_dialer_close(d);
-				rv = watch_dial(url, NNG_FLAG_NONBLOCK, &s, &d);
-				if (rv != 0) {
-					sfctl_error("events socket %s: %s", url + 6,
-					            nng_strerror(rv));
-					return SFCTL_EXIT_UNREACHABLE;
-				}
-				last = mono_ms();
-				/* Nothing heard on the last one either: the
-				 * daemon is away; look less often. */
-				if (!heard && silence < WATCH_SILENCE_MAX_MS / 2)
-					silence *= 2;
-				else if (!heard)
-					silence = WATCH_SILENCE_MAX_MS;
-				heard = false;
-			}
+		r = next_event(&w, &ev, &rv);
+		if (r < 0)
+			return rv;
+		if (r > 0)
 			continue;
-		}
-		if (rv != 0) {
-			sfctl_error("events socket: %s", nng_strerror(rv));
-			break;
-		}
-		last = mono_ms();
-		heard = true;
-		silence = WATCH_SILENCE_MS;
-		ev = sendfiled__control__v1__event__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
-		nng_msg_free(m);
-		if (!ev)
-			continue;
-		if (ev->kind == SENDFILED__CONTROL__V1__EVENT__KIND__HEARTBEAT) {
-			sendfiled__control__v1__event__free_unpacked(ev, NULL);
-			continue;
-		}
 		seen++;
-		{
-			static const char *const kinds[] = {"start", "done", "error"};
-			const char *kind = ev->kind <= 2 ? kinds[ev->kind] : "unknown";
-
-			if (json)
-				printf("{\"event\":\"%s\",\"transfer\":%llu,\"request_id\":%llu,"
-				       "\"pid\":%u,\"uid\":%u,\"offset\":%llu,\"bytes_sent\":%llu,"
-				       "\"status\":\"%s\",\"error\":%d,\"method\":\"%s\","
-				       "\"time_ms\":%llu,\"duration_ms\":%llu}\n",
-				       kind, (unsigned long long)ev->transfer,
-				       (unsigned long long)ev->request_id, ev->pid, ev->uid,
-				       (unsigned long long)ev->offset,
-				       (unsigned long long)ev->bytes_sent,
-				       wire_status_token(ev->status), ev->error,
-				       wire_method_name(ev->method),
-				       (unsigned long long)ev->time_ms,
-				       (unsigned long long)ev->duration_ms);
-			else if (ev->kind == SENDFILED__CONTROL__V1__EVENT__KIND__START)
-				printf("start  transfer %llu (pid %u uid %u request %llu) offset "
-				       "%llu\n",
-				       (unsigned long long)ev->transfer, ev->pid, ev->uid,
-				       (unsigned long long)ev->request_id,
-				       (unsigned long long)ev->offset);
-			else
-				printf("%-6s transfer %llu: %s, %llu bytes by %s in %llu ms%s%s\n",
-				       kind, (unsigned long long)ev->transfer,
-				       wire_status_token(ev->status),
-				       (unsigned long long)ev->bytes_sent,
-				       wire_method_name(ev->method),
-				       (unsigned long long)ev->duration_ms, ev->error ? ": " : "",
-				       ev->error ? strerror(ev->error) : "");
-			fflush(stdout);
-		}
+		print_event(ev, json);
 		sendfiled__control__v1__event__free_unpacked(ev, NULL);
 	}
 	/* No nng_close(): after a lost connection it may never return (see
