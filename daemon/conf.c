@@ -310,35 +310,30 @@ parse_group_item(const struct conf_item *it, struct conf *cfg, const char *value
 	return 0;
 }
 
+/* A count, a period, or (no it->what) a size with K, M, G suffixes. */
 static int
-parse_uint_item(const struct conf_item *it, struct conf *cfg, const char *value, bool append,
-                char *err, size_t errsize)
+parse_number_item(const struct conf_item *it, struct conf *cfg, const char *value, bool append,
+                  char *err, size_t errsize)
 {
+	bool size = !it->what;
 	unsigned long long v;
+	int r;
 
 	(void)append;
-	if (parse_uint(value, it->min, it->max, &v) < 0) {
-		snprintf(err, errsize, "bad %s '%s' (%s%llu..%llu)", it->what, value, it->unit,
-		         it->min, it->max);
+	r = size ? parse_size(value, &v) : parse_uint(value, 0, ULLONG_MAX, &v);
+	if (r < 0 || v < it->min || v > it->max) {
+		if (size)
+			snprintf(err, errsize, "bad size '%s' (%llu..%llu bytes; K, M, G suffixes)",
+			         value, it->min, it->max);
+		else
+			snprintf(err, errsize, "bad %s '%s' (%s%llu..%llu)", it->what, value,
+			         it->unit, it->min, it->max);
 		return -EINVAL;
 	}
-	*FIELD(cfg, it, unsigned) = (unsigned)v;
-	return 0;
-}
-
-static int
-parse_size_item(const struct conf_item *it, struct conf *cfg, const char *value, bool append,
-                char *err, size_t errsize)
-{
-	unsigned long long v;
-
-	(void)append;
-	if (parse_size(value, &v) < 0 || v < it->min || v > it->max) {
-		snprintf(err, errsize, "bad size '%s' (%llu..%llu bytes; K, M, G suffixes)", value,
-		         it->min, it->max);
-		return -EINVAL;
-	}
-	*FIELD(cfg, it, size_t) = (size_t)v;
+	if (size)
+		*FIELD(cfg, it, size_t) = (size_t)v;
+	else
+		*FIELD(cfg, it, unsigned) = (unsigned)v;
 	return 0;
 }
 
@@ -393,8 +388,15 @@ static void print_log_level_item(const struct conf_item *it, const struct conf *
 #define PATH(k, n, field) [k] = {n, parse_path_item, print_path_item, offsetof(struct conf, field)}
 #define MODE(k, n, field) [k] = {n, parse_mode_item, print_mode_item, offsetof(struct conf, field)}
 #define UINT(k, n, field, lo, hi, what, unit)                                                      \
-	[k] = {n,   parse_uint_item, print_uint_item, offsetof(struct conf, field), lo, hi, what,  \
-	       unit}
+	[k] =                                                                                      \
+	        {n,                                                                                \
+	         parse_number_item,                                                                \
+	         print_uint_item,                                                                  \
+	         offsetof(struct conf, field),                                                     \
+	         lo,                                                                               \
+	         hi,                                                                               \
+	         what,                                                                             \
+	         unit}
 #define IDS(k, n, field, count)                                                                    \
 	[k] = {n, parse_ids_item, print_ids_item, offsetof(struct conf, field), 0,                 \
 	       0, NULL,           NULL,           offsetof(struct conf, count)}
@@ -414,7 +416,7 @@ static const struct conf_item items[CONF_N_KEYS] = {
              ""),
         UINT(CONF_MAX_IN_FLIGHT_PER_UID, "max_in_flight_per_uid", srv.max_in_flight_per_uid, 1,
              UINT_MAX, "count", ""),
-        [CONF_CHUNK_SIZE] = {"chunk_size", parse_size_item, print_size_item,
+        [CONF_CHUNK_SIZE] = {"chunk_size", parse_number_item, print_size_item,
                              offsetof(struct conf, srv.chunk_size), CHUNK_MIN, XFER_SYSCALL_MAX},
         UINT(CONF_DRAIN_TIMEOUT_MS, "drain_timeout_ms", srv.drain_timeout_ms, 0, UINT_MAX,
              "duration", "milliseconds, "),

@@ -90,16 +90,18 @@ op_status(struct ctl *ctl, const Sendfiled__Control__V1__ControlRequest *req, st
 {
 	struct server *srv = ctl->srv;
 	Sendfiled__Control__V1__Status *st = &a->st;
+	struct server_status ss;
 
 	(void)req;
+	server_status(srv, &ss);
 	st->version = SFD_VERSION;
 	st->has_pid = st->has_uptime_ms = st->has_draining = true;
 	st->pid = (uint32_t)getpid();
 	st->socket = (char *)server_config(srv)->socket_path;
-	st->uptime_ms = server_uptime_ms(srv);
-	st->draining = server_stopping(srv);
+	st->uptime_ms = ss.uptime_ms;
+	st->draining = ss.stopping;
 	st->has_connections = st->has_in_flight = true;
-	st->connections = server_connections(srv);
+	st->connections = ss.connections;
 	st->in_flight = account_in_flight(server_account(srv));
 	st->log_level = (char *)log_level_name(log_get_level());
 	a->resp.body_case = SENDFILED__CONTROL__V1__CONTROL_RESPONSE__BODY_STATUS;
@@ -135,8 +137,10 @@ op_stats(struct ctl *ctl, const Sendfiled__Control__V1__ControlRequest *req, str
 {
 	Sendfiled__Control__V1__Stats *stats = &a->stats;
 	struct account_snapshot *snap = &a->snap;
+	struct server_status ss;
 
 	(void)req;
+	server_status(ctl->srv, &ss);
 	if (account_snapshot(server_account(ctl->srv), snap) < 0) {
 		fail(a, ENOMEM, "out of memory");
 		return;
@@ -146,7 +150,7 @@ op_stats(struct ctl *ctl, const Sendfiled__Control__V1__ControlRequest *req, str
 	stats->connections_accepted = snap->connections_accepted;
 	stats->connections_refused = snap->connections_refused;
 	stats->has_connections = stats->has_requests = stats->has_in_flight = true;
-	stats->connections = server_connections(ctl->srv);
+	stats->connections = ss.connections;
 	stats->requests = snap->requests;
 	stats->in_flight = snap->in_flight;
 	stats->has_bytes_sent = true;

@@ -317,8 +317,11 @@ on_stopped(void *data)
 static void
 on_signal(uv_signal_t *h, int signum)
 {
-	bool again = server_stopping(srv);
+	struct server_status ss;
+	bool again;
 
+	server_status(srv, &ss);
+	again = ss.stopping;
 	log_notice("%s: %s", strsignal(signum),
 	           again ? "cancelling transfers in flight" : "shutting down");
 	server_stop(srv, again);
@@ -363,6 +366,7 @@ start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
 	static const struct server_hooks hooks = {.on_stopping = on_stopping,
 	                                          .on_stopped = on_stopped};
 	char path[sizeof(cfg->srv.socket_path)];
+	struct server_status ss;
 	struct ctl_config ccfg;
 	int fd = -1, r;
 
@@ -395,7 +399,8 @@ start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
 		        r == -EADDRINUSE ? "another daemon is serving it" : strerror(-r));
 		return 1;
 	}
-	if (server_owns_path(srv) && cfg->has_socket_group) {
+	server_status(srv, &ss);
+	if (ss.owns_path && cfg->has_socket_group) {
 		r = chown_group(cfg->srv.socket_path, cfg->socket_group);
 		if (r < 0) {
 			log_err("cannot give %s to group %u: %s", cfg->srv.socket_path,

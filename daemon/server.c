@@ -447,26 +447,13 @@ server_account(const struct server *srv)
 	return srv->account;
 }
 
-bool
-server_stopping(const struct server *srv)
+void
+server_status(const struct server *srv, struct server_status *ret)
 {
-	return srv->stopping;
-}
-
-bool
-server_owns_path(const struct server *srv)
-{
-	return srv->listen_owned_path;
-}
-
-unsigned
-server_connections(const struct server *srv)
-{
-	return srv->n_conns;
-}
-
-uint64_t
-server_uptime_ms(const struct server *srv)
-{
-	return uv_now(srv->loop) - srv->start_ms;
+	*ret = (struct server_status){
+	        .connections = srv->n_conns,
+	        .stopping = srv->stopping,
+	        .owns_path = srv->listen_owned_path,
+	        .uptime_ms = uv_now(srv->loop) - srv->start_ms,
+	};
 }

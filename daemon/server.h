@@ -71,11 +71,16 @@ void server_free(struct server *srv);
 uv_loop_t *server_loop(const struct server *srv);
 const struct server_config *server_config(const struct server *srv);
 struct account *server_account(const struct server *srv);
-bool server_stopping(const struct server *srv);
-/* server_owns_path() - did it bind the socket file itself (not passed)? */
-bool server_owns_path(const struct server *srv);
-unsigned server_connections(const struct server *srv);
-uint64_t server_uptime_ms(const struct server *srv);
+
+/* What the control plane and the service manager are told. */
+struct server_status {
+	unsigned connections;
+	bool stopping;
+	bool owns_path; /* it bound the socket file itself (not passed) */
+	uint64_t uptime_ms;
+};
+
+void server_status(const struct server *srv, struct server_status *ret);
 
 /* server_foreach_transfer() - call @fn for every transfer in flight. */
 void server_foreach_transfer(struct server *srv,

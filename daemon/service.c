@@ -292,7 +292,11 @@ static void
 format_status(const struct service *svc, char *buf, size_t size)
 {
 	const struct server *srv = svc->srv;
-	unsigned c = server_connections(srv), t = account_in_flight(server_account(srv));
+	struct server_status ss;
+	unsigned c, t = account_in_flight(server_account(srv));
+
+	server_status(srv, &ss);
+	c = ss.connections;
 
 	if (svc->stopping)
 		snprintf(buf, size, "Draining: %u transfer%s in flight, %u connection%s", t,
