@@ -89,7 +89,7 @@ struct ctl {
 	unsigned n_events;
 
 	uv_timer_t heartbeat_timer;
-	/* The probe thread (see probe_thread_main()); jobs_mtx guards these. */
+	/* The probe thread (ctl-probe.c); jobs_mtx guards these. */
 	pthread_t probe_thread;
 	bool probe_started;
 	pthread_cond_t probe_cv; /* CLOCK_MONOTONIC */

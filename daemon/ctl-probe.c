@@ -44,8 +44,8 @@ ctl_restart_listener(struct ctl *ctl, struct endpoint *ep)
 
 /*
  * Is @ep's listener alive? Complete an SP handshake with it and wait for the
- * socket core to take the pipe (on_pipe_added). Runs on a worker thread: it
- * blocks for up to PROBE_TIMEOUT_MS.
+ * socket core to take the pipe (on_pipe_event() counts it). Runs on the probe
+ * thread: it blocks for up to PROBE_TIMEOUT_MS.
  */
 static bool
 probe(struct endpoint *ep)

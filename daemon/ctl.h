@@ -13,9 +13,9 @@
  * on the loop thread.
  *
  * nng 1.5.2's IPC listener stops accepting for good when a peer disconnects
- * during the SP handshake (fixed in nng 1.6.0). A probe thread completes a
- * handshake with each listener every probe_interval_ms and has a listener
- * that does not answer re-created.
+ * during the SP handshake (fixed in nng 1.6.0). A probe thread (ctl-probe.c)
+ * completes a handshake with each listener every probe_interval_ms and has a
+ * listener that does not answer re-created.
  */
 #ifndef SFD_CTL_H
 #define SFD_CTL_H

@@ -1,6 +1,6 @@
 /*
  * xfer-internal.h - what the two halves of a transfer share: xfer.c (the
- * methods, step(), the loop runner, finishing) and xfer-worker.c (worker
+ * methods, xfer_step(), the loop runner, finishing) and xfer-worker.c (worker
  * jobs, the kick signal, time slices). Not for other modules.
  */
 #ifndef SFD_XFER_INTERNAL_H
@@ -30,8 +30,9 @@
  * re-queues them; a blocked worker costs a thread, not the loop. */
 #define WORKER_CHUNKS 8
 
-/* step()'s private "no zero-copy method applies and fallback is off": outside
- * the errno range, so that a real EOPNOTSUPP cannot be mistaken for it. */
+/* xfer_step()'s private "no zero-copy method applies and fallback is off":
+ * outside the errno range, so that a real EOPNOTSUPP cannot be mistaken for
+ * it. */
 #define XFER_ENOZEROCOPY 4096
 
 enum method {
