@@ -34,7 +34,7 @@
  * so the client works in parallel with the daemon. With 64 requests in
  * flight, 32 served a few percent more per second than 16, and 8 fewer
  * (bench/RESULTS.md). */
-#define READ_BATCH 32
+#define READ_BATCH CONN_READ_BATCH
 /* Batches of queued requests a stopping daemon still answers. */
 #define DRAIN_BATCHES 32
 
@@ -507,9 +507,6 @@ handle_record(struct conn *c, struct fdmsg_record *rec)
 static int
 read_records(struct conn *c)
 {
-	/* The loop is single-threaded: one set of receive buffers serves
-	 * every connection. */
-	static unsigned char bufs[READ_BATCH][WIRE_MAX_RECORD];
 	struct fdmsg_record recs[READ_BATCH];
 	unsigned max = c->env->max_in_flight;
 	size_t want = MIN((unsigned)READ_BATCH, max - MIN(c->n_replies, max));
@@ -518,7 +515,8 @@ read_records(struct conn *c)
 	if (want == 0 || c->state >= CONN_CLOSING)
 		return 0; /* the client is not reading its replies: stop reading it */
 	for (size_t i = 0; i < want; i++)
-		recs[i] = (struct fdmsg_record){.buf = bufs[i], .cap = WIRE_MAX_RECORD};
+		recs[i] = (struct fdmsg_record){.buf = c->env->recv_bufs + i * WIRE_MAX_RECORD,
+		                                .cap = WIRE_MAX_RECORD};
 	got = fdmsg_recv_records(c->fd, recs, want, MSG_DONTWAIT);
 	if (got == -EAGAIN)
 		return 0;

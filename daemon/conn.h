@@ -24,10 +24,16 @@ struct engine;
 struct account;
 struct transfer_info;
 
+/* Records read per recvmmsg(2) (conn.c says why this many). */
+#define CONN_READ_BATCH 32
+
 /* What a connection uses of its owner's. Must outlive the connection. */
 struct conn_env {
 	struct engine *engine;
 	struct account *account;
+	/* CONN_READ_BATCH buffers of WIRE_MAX_RECORD bytes, shared by the
+	 * connections of one loop (they read one at a time). */
+	unsigned char *recv_bufs;
 	unsigned max_in_flight; /* requests in flight per connection */
 	size_t chunk_size;      /* bytes per wake-up of a transfer */
 	/* The connection is gone (from its last close callback): unlink it. */

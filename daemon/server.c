@@ -35,6 +35,7 @@ struct server {
 	struct engine *engine;
 	struct account *account;
 	struct conn_env conn_env; /* what every connection is given */
+	unsigned char *recv_bufs; /* conn_env.recv_bufs */
 	int listen_fd;
 	bool listen_owned_path; /* we bound it: unlink on exit */
 	uv_poll_t listen_poll;
@@ -321,13 +322,17 @@ server_new(uv_loop_t *loop, const struct server_config *cfg, int listen_fd,
 	uv_timer_init(loop, &srv->drain_timer);
 	srv->drain_timer.data = srv;
 	srv->handles = 2;
-	r = engine_new(loop, &srv->engine);
+	/* One loop reads one connection at a time: one set of receive
+	 * buffers serves them all. */
+	srv->recv_bufs = malloc((size_t)CONN_READ_BATCH * WIRE_MAX_RECORD);
+	r = srv->recv_bufs ? engine_new(loop, &srv->engine) : -ENOMEM;
 	if (r == 0)
 		r = account_new(cfg->max_in_flight_per_uid, &srv->account);
 	if (r == 0) {
 		srv->conn_env = (struct conn_env){
 		        .engine = srv->engine,
 		        .account = srv->account,
+		        .recv_bufs = srv->recv_bufs,
 		        .max_in_flight = cfg->max_in_flight_per_conn,
 		        .chunk_size = cfg->chunk_size,
 		        .closed = on_conn_closed,
@@ -414,6 +419,7 @@ on_handle_closed(uv_handle_t *h)
 	if (--srv->handles > 0)
 		return;
 	account_free(srv->account);
+	free(srv->recv_bufs);
 	free(srv);
 }
 
