@@ -44,7 +44,7 @@ struct engine {
 
 	/* The chain (see engine_chain_begin()). */
 	bool chain_running;
-	void *chain_next;
+	struct xfer *chain_next;
 };
 
 static void
@@ -256,7 +256,7 @@ engine_chain_begin(struct engine *e)
 }
 
 bool
-engine_chain_offer(struct engine *e, void *next)
+engine_chain_offer(struct engine *e, struct xfer *next)
 {
 	if (!e->chain_running || e->chain_next)
 		return false;
@@ -264,10 +264,10 @@ engine_chain_offer(struct engine *e, void *next)
 	return true;
 }
 
-void *
+struct xfer *
 engine_chain_end(struct engine *e)
 {
-	void *next = e->chain_next;
+	struct xfer *next = e->chain_next;
 
 	e->chain_running = false;
 	e->chain_next = NULL;
@@ -275,7 +275,7 @@ engine_chain_end(struct engine *e)
 }
 
 void
-engine_chain_forget(struct engine *e, void *x)
+engine_chain_forget(struct engine *e, struct xfer *x)
 {
 	if (e->chain_next == x)
 		e->chain_next = NULL;

@@ -33,6 +33,7 @@
 
 struct engine;
 struct fdinfo;
+struct xfer;
 struct dstline_table;
 
 /* Embedded in what wants to run at the next flush. */
@@ -89,9 +90,9 @@ struct dstline_table *engine_lines(struct engine *e);
  * it back) instead of from a timer of its own.
  */
 void engine_chain_begin(struct engine *e);
-bool engine_chain_offer(struct engine *e, void *next);
-void *engine_chain_end(struct engine *e);
+bool engine_chain_offer(struct engine *e, struct xfer *next);
+struct xfer *engine_chain_end(struct engine *e);
 /* engine_chain_forget() - @x is finishing: it is no longer the one to start next. */
-void engine_chain_forget(struct engine *e, void *x);
+void engine_chain_forget(struct engine *e, struct xfer *x);
 
 #endif

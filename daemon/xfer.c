@@ -105,6 +105,25 @@ want_bytes(const struct xfer *x, size_t budget)
 	return MIN(MIN((uint64_t)budget, left), (uint64_t)XFER_SYSCALL_MAX);
 }
 
+/*
+ * The outcome of one syscall of a step, called with errno as the syscall
+ * left it: a failure says what to wait for on EAGAIN (@on_eagain); 0 from
+ * the source's side (@from_source) is its end.
+ * Return: @n, or a negative errno.
+ */
+static ssize_t
+outcome(struct xfer *x, ssize_t n, enum wait on_eagain, bool from_source)
+{
+	if (n < 0) {
+		if (errno == EAGAIN)
+			x->wait = on_eagain;
+		return -errno;
+	}
+	if (n == 0 && from_source)
+		x->eof = true;
+	return n;
+}
+
 static ssize_t
 step_sendfile(struct xfer *x, size_t want)
 {
@@ -112,14 +131,7 @@ step_sendfile(struct xfer *x, size_t want)
 	ssize_t n = sendfile(x->dst, x->src, &off, want);
 
 	x->short_write = n > 0 && (size_t)n < want;
-	if (n < 0) {
-		if (errno == EAGAIN)
-			x->wait = WAIT_DST;
-		return -errno;
-	}
-	if (n == 0)
-		x->eof = true;
-	return n;
+	return outcome(x, n, WAIT_DST, true);
 }
 
 static ssize_t
@@ -127,15 +139,13 @@ step_splice(struct xfer *x, size_t want)
 {
 	ssize_t n = splice(x->src, NULL, x->dst, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 
-	if (n < 0) {
-		/* EAGAIN from either end: find out which one to wait for. */
-		if (errno == EAGAIN)
-			x->wait = source_ready(x->src) ? WAIT_DST : WAIT_SRC;
-		return -errno;
+	/* EAGAIN from either end: find out which one to wait for (a poll(2),
+	 * so only then). */
+	if (n < 0 && errno == EAGAIN) {
+		x->wait = source_ready(x->src) ? WAIT_DST : WAIT_SRC;
+		return -EAGAIN;
 	}
-	if (n == 0)
-		x->eof = true;
-	return n;
+	return outcome(x, n, WAIT_DST, true);
 }
 
 static ssize_t
@@ -144,26 +154,21 @@ step_splice_buffer(struct xfer *x, size_t want)
 	ssize_t n;
 
 	if (x->piped == 0) {
-		n = splice(x->src, NULL, x->pipe_wr, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-		if (n < 0) {
-			/* Our pipe is empty, so EAGAIN can only come from the source. */
-			if (errno == EAGAIN)
-				x->wait = WAIT_SRC;
-			return -errno;
-		}
-		if (n == 0) {
-			x->eof = true;
-			return 0;
-		}
+		/* Our pipe is empty, so EAGAIN can only come from the source. */
+		n = outcome(x,
+		            splice(x->src, NULL, x->pipe_wr, NULL, want,
+		                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK),
+		            WAIT_SRC, true);
+		if (n <= 0)
+			return n;
 		x->piped = n;
 	}
-	n = splice(x->pipe_rd, NULL, x->dst, NULL, x->piped, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-	if (n < 0) {
-		if (errno == EAGAIN)
-			x->wait = WAIT_DST;
-		return -errno;
-	}
-	x->piped -= n;
+	n = outcome(
+	        x,
+	        splice(x->pipe_rd, NULL, x->dst, NULL, x->piped, SPLICE_F_MOVE | SPLICE_F_NONBLOCK),
+	        WAIT_DST, false);
+	if (n > 0)
+		x->piped -= n;
 	return n;
 }
 
@@ -179,25 +184,16 @@ step_copy(struct xfer *x, size_t want)
 			n = pread(x->src, x->buf, len, (off_t)(x->p.offset + x->sent));
 		else
 			n = read(x->src, x->buf, len);
-		if (n < 0) {
-			if (errno == EAGAIN)
-				x->wait = WAIT_SRC;
-			return -errno;
-		}
-		if (n == 0) {
-			x->eof = true;
-			return 0;
-		}
+		n = outcome(x, n, WAIT_SRC, true);
+		if (n <= 0)
+			return n;
 		x->buf_len = n;
 		x->buf_off = 0;
 	}
-	n = write(x->dst, x->buf + x->buf_off, x->buf_len - x->buf_off);
-	if (n < 0) {
-		if (errno == EAGAIN)
-			x->wait = WAIT_DST;
-		return -errno;
-	}
-	x->buf_off += n;
+	n = outcome(x, write(x->dst, x->buf + x->buf_off, x->buf_len - x->buf_off), WAIT_DST,
+	            false);
+	if (n > 0)
+		x->buf_off += n;
 	return n;
 }
 
@@ -531,11 +527,25 @@ cold(struct xfer *x, size_t want)
 	return false;
 }
 
+/* Wait on the loop for @w: the source readable (WAIT_SRC), else the
+ * destination writable. The transfer fails if it cannot be watched. */
+static void
+wait_on_loop(struct xfer *x, enum wait w)
+{
+	int r;
+
+	if (w == WAIT_SRC)
+		r = watch(x, &x->src_poll, &x->src_poll_init, x->src, UV_READABLE, &x->dst_poll);
+	else
+		r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst, UV_WRITABLE, &x->src_poll);
+	if (r < 0)
+		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot watch the descriptor");
+}
+
 void
 xfer_run_loop(struct xfer *x, size_t budget)
 {
 	size_t moved = 0;
-	int r;
 
 	while (!xfer_range_done(x)) {
 		ssize_t n;
@@ -556,15 +566,7 @@ xfer_run_loop(struct xfer *x, size_t budget)
 		if (n == -EINTR)
 			continue;
 		if (n == -EAGAIN) {
-			if (x->wait == WAIT_SRC)
-				r = watch(x, &x->src_poll, &x->src_poll_init, x->src, UV_READABLE,
-				          &x->dst_poll);
-			else
-				r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst, UV_WRITABLE,
-				          &x->src_poll);
-			if (r < 0)
-				xfer_finish(x, WIRE_STATUS_IO_ERROR, -r,
-				            "cannot watch the descriptor");
+			wait_on_loop(x, x->wait);
 			return;
 		}
 		if (n < 0) {
@@ -578,11 +580,7 @@ xfer_run_loop(struct xfer *x, size_t budget)
 		if ((moved >= budget || x->short_write) && !xfer_range_done(x)) {
 			/* Budget spent: yield to the other transfers and come back
 			 * on the next writable event (level-triggered). */
-			r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst, UV_WRITABLE,
-			          &x->src_poll);
-			if (r < 0)
-				xfer_finish(x, WIRE_STATUS_IO_ERROR, -r,
-				            "cannot watch the descriptor");
+			wait_on_loop(x, WAIT_DST);
 			return;
 		}
 	}
