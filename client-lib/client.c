@@ -25,26 +25,25 @@
 #include "fdmsg.h"
 #include "macro.h"
 #include "sendfiled.h"
-#include "sendfiled.pb-c.h"
 #include "sockpath.h"
 #include "wire.h"
 
 /* The public enums promise the wire's values: replies are copied as they are. */
 #define SAME_VALUE(a, b) _Static_assert((int)(a) == (int)(b), #a " must equal " #b)
-SAME_VALUE(SFD_STATUS_OK, SENDFILED__V1__STATUS__OK);
-SAME_VALUE(SFD_STATUS_NOT_AVAILABLE, SENDFILED__V1__STATUS__NOT_AVAILABLE);
-SAME_VALUE(SFD_STATUS_INVALID_ARGUMENT, SENDFILED__V1__STATUS__INVALID_ARGUMENT);
-SAME_VALUE(SFD_STATUS_PEER_CLOSED, SENDFILED__V1__STATUS__PEER_CLOSED);
-SAME_VALUE(SFD_STATUS_IO_ERROR, SENDFILED__V1__STATUS__IO_ERROR);
-SAME_VALUE(SFD_STATUS_CANCELLED, SENDFILED__V1__STATUS__CANCELLED);
-SAME_VALUE(SFD_STATUS_LIMIT, SENDFILED__V1__STATUS__LIMIT);
-SAME_VALUE(SFD_STATUS_PROTOCOL, SENDFILED__V1__STATUS__PROTOCOL);
-SAME_VALUE(SFD_STATUS_SHUTTING_DOWN, SENDFILED__V1__STATUS__SHUTTING_DOWN);
-SAME_VALUE(SFD_STATUS_PERMISSION_DENIED, SENDFILED__V1__STATUS__PERMISSION_DENIED);
-SAME_VALUE(SFD_METHOD_NONE, SENDFILED__V1__METHOD__METHOD_NONE);
-SAME_VALUE(SFD_METHOD_SENDFILE, SENDFILED__V1__METHOD__METHOD_SENDFILE);
-SAME_VALUE(SFD_METHOD_SPLICE, SENDFILED__V1__METHOD__METHOD_SPLICE);
-SAME_VALUE(SFD_METHOD_READ_WRITE, SENDFILED__V1__METHOD__METHOD_READ_WRITE);
+SAME_VALUE(SFD_STATUS_OK, WIRE_STATUS_OK);
+SAME_VALUE(SFD_STATUS_NOT_AVAILABLE, WIRE_STATUS_NOT_AVAILABLE);
+SAME_VALUE(SFD_STATUS_INVALID_ARGUMENT, WIRE_STATUS_INVALID_ARGUMENT);
+SAME_VALUE(SFD_STATUS_PEER_CLOSED, WIRE_STATUS_PEER_CLOSED);
+SAME_VALUE(SFD_STATUS_IO_ERROR, WIRE_STATUS_IO_ERROR);
+SAME_VALUE(SFD_STATUS_CANCELLED, WIRE_STATUS_CANCELLED);
+SAME_VALUE(SFD_STATUS_LIMIT, WIRE_STATUS_LIMIT);
+SAME_VALUE(SFD_STATUS_PROTOCOL, WIRE_STATUS_PROTOCOL);
+SAME_VALUE(SFD_STATUS_SHUTTING_DOWN, WIRE_STATUS_SHUTTING_DOWN);
+SAME_VALUE(SFD_STATUS_PERMISSION_DENIED, WIRE_STATUS_PERMISSION_DENIED);
+SAME_VALUE(SFD_METHOD_NONE, WIRE_METHOD_NONE);
+SAME_VALUE(SFD_METHOD_SENDFILE, WIRE_METHOD_SENDFILE);
+SAME_VALUE(SFD_METHOD_SPLICE, WIRE_METHOD_SPLICE);
+SAME_VALUE(SFD_METHOD_READ_WRITE, WIRE_METHOD_READ_WRITE);
 _Static_assert(SFD_MESSAGE_MAX >= WIRE_MAX_MESSAGE, "a reply's message must fit sfd_result");
 
 /* sfd_client_sendfile() retries a request the daemon did not act on (it was
@@ -88,11 +87,12 @@ struct sfd_client {
 	bool reset_seen; /* ECONNRESET was read once already */
 	uint64_t next_id;
 	/* Where to connect again after a daemon restart. */
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	/* sfd_client_get_fd() or sfd_client_submit() was called: an event
-	 * loop may watch fd, and completions may be due on this connection,
-	 * so it is never replaced. */
-	bool async_used;
+	char path[SOCKPATH_MAX];
+	/* The connection may be replaced after a daemon restart unless the
+	 * caller said no (sfd_client_set_reconnect(): an event loop watches
+	 * fd) or submitted a request (completions may be due on it). */
+	bool reconnect_off;
+	bool submitted;
 	/* sfd_client_set_nonblocking(): sfd_client_submit() and
 	 * sfd_client_cancel() return -EAGAIN rather than wait for room. */
 	bool nonblocking;
@@ -550,7 +550,7 @@ connect_path(const char *path, int *ret_fd)
 int
 sfd_client_open(const char *path, struct sfd_client **ret)
 {
-	char buf[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char buf[SOCKPATH_MAX];
 	struct sfd_client *c;
 	int fd = -1, r;
 
@@ -597,11 +597,14 @@ sfd_client_free(struct sfd_client *c)
 int
 sfd_client_get_fd(const struct sfd_client *c)
 {
-	/* The public signature promises not to change the client, and
-	 * nothing it can observe changes: this only stops
-	 * sfd_client_sendfile() from ever replacing the descriptor. */
-	((struct sfd_client *)c)->async_used = true;
 	return c->fd;
+}
+
+int
+sfd_client_set_reconnect(struct sfd_client *c, int enable)
+{
+	c->reconnect_off = !enable;
+	return 0;
 }
 
 int
@@ -615,7 +618,7 @@ sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, 
 	e = sendfile_request(out_fd, in_fd, offset, count, flags, &wr);
 	if (e < 0)
 		return e;
-	c->async_used = true;
+	c->submitted = true;
 	return start_request(c, REQ_USER, &wr, fds, 2, !c->nonblocking, userdata, ret_id);
 }
 
@@ -628,12 +631,13 @@ went_away(int e)
 
 /*
  * Replacing the connection is safe while nothing but blocking calls ever
- * used it: no completion can be due on it, and no event loop watches it.
+ * used it (no completion can be due on it) and the caller has not said that
+ * an event loop watches it.
  */
 static bool
 may_reconnect(const struct sfd_client *c)
 {
-	return !c->async_used;
+	return !c->reconnect_off && !c->submitted;
 }
 
 /* Sleep before retry number @attempt, within @deadline. Return: false when
@@ -856,41 +860,17 @@ sfd_client_in_flight(const struct sfd_client *c)
 const char *
 sfd_status_str(int status)
 {
-	static const char *const names[] = {
-	        [SFD_STATUS_OK] = "ok",
-	        [SFD_STATUS_NOT_AVAILABLE] = "not available",
-	        [SFD_STATUS_INVALID_ARGUMENT] = "invalid argument",
-	        [SFD_STATUS_PEER_CLOSED] = "peer closed",
-	        [SFD_STATUS_IO_ERROR] = "I/O error",
-	        [SFD_STATUS_CANCELLED] = "cancelled",
-	        [SFD_STATUS_LIMIT] = "limit reached",
-	        [SFD_STATUS_PROTOCOL] = "protocol error",
-	        [SFD_STATUS_SHUTTING_DOWN] = "shutting down",
-	        [SFD_STATUS_PERMISSION_DENIED] = "permission denied",
-	};
-
-	if (status < 0 || (size_t)status >= ARRAY_SIZE(names) || !names[status])
-		return "unknown";
-	return names[status];
+	return wire_status_text(status);
 }
 
 const char *
 sfd_method_str(int method)
 {
-	static const char *const names[] = {
-	        [SFD_METHOD_NONE] = "none",
-	        [SFD_METHOD_SENDFILE] = "sendfile",
-	        [SFD_METHOD_SPLICE] = "splice",
-	        [SFD_METHOD_READ_WRITE] = "read_write",
-	};
-
-	if (method < 0 || (size_t)method >= ARRAY_SIZE(names) || !names[method])
-		return "unknown";
-	return names[method];
+	return wire_method_name(method);
 }
 
 int
-sfd_default_socket_path(char *buf, unsigned long size)
+sfd_default_socket_path(char *buf, size_t size)
 {
 	char path[PATH_MAX];
 	int n;

@@ -61,3 +61,18 @@ sockpath_client_default(char *buf, size_t size)
 	}
 	return fmt(buf, size, "/run/sendfiled", "/sendfiled.sock");
 }
+
+int
+sockpath_endpoint(const char *given, const char *data_path, const char *name, char *buf,
+                  size_t size)
+{
+	int n;
+
+	if (given && *given) {
+		n = snprintf(buf, size, "%s", given);
+		return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : n;
+	}
+	if (!data_path || !*data_path)
+		return -EDESTADDRREQ;
+	return sockpath_sibling(data_path, name, buf, size);
+}

@@ -5,6 +5,10 @@
 #define SFD_SOCKPATH_H
 
 #include <stddef.h>
+#include <sys/un.h>
+
+/* The room for a socket's path, terminating NUL included (sun_path). */
+#define SOCKPATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 
 /*
  * sockpath_default() - $SENDFILED_SOCKET, else
@@ -26,5 +30,20 @@ int sockpath_client_default(char *buf, size_t size);
  * the data socket). Return: length, or -ENAMETOOLONG.
  */
 int sockpath_sibling(const char *path, const char *name, char *buf, size_t size);
+
+/* The names of the control-plane sockets beside the data socket. */
+#define SOCKPATH_CONTROL "control.sock"
+#define SOCKPATH_EVENTS "events.sock"
+
+/*
+ * sockpath_endpoint() - where a control-plane socket is, the one place this
+ * rule lives: @given when set (non-NULL and not ""), else @name beside the
+ * data socket @data_path, so that two daemons whose data sockets share a
+ * directory never share a control plane.
+ * Return: length written to @buf; -ENAMETOOLONG; -EDESTADDRREQ when nothing
+ * is given and the data socket has no path to put it beside.
+ */
+int sockpath_endpoint(const char *given, const char *data_path, const char *name, char *buf,
+                      size_t size);
 
 #endif

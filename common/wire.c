@@ -8,8 +8,73 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "macro.h"
 #include "sendfiled.pb-c.h"
 #include "wire.h"
+
+#define SAME_VALUE(a, b) _Static_assert((int)(a) == (int)(b), #a " must equal " #b)
+SAME_VALUE(WIRE_STATUS_OK, SENDFILED__V1__STATUS__OK);
+SAME_VALUE(WIRE_STATUS_NOT_AVAILABLE, SENDFILED__V1__STATUS__NOT_AVAILABLE);
+SAME_VALUE(WIRE_STATUS_INVALID_ARGUMENT, SENDFILED__V1__STATUS__INVALID_ARGUMENT);
+SAME_VALUE(WIRE_STATUS_PEER_CLOSED, SENDFILED__V1__STATUS__PEER_CLOSED);
+SAME_VALUE(WIRE_STATUS_IO_ERROR, SENDFILED__V1__STATUS__IO_ERROR);
+SAME_VALUE(WIRE_STATUS_CANCELLED, SENDFILED__V1__STATUS__CANCELLED);
+SAME_VALUE(WIRE_STATUS_LIMIT, SENDFILED__V1__STATUS__LIMIT);
+SAME_VALUE(WIRE_STATUS_PROTOCOL, SENDFILED__V1__STATUS__PROTOCOL);
+SAME_VALUE(WIRE_STATUS_SHUTTING_DOWN, SENDFILED__V1__STATUS__SHUTTING_DOWN);
+SAME_VALUE(WIRE_STATUS_PERMISSION_DENIED, SENDFILED__V1__STATUS__PERMISSION_DENIED);
+SAME_VALUE(WIRE_METHOD_NONE, SENDFILED__V1__METHOD__METHOD_NONE);
+SAME_VALUE(WIRE_METHOD_SENDFILE, SENDFILED__V1__METHOD__METHOD_SENDFILE);
+SAME_VALUE(WIRE_METHOD_SPLICE, SENDFILED__V1__METHOD__METHOD_SPLICE);
+SAME_VALUE(WIRE_METHOD_READ_WRITE, SENDFILED__V1__METHOD__METHOD_READ_WRITE);
+
+static const struct {
+	const char *token, *text;
+} status_names[] = {
+        [WIRE_STATUS_OK] = {"ok", "ok"},
+        [WIRE_STATUS_NOT_AVAILABLE] = {"not_available", "not available"},
+        [WIRE_STATUS_INVALID_ARGUMENT] = {"invalid_argument", "invalid argument"},
+        [WIRE_STATUS_PEER_CLOSED] = {"peer_closed", "peer closed"},
+        [WIRE_STATUS_IO_ERROR] = {"io_error", "I/O error"},
+        [WIRE_STATUS_CANCELLED] = {"cancelled", "cancelled"},
+        [WIRE_STATUS_LIMIT] = {"limit", "limit reached"},
+        [WIRE_STATUS_PROTOCOL] = {"protocol", "protocol error"},
+        [WIRE_STATUS_SHUTTING_DOWN] = {"shutting_down", "shutting down"},
+        [WIRE_STATUS_PERMISSION_DENIED] = {"permission_denied", "permission denied"},
+};
+_Static_assert(ARRAY_SIZE(status_names) == WIRE_STATUS_COUNT, "a name for every status");
+
+static const char *const method_names[] = {
+        [WIRE_METHOD_NONE] = "none",
+        [WIRE_METHOD_SENDFILE] = "sendfile",
+        [WIRE_METHOD_SPLICE] = "splice",
+        [WIRE_METHOD_READ_WRITE] = "read_write",
+};
+_Static_assert(ARRAY_SIZE(method_names) == WIRE_METHOD_COUNT, "a name for every method");
+
+const char *
+wire_status_token(int status)
+{
+	if (status < 0 || (size_t)status >= ARRAY_SIZE(status_names))
+		return "unknown";
+	return status_names[status].token;
+}
+
+const char *
+wire_status_text(int status)
+{
+	if (status < 0 || (size_t)status >= ARRAY_SIZE(status_names))
+		return "unknown";
+	return status_names[status].text;
+}
+
+const char *
+wire_method_name(int method)
+{
+	if (method < 0 || (size_t)method >= ARRAY_SIZE(method_names))
+		return "unknown";
+	return method_names[method];
+}
 
 /*
  * Decoding allocates a few small objects and frees them at once: take them

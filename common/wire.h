@@ -16,6 +16,41 @@
 #define WIRE_MAX_RECORD 4096
 #define WIRE_MAX_MESSAGE 256
 
+/* A reply's outcome: the wire's Status values (wire.c checks them against the
+ * generated enum). */
+enum wire_status {
+	WIRE_STATUS_OK = 0,
+	WIRE_STATUS_NOT_AVAILABLE,
+	WIRE_STATUS_INVALID_ARGUMENT,
+	WIRE_STATUS_PEER_CLOSED,
+	WIRE_STATUS_IO_ERROR,
+	WIRE_STATUS_CANCELLED,
+	WIRE_STATUS_LIMIT,
+	WIRE_STATUS_PROTOCOL,
+	WIRE_STATUS_SHUTTING_DOWN,
+	WIRE_STATUS_PERMISSION_DENIED,
+	WIRE_STATUS_COUNT
+};
+
+/* How the bytes moved: the wire's Method values. */
+enum wire_method {
+	WIRE_METHOD_NONE = 0,
+	WIRE_METHOD_SENDFILE,
+	WIRE_METHOD_SPLICE,
+	WIRE_METHOD_READ_WRITE,
+	WIRE_METHOD_COUNT
+};
+
+/*
+ * The one table of names: wire_status_token() gives "not_available" (for
+ * programs: JSON, metrics labels), wire_status_text() "not available" (for
+ * people), wire_method_name() "read_write". Each returns "unknown" for a
+ * value it does not know.
+ */
+const char *wire_status_token(int status);
+const char *wire_status_text(int status);
+const char *wire_method_name(int method);
+
 enum wire_op {
 	WIRE_OP_NONE = 0, /* no (or an unknown) operation */
 	WIRE_OP_SENDFILE,

@@ -18,25 +18,6 @@
 #include "sockpath.h"
 #include "xfer.h"
 
-static const char *const key_names[CONF_N_KEYS] = {
-        [CONF_SOCKET] = "socket",
-        [CONF_SOCKET_MODE] = "socket_mode",
-        [CONF_SOCKET_GROUP] = "socket_group",
-        [CONF_CONTROL_SOCKET] = "control_socket",
-        [CONF_EVENTS_SOCKET] = "events_socket",
-        [CONF_CONTROL_MODE] = "control_mode",
-        [CONF_CONTROL_PROBE_MS] = "control_probe_ms",
-        [CONF_MAX_CONNECTIONS] = "max_connections",
-        [CONF_MAX_IN_FLIGHT] = "max_in_flight",
-        [CONF_MAX_IN_FLIGHT_PER_UID] = "max_in_flight_per_uid",
-        [CONF_CHUNK_SIZE] = "chunk_size",
-        [CONF_DRAIN_TIMEOUT_MS] = "drain_timeout_ms",
-        [CONF_WORKERS] = "workers",
-        [CONF_ALLOW_UIDS] = "allow_uids",
-        [CONF_ALLOW_GIDS] = "allow_gids",
-        [CONF_LOG_LEVEL] = "log_level",
-};
-
 #define CHUNK_MIN 4096u
 #define WORKERS_MAX 1024u
 
@@ -57,21 +38,6 @@ conf_defaults(struct conf *cfg)
 	cfg->control_probe_ms = 1000;
 	cfg->workers = 8;
 	cfg->log_level = LOG_NOTICE;
-}
-
-int
-conf_key_from_name(const char *name)
-{
-	for (int k = 0; k < CONF_N_KEYS; k++)
-		if (strcmp(name, key_names[k]) == 0)
-			return k;
-	return -1;
-}
-
-const char *
-conf_key_name(enum conf_key key)
-{
-	return (unsigned)key < CONF_N_KEYS ? key_names[key] : "?";
 }
 
 /* ---- values ------------------------------------------------------------- */
@@ -275,132 +241,215 @@ set_path(char *dst, size_t size, const char *value, bool may_be_empty, char *err
 	return 0;
 }
 
+/* ---- the keys ------------------------------------------------------------ */
+
+struct conf_item;
+
+/* Parse @value into @cfg. Return: 0, or -EINVAL with @err filled. */
+typedef int (*conf_parse_fn)(const struct conf_item *it, struct conf *cfg, const char *value,
+                             bool append, char *err, size_t errsize);
+/* Print the value; may set *dflt, what the comment says for a default. */
+typedef void (*conf_print_fn)(const struct conf_item *it, const struct conf *cfg, FILE *f,
+                              const char **dflt);
+
+/* One key: its name, how it is parsed and printed, where it lives (as
+ * systemd's conf-parser ConfigTableItem). */
+struct conf_item {
+	const char *name;
+	conf_parse_fn parse;
+	conf_print_fn print;
+	size_t offset; /* of the field in struct conf */
+	/* Numbers: the range, and what the error message calls the value. */
+	unsigned long long min, max;
+	const char *what, *unit;
+	size_t count_offset; /* lists: of their length */
+};
+
+#define FIELD(cfg, it, type) ((type *)((char *)(cfg) + (it)->offset))
+#define CFIELD(cfg, it, type) ((const type *)((const char *)(cfg) + (it)->offset))
+
+static int
+parse_path_item(const struct conf_item *it, struct conf *cfg, const char *value, bool append,
+                char *err, size_t errsize)
+{
+	/* The data socket needs a path; "" puts a control socket beside it. */
+	bool may_be_empty = it->offset != offsetof(struct conf, srv.socket_path);
+
+	(void)append;
+	return set_path(FIELD(cfg, it, char), SOCKPATH_MAX, value, may_be_empty, err, errsize);
+}
+
+static int
+parse_mode_item(const struct conf_item *it, struct conf *cfg, const char *value, bool append,
+                char *err, size_t errsize)
+{
+	(void)append;
+	if (parse_mode(value, FIELD(cfg, it, unsigned)) < 0) {
+		snprintf(err, errsize, "bad file mode '%s' (octal, 0000..0777)", value);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int
+parse_group_item(const struct conf_item *it, struct conf *cfg, const char *value, bool append,
+                 char *err, size_t errsize)
+{
+	unsigned u;
+
+	(void)it;
+	(void)append;
+	if (!*value) {
+		cfg->has_socket_group = false;
+		return 0;
+	}
+	if (resolve_id(value, true, &u, err, errsize) < 0)
+		return -EINVAL;
+	cfg->has_socket_group = true;
+	cfg->socket_group = (gid_t)u;
+	return 0;
+}
+
+/* A count, a period, or (no it->what) a size with K, M, G suffixes. */
+static int
+parse_number_item(const struct conf_item *it, struct conf *cfg, const char *value, bool append,
+                  char *err, size_t errsize)
+{
+	bool size = !it->what;
+	unsigned long long v;
+	int r;
+
+	(void)append;
+	r = size ? parse_size(value, &v) : parse_uint(value, 0, ULLONG_MAX, &v);
+	if (r < 0 || v < it->min || v > it->max) {
+		if (size)
+			snprintf(err, errsize, "bad size '%s' (%llu..%llu bytes; K, M, G suffixes)",
+			         value, it->min, it->max);
+		else
+			snprintf(err, errsize, "bad %s '%s' (%s%llu..%llu)", it->what, value,
+			         it->unit, it->min, it->max);
+		return -EINVAL;
+	}
+	if (size)
+		*FIELD(cfg, it, size_t) = (size_t)v;
+	else
+		*FIELD(cfg, it, unsigned) = (unsigned)v;
+	return 0;
+}
+
+_Static_assert(sizeof(uid_t) == sizeof(unsigned) && sizeof(gid_t) == sizeof(unsigned),
+               "ids are stored as unsigned");
+
+static int
+parse_ids_item(const struct conf_item *it, struct conf *cfg, const char *value, bool append,
+               char *err, size_t errsize)
+{
+	unsigned *ids = FIELD(cfg, it, unsigned);
+	unsigned *n = (unsigned *)((char *)cfg + it->count_offset);
+
+	return parse_id_list(value, it->offset == offsetof(struct conf, srv.allow_gids), append,
+	                     ids, n, err, errsize) < 0
+	               ? -EINVAL
+	               : 0;
+}
+
+static int
+parse_log_level_item(const struct conf_item *it, struct conf *cfg, const char *value, bool append,
+                     char *err, size_t errsize)
+{
+	int r = log_parse_level(value);
+
+	(void)it;
+	(void)append;
+	if (r < 0) {
+		snprintf(err, errsize,
+		         "bad log level '%s' (err, warning, notice, info, debug, or 0..7)", value);
+		return -EINVAL;
+	}
+	cfg->log_level = r;
+	return 0;
+}
+
+static void print_path_item(const struct conf_item *it, const struct conf *cfg, FILE *f,
+                            const char **dflt);
+static void print_mode_item(const struct conf_item *it, const struct conf *cfg, FILE *f,
+                            const char **dflt);
+static void print_group_item(const struct conf_item *it, const struct conf *cfg, FILE *f,
+                             const char **dflt);
+static void print_uint_item(const struct conf_item *it, const struct conf *cfg, FILE *f,
+                            const char **dflt);
+static void print_size_item(const struct conf_item *it, const struct conf *cfg, FILE *f,
+                            const char **dflt);
+static void print_ids_item(const struct conf_item *it, const struct conf *cfg, FILE *f,
+                           const char **dflt);
+static void print_log_level_item(const struct conf_item *it, const struct conf *cfg, FILE *f,
+                                 const char **dflt);
+
+#define PATH(k, n, field) [k] = {n, parse_path_item, print_path_item, offsetof(struct conf, field)}
+#define MODE(k, n, field) [k] = {n, parse_mode_item, print_mode_item, offsetof(struct conf, field)}
+#define UINT(k, n, field, lo, hi, what, unit)                                                      \
+	[k] =                                                                                      \
+	        {n,                                                                                \
+	         parse_number_item,                                                                \
+	         print_uint_item,                                                                  \
+	         offsetof(struct conf, field),                                                     \
+	         lo,                                                                               \
+	         hi,                                                                               \
+	         what,                                                                             \
+	         unit}
+#define IDS(k, n, field, count)                                                                    \
+	[k] = {n, parse_ids_item, print_ids_item, offsetof(struct conf, field), 0,                 \
+	       0, NULL,           NULL,           offsetof(struct conf, count)}
+
+static const struct conf_item items[CONF_N_KEYS] = {
+        PATH(CONF_SOCKET, "socket", srv.socket_path),
+        MODE(CONF_SOCKET_MODE, "socket_mode", srv.socket_mode),
+        [CONF_SOCKET_GROUP] = {"socket_group", parse_group_item, print_group_item, 0},
+        PATH(CONF_CONTROL_SOCKET, "control_socket", control_path),
+        PATH(CONF_EVENTS_SOCKET, "events_socket", events_path),
+        MODE(CONF_CONTROL_MODE, "control_mode", control_mode),
+        UINT(CONF_CONTROL_PROBE_MS, "control_probe_ms", control_probe_ms, 0, UINT_MAX, "period",
+             "milliseconds, "),
+        UINT(CONF_MAX_CONNECTIONS, "max_connections", srv.max_connections, 1, UINT_MAX, "count",
+             ""),
+        UINT(CONF_MAX_IN_FLIGHT, "max_in_flight", srv.max_in_flight_per_conn, 1, UINT_MAX, "count",
+             ""),
+        UINT(CONF_MAX_IN_FLIGHT_PER_UID, "max_in_flight_per_uid", srv.max_in_flight_per_uid, 1,
+             UINT_MAX, "count", ""),
+        [CONF_CHUNK_SIZE] = {"chunk_size", parse_number_item, print_size_item,
+                             offsetof(struct conf, srv.chunk_size), CHUNK_MIN, XFER_SYSCALL_MAX},
+        UINT(CONF_DRAIN_TIMEOUT_MS, "drain_timeout_ms", srv.drain_timeout_ms, 0, UINT_MAX,
+             "duration", "milliseconds, "),
+        UINT(CONF_WORKERS, "workers", workers, 1, WORKERS_MAX, "thread count", ""),
+        IDS(CONF_ALLOW_UIDS, "allow_uids", srv.allow_uids, srv.n_allow_uids),
+        IDS(CONF_ALLOW_GIDS, "allow_gids", srv.allow_gids, srv.n_allow_gids),
+        [CONF_LOG_LEVEL] = {"log_level", parse_log_level_item, print_log_level_item, 0},
+};
+
+int
+conf_key_from_name(const char *name)
+{
+	for (int k = 0; k < CONF_N_KEYS; k++)
+		if (strcmp(name, items[k].name) == 0)
+			return k;
+	return -1;
+}
+
+const char *
+conf_key_name(enum conf_key key)
+{
+	return (unsigned)key < CONF_N_KEYS ? items[key].name : "?";
+}
+
 int
 conf_set(struct conf *cfg, enum conf_key key, const char *value, bool append,
          enum conf_origin origin, unsigned line, char *err, size_t errsize)
 {
-	struct server_config *s = &cfg->srv;
-	unsigned long long v;
-	unsigned u, lst[SERVER_MAX_ALLOW], n;
-	int r = 0;
-
-	switch (key) {
-	case CONF_SOCKET:
-		r = set_path(s->socket_path, sizeof(s->socket_path), value, false, err, errsize);
-		break;
-	case CONF_CONTROL_SOCKET:
-		r = set_path(cfg->control_path, sizeof(cfg->control_path), value, true, err,
-		             errsize);
-		break;
-	case CONF_EVENTS_SOCKET:
-		r = set_path(cfg->events_path, sizeof(cfg->events_path), value, true, err, errsize);
-		break;
-	case CONF_SOCKET_MODE:
-	case CONF_CONTROL_MODE:
-		r = parse_mode(value, &u);
-		if (r < 0)
-			snprintf(err, errsize, "bad file mode '%s' (octal, 0000..0777)", value);
-		else if (key == CONF_SOCKET_MODE)
-			s->socket_mode = u;
-		else
-			cfg->control_mode = u;
-		break;
-	case CONF_SOCKET_GROUP:
-		if (!*value) {
-			cfg->has_socket_group = false;
-			break;
-		}
-		r = resolve_id(value, true, &u, err, errsize);
-		if (r == 0) {
-			cfg->has_socket_group = true;
-			cfg->socket_group = (gid_t)u;
-		}
-		break;
-	case CONF_MAX_CONNECTIONS:
-	case CONF_MAX_IN_FLIGHT:
-	case CONF_MAX_IN_FLIGHT_PER_UID:
-		r = parse_uint(value, 1, UINT_MAX, &v);
-		if (r < 0)
-			snprintf(err, errsize, "bad count '%s' (1..%u)", value, UINT_MAX);
-		else if (key == CONF_MAX_CONNECTIONS)
-			s->max_connections = (unsigned)v;
-		else if (key == CONF_MAX_IN_FLIGHT)
-			s->max_in_flight_per_conn = (unsigned)v;
-		else
-			s->max_in_flight_per_uid = (unsigned)v;
-		break;
-	case CONF_CONTROL_PROBE_MS:
-		r = parse_uint(value, 0, UINT_MAX, &v);
-		if (r < 0)
-			snprintf(err, errsize, "bad period '%s' (milliseconds, 0..%u)", value,
-			         UINT_MAX);
-		else
-			cfg->control_probe_ms = (unsigned)v;
-		break;
-	case CONF_DRAIN_TIMEOUT_MS:
-		r = parse_uint(value, 0, UINT_MAX, &v);
-		if (r < 0)
-			snprintf(err, errsize, "bad duration '%s' (milliseconds, 0..%u)", value,
-			         UINT_MAX);
-		else
-			s->drain_timeout_ms = (unsigned)v;
-		break;
-	case CONF_WORKERS:
-		r = parse_uint(value, 1, WORKERS_MAX, &v);
-		if (r < 0)
-			snprintf(err, errsize, "bad thread count '%s' (1..%u)", value, WORKERS_MAX);
-		else
-			cfg->workers = (unsigned)v;
-		break;
-	case CONF_CHUNK_SIZE:
-		r = parse_size(value, &v);
-		if (r == 0 && (v < CHUNK_MIN || v > XFER_SYSCALL_MAX))
-			r = -EINVAL;
-		if (r < 0)
-			snprintf(err, errsize, "bad size '%s' (%u..%u bytes; K, M, G suffixes)",
-			         value, CHUNK_MIN, XFER_SYSCALL_MAX);
-		else
-			s->chunk_size = (size_t)v;
-		break;
-	case CONF_ALLOW_UIDS:
-		for (unsigned i = 0; i < s->n_allow_uids; i++)
-			lst[i] = (unsigned)s->allow_uids[i];
-		n = s->n_allow_uids;
-		r = parse_id_list(value, false, append, lst, &n, err, errsize);
-		if (r == 0) {
-			for (unsigned i = 0; i < n; i++)
-				s->allow_uids[i] = (uid_t)lst[i];
-			s->n_allow_uids = n;
-		}
-		break;
-	case CONF_ALLOW_GIDS:
-		for (unsigned i = 0; i < s->n_allow_gids; i++)
-			lst[i] = (unsigned)s->allow_gids[i];
-		n = s->n_allow_gids;
-		r = parse_id_list(value, true, append, lst, &n, err, errsize);
-		if (r == 0) {
-			for (unsigned i = 0; i < n; i++)
-				s->allow_gids[i] = (gid_t)lst[i];
-			s->n_allow_gids = n;
-		}
-		break;
-	case CONF_LOG_LEVEL:
-		r = log_parse_level(value);
-		if (r < 0) {
-			snprintf(err, errsize,
-			         "bad log level '%s' (err, warning, notice, info, debug, or 0..7)",
-			         value);
-			r = -EINVAL;
-		} else {
-			cfg->log_level = r;
-			r = 0;
-		}
-		break;
-	default:
+	if ((unsigned)key >= CONF_N_KEYS) {
 		snprintf(err, errsize, "unknown key");
 		return -EINVAL;
 	}
-	if (r < 0)
+	if (items[key].parse(&items[key], cfg, value, append, err, errsize) < 0)
 		return -EINVAL;
 	cfg->origin[key] = origin;
 	cfg->line[key] = line;
@@ -595,20 +644,13 @@ conf_ctl_config(const struct conf *cfg, const char *data_path, struct ctl_config
 	ctl_config_defaults(&c);
 	c.mode = conf_control_mode(cfg);
 	c.probe_interval_ms = cfg->control_probe_ms;
-	if (cfg->control_path[0])
-		r = snprintf(c.control_path, sizeof(c.control_path), "%s", cfg->control_path);
-	else
-		r = sockpath_sibling(data_path, "control.sock", c.control_path,
-		                     sizeof(c.control_path));
-	if (r < 0 || (size_t)r >= sizeof(c.control_path))
-		return -ENAMETOOLONG;
-	if (cfg->events_path[0])
-		r = snprintf(c.events_path, sizeof(c.events_path), "%s", cfg->events_path);
-	else
-		r = sockpath_sibling(data_path, "events.sock", c.events_path,
-		                     sizeof(c.events_path));
-	if (r < 0 || (size_t)r >= sizeof(c.events_path))
-		return -ENAMETOOLONG;
+	r = sockpath_endpoint(cfg->control_path, data_path, SOCKPATH_CONTROL, c.control_path,
+	                      sizeof(c.control_path));
+	if (r >= 0)
+		r = sockpath_endpoint(cfg->events_path, data_path, SOCKPATH_EVENTS, c.events_path,
+		                      sizeof(c.events_path));
+	if (r < 0)
+		return r;
 	*ret = c;
 	return 0;
 }
@@ -634,8 +676,58 @@ print_origin(const struct conf *cfg, enum conf_key k, const char *dflt, FILE *f)
 }
 
 static void
-print_size(size_t v, FILE *f)
+print_path_item(const struct conf_item *it, const struct conf *cfg, FILE *f, const char **dflt)
 {
+	struct ctl_config ctl;
+	bool control = it->offset == offsetof(struct conf, control_path);
+
+	if (it->offset == offsetof(struct conf, srv.socket_path)) {
+		fprintf(f, "%s", cfg->srv.socket_path);
+		return;
+	}
+	/* Where it is in effect: beside the data socket unless given. */
+	if (conf_ctl_config(cfg, cfg->srv.socket_path, &ctl) == 0)
+		fprintf(f, "%s", control ? ctl.control_path : ctl.events_path);
+	else
+		fprintf(f, "%s", CFIELD(cfg, it, char));
+	*dflt = "default: beside the data socket";
+}
+
+static void
+print_mode_item(const struct conf_item *it, const struct conf *cfg, FILE *f, const char **dflt)
+{
+	if (it->offset != offsetof(struct conf, control_mode)) {
+		fprintf(f, "%04o", *CFIELD(cfg, it, unsigned));
+		return;
+	}
+	fprintf(f, "%04o", conf_control_mode(cfg));
+	*dflt = cfg->has_socket_group ? "default: 0660 with a socket_group"
+	                              : "default: 0600 without a socket_group";
+}
+
+static void
+print_group_item(const struct conf_item *it, const struct conf *cfg, FILE *f, const char **dflt)
+{
+	(void)it;
+	if (cfg->has_socket_group)
+		fprintf(f, "%u", (unsigned)cfg->socket_group);
+	else
+		*dflt = "default: none";
+}
+
+static void
+print_uint_item(const struct conf_item *it, const struct conf *cfg, FILE *f, const char **dflt)
+{
+	(void)dflt;
+	fprintf(f, "%u", *CFIELD(cfg, it, unsigned));
+}
+
+static void
+print_size_item(const struct conf_item *it, const struct conf *cfg, FILE *f, const char **dflt)
+{
+	size_t v = *CFIELD(cfg, it, size_t);
+
+	(void)dflt;
 	if (v % (1u << 30) == 0)
 		fprintf(f, "%zuG", v >> 30);
 	else if (v % (1u << 20) == 0)
@@ -647,89 +739,34 @@ print_size(size_t v, FILE *f)
 }
 
 static void
-print_ids(const unsigned *ids, unsigned n, FILE *f)
+print_ids_item(const struct conf_item *it, const struct conf *cfg, FILE *f, const char **dflt)
 {
+	const unsigned *ids = CFIELD(cfg, it, unsigned);
+	unsigned n = *(const unsigned *)((const char *)cfg + it->count_offset);
+
 	for (unsigned i = 0; i < n; i++)
 		fprintf(f, "%s%u", i ? "," : "", ids[i]);
+	if (it->offset == offsetof(struct conf, srv.allow_uids) && !cfg->srv.n_allow_uids &&
+	    !cfg->srv.n_allow_gids)
+		*dflt = "default: anyone who can open the socket";
+}
+
+static void
+print_log_level_item(const struct conf_item *it, const struct conf *cfg, FILE *f, const char **dflt)
+{
+	(void)it;
+	(void)dflt;
+	fprintf(f, "%s", log_level_name(cfg->log_level));
 }
 
 void
 conf_print(const struct conf *cfg, FILE *f)
 {
-	const struct server_config *s = &cfg->srv;
-	struct ctl_config ctl;
-	unsigned ids[SERVER_MAX_ALLOW];
-	bool have_ctl = conf_ctl_config(cfg, s->socket_path, &ctl) == 0;
-
 	for (int k = 0; k < CONF_N_KEYS; k++) {
 		const char *dflt = NULL;
 
-		fprintf(f, "%s = ", key_names[k]);
-		switch ((enum conf_key)k) {
-		case CONF_SOCKET:
-			fprintf(f, "%s", s->socket_path);
-			break;
-		case CONF_SOCKET_MODE:
-			fprintf(f, "%04o", s->socket_mode);
-			break;
-		case CONF_SOCKET_GROUP:
-			if (cfg->has_socket_group)
-				fprintf(f, "%u", (unsigned)cfg->socket_group);
-			else
-				dflt = "default: none";
-			break;
-		case CONF_CONTROL_SOCKET:
-			fprintf(f, "%s", have_ctl ? ctl.control_path : cfg->control_path);
-			dflt = "default: beside the data socket";
-			break;
-		case CONF_EVENTS_SOCKET:
-			fprintf(f, "%s", have_ctl ? ctl.events_path : cfg->events_path);
-			dflt = "default: beside the data socket";
-			break;
-		case CONF_CONTROL_MODE:
-			fprintf(f, "%04o", conf_control_mode(cfg));
-			dflt = cfg->has_socket_group ? "default: 0660 with a socket_group"
-			                             : "default: 0600 without a socket_group";
-			break;
-		case CONF_CONTROL_PROBE_MS:
-			fprintf(f, "%u", cfg->control_probe_ms);
-			break;
-		case CONF_MAX_CONNECTIONS:
-			fprintf(f, "%u", s->max_connections);
-			break;
-		case CONF_MAX_IN_FLIGHT:
-			fprintf(f, "%u", s->max_in_flight_per_conn);
-			break;
-		case CONF_MAX_IN_FLIGHT_PER_UID:
-			fprintf(f, "%u", s->max_in_flight_per_uid);
-			break;
-		case CONF_CHUNK_SIZE:
-			print_size(s->chunk_size, f);
-			break;
-		case CONF_DRAIN_TIMEOUT_MS:
-			fprintf(f, "%u", s->drain_timeout_ms);
-			break;
-		case CONF_WORKERS:
-			fprintf(f, "%u", cfg->workers);
-			break;
-		case CONF_ALLOW_UIDS:
-			for (unsigned i = 0; i < s->n_allow_uids; i++)
-				ids[i] = (unsigned)s->allow_uids[i];
-			print_ids(ids, s->n_allow_uids, f);
-			if (!s->n_allow_uids && !s->n_allow_gids)
-				dflt = "default: anyone who can open the socket";
-			break;
-		case CONF_ALLOW_GIDS:
-			for (unsigned i = 0; i < s->n_allow_gids; i++)
-				ids[i] = (unsigned)s->allow_gids[i];
-			print_ids(ids, s->n_allow_gids, f);
-			break;
-		case CONF_LOG_LEVEL:
-			fprintf(f, "%s", log_level_name(cfg->log_level));
-			break;
-		case CONF_N_KEYS:
-			break;
-		}
+		fprintf(f, "%s = ", items[k].name);
+		items[k].print(&items[k], cfg, f, &dflt);
 		print_origin(cfg, (enum conf_key)k, dflt, f);
 	}
 }

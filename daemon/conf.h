@@ -50,11 +50,11 @@ enum conf_origin {
 };
 
 struct conf {
-	struct server_config srv;  /* data socket, its mode, limits, allow-lists */
-	char control_path[108];    /* "" = control.sock beside the data socket */
-	char events_path[108];     /* "" = events.sock beside the data socket */
-	unsigned control_mode;     /* meaningful when origin[CONF_CONTROL_MODE] is set */
-	unsigned control_probe_ms; /* listener health check period; 0: never */
+	struct server_config srv;        /* data socket, its mode, limits, allow-lists */
+	char control_path[SOCKPATH_MAX]; /* "" = control.sock beside the data socket */
+	char events_path[SOCKPATH_MAX];  /* "" = events.sock beside the data socket */
+	unsigned control_mode;           /* meaningful when origin[CONF_CONTROL_MODE] is set */
+	unsigned control_probe_ms;       /* listener health check period; 0: never */
 	bool has_socket_group;
 	gid_t socket_group;
 	unsigned workers;

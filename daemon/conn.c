@@ -1,5 +1,14 @@
 /*
  * conn.c - a client connection on the data socket.
+ *
+ * One request, start to end: the socket is readable (on_poll()); one batch
+ * of records is read (read_records()) and each is handled: judged, refused
+ * or given to a new transfer (handle_sendfile() -> xfer_new(), xfer_run()).
+ * When the transfer ends, on_xfer_done() counts it and queues its reply; the
+ * engine's flush at the end of the loop turn closes the transfer's
+ * descriptors and then calls on_flush(), which sends the queued replies in
+ * one sendmmsg(2). Every reply leaves from on_flush(), so none can overtake
+ * the closing of its request's descriptors.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -9,26 +18,25 @@
 #include <sys/uio.h>
 #include <uv.h>
 
+#include "account.h"
 #include "conn.h"
+#include "engine.h"
 #include "fdmsg.h"
 #include "log.h"
 #include "macro.h"
-#include "sendfiled.pb-c.h"
-#include "server.h"
 #include "validate.h"
 #include "wire.h"
 #include "xfer.h"
 
-/* Records read per readable event, so that one busy client cannot hold the
- * loop; the poll is level-triggered and brings us back. */
-#define READS_PER_WAKE 64
-/* Records per recvmmsg(2). Each batch is answered before the next is read:
- * smaller batches let the client work in parallel with the daemon, larger
- * ones spare syscalls. With 64 requests in flight, 32 served a few percent
- * more per second than 16, and 8 fewer (bench/RESULTS.md). */
-#define READ_BATCH 32
-/* Wake-ups' worth of queued requests a stopping daemon still answers. */
-#define DRAIN_READS 16
+/* Records per recvmmsg(2), and per readable event: one busy client cannot
+ * hold the loop (the poll is level-triggered and brings us back next turn),
+ * and each batch is answered at the turn's flush before the next is read,
+ * so the client works in parallel with the daemon. With 64 requests in
+ * flight, 32 served a few percent more per second than 16, and 8 fewer
+ * (bench/RESULTS.md). */
+#define READ_BATCH CONN_READ_BATCH
+/* Batches of queued requests a stopping daemon still answers. */
+#define DRAIN_BATCHES 32
 
 struct reply {
 	struct reply *next;
@@ -47,38 +55,51 @@ struct req {
 	uint64_t start_ms;
 };
 
+/*
+ * The lifecycle, one way only:
+ *
+ *   OPEN --conn_shutdown()--> DRAINING
+ *   OPEN, DRAINING --EOF, error, bad record--> CLOSING
+ *   DRAINING --no transfer left, queued records answered--> CLOSING
+ *   CLOSING --no transfer left (maybe_close())--> FREED
+ *
+ * OPEN serves every request; DRAINING refuses new transfers
+ * (SHUTTING_DOWN) and lets those in flight finish; CLOSING reads nothing,
+ * sends nothing more, and cancels its transfers; FREED is waiting for its
+ * handle's close callback, which frees it.
+ */
+enum conn_state {
+	CONN_OPEN,
+	CONN_DRAINING,
+	CONN_CLOSING,
+	CONN_FREED,
+};
+
 struct conn {
-	struct list_head link; /* in server->conns */
-	struct server *srv;
+	struct list_head link; /* in the owner's list */
+	const struct conn_env *env;
+	enum conn_state state;
 	int fd;
 	uv_poll_t poll;
-	bool poll_init;
 	int poll_events;
 	struct ucred cred;
+	struct engine_waiter flush; /* on_flush() at the turn's end */
 
 	struct list_head reqs; /* transfers in flight */
 	unsigned n_reqs;
 
-	/* Replies the socket would not take yet, in order. Bounded: reading
-	 * stops while there are as many as requests allowed in flight. */
+	/* Replies not sent yet, in order. Bounded: reading stops while there
+	 * are as many as requests allowed in flight. */
 	struct reply *rq_head, *rq_tail;
 	unsigned n_replies;
-
-	bool corked; /* reading a batch: hold replies, send them together */
-	/* Replies held for the end of a batch the transfer engine opened
-	 * (conn_flush_held()); in held_conns while true. */
-	bool held;
-	struct list_head held_link;
-	bool blocked;    /* the socket took no more replies: wait until writable */
-	bool reading;    /* inside read_records(), which must not nest */
-	bool closing;    /* EOF, error or shutdown: read nothing more */
-	bool draining;   /* server stopping: refuse new requests */
-	bool cancelling; /* inside cancel_all(): defer the free */
-	bool freed;
+	bool blocked; /* the socket took no more replies: wait until writable */
 };
 
-static void update_poll(struct conn *c);
-static void maybe_close(struct conn *c);
+struct list_head *
+conn_link(struct conn *c)
+{
+	return &c->link;
+}
 
 struct conn *
 conn_from_link(struct list_head *link)
@@ -86,10 +107,10 @@ conn_from_link(struct list_head *link)
 	return list_entry(link, struct conn, link);
 }
 
-unsigned
-conn_in_flight(const struct conn *c)
+static void
+defer_flush(struct conn *c)
 {
-	return c->n_reqs;
+	engine_defer(c->env->engine, &c->flush);
 }
 
 /* ---- replies ------------------------------------------------------------ */
@@ -97,13 +118,18 @@ conn_in_flight(const struct conn *c)
 static void
 fail_conn(struct conn *c, int err)
 {
-	if (!c->closing)
-		log_debug("connection from pid %d uid %u closed: %s", (int)c->cred.pid,
-		          (unsigned)c->cred.uid, strerror(err));
-	c->closing = true;
+	if (c->state >= CONN_CLOSING)
+		return;
+	log_debug("connection from pid %d uid %u closed: %s", (int)c->cred.pid,
+	          (unsigned)c->cred.uid, strerror(err));
+	c->state = CONN_CLOSING;
+	defer_flush(c);
 }
 
-static int
+/* Send what the socket takes now. Only from on_flush() (and the last words
+ * of a draining connection), after the engine has closed the turn's
+ * descriptors. */
+static void
 flush_replies(struct conn *c)
 {
 	while (c->rq_head) {
@@ -119,11 +145,11 @@ flush_replies(struct conn *c)
 		sent = fdmsg_send_batch(c->fd, iov, n, MSG_DONTWAIT);
 		if (sent == -EAGAIN) {
 			c->blocked = true;
-			return 0;
+			return;
 		}
 		if (sent < 0) {
 			fail_conn(c, -sent);
-			return sent;
+			return;
 		}
 		for (int i = 0; i < sent; i++) {
 			r = c->rq_head;
@@ -135,62 +161,21 @@ flush_replies(struct conn *c)
 			c->rq_tail = NULL;
 	}
 	c->blocked = false;
-	return 0;
-}
-
-/* Connections with replies held for the end of an engine batch. Loop
- * thread only. */
-static struct list_head held_conns = {&held_conns, &held_conns};
-
-void
-conn_flush_held(void *arg)
-{
-	struct list_head *pos, *tmp;
-
-	(void)arg;
-	list_for_each_safe(pos, tmp, &held_conns)
-	{
-		struct conn *c = list_entry(pos, struct conn, held_link);
-
-		list_del(&c->held_link);
-		c->held = false;
-		if (c->freed)
-			continue;
-		flush_replies(c);
-		update_poll(c);
-		maybe_close(c);
-	}
 }
 
 static void
-send_reply(struct conn *c, const struct wire_response *resp)
+queue_reply(struct conn *c, const struct wire_response *resp)
 {
 	unsigned char buf[WIRE_MAX_RECORD];
 	struct reply *r;
-	ssize_t len, n;
+	ssize_t len;
 
-	if (c->closing)
+	if (c->state >= CONN_CLOSING)
 		return;
 	len = wire_response_encode(resp, buf, sizeof(buf));
 	if (len < 0) {
 		log_err("cannot encode reply: %s", strerror((int)-len));
 		return;
-	}
-	/* In a batch of the engine's own, the descriptors of the request are
-	 * closed at its end: the reply waits for conn_flush_held(). */
-	if (!c->corked && xfer_batch_is_open() && !c->held) {
-		c->held = true;
-		list_add_tail(&held_conns, &c->held_link);
-	}
-	if (!c->rq_head && !c->corked && !c->held) {
-		n = fdmsg_send(c->fd, buf, (size_t)len, NULL, 0, MSG_DONTWAIT);
-		if (n >= 0)
-			return;
-		if (n != -EAGAIN) {
-			fail_conn(c, (int)-n);
-			return;
-		}
-		c->blocked = true;
 	}
 	r = malloc(sizeof(*r) + (size_t)len);
 	if (!r) {
@@ -207,17 +192,19 @@ send_reply(struct conn *c, const struct wire_response *resp)
 		c->rq_head = r;
 	c->rq_tail = r;
 	c->n_replies++;
+	defer_flush(c);
 }
 
+/* A reply that is not a transfer's outcome. */
 static void
 reply_status(struct conn *c, uint64_t id, int status, int err, const char *msg)
 {
 	struct wire_response resp = {.id = id, .status = status, .error = err};
 
-	c->srv->stats.by_status[status & 15]++;
+	account_reply(c->env->account, status);
 	if (msg)
 		snprintf(resp.message, sizeof(resp.message), "%s", msg);
-	send_reply(c, &resp);
+	queue_reply(c, &resp);
 }
 
 /* ---- transfers ---------------------------------------------------------- */
@@ -256,8 +243,8 @@ conn_foreach_transfer(struct conn *c, void (*fn)(const struct transfer_info *inf
 	}
 }
 
-int
-conn_cancel_transfer(struct conn *c, uint64_t transfer)
+static struct req *
+find_req(struct conn *c, bool by_transfer, uint64_t id)
 {
 	struct list_head *pos, *tmp;
 
@@ -265,12 +252,21 @@ conn_cancel_transfer(struct conn *c, uint64_t transfer)
 	{
 		struct req *rq = list_entry(pos, struct req, link);
 
-		if (rq->transfer == transfer) {
-			xfer_cancel(rq->x);
-			return 0;
-		}
+		if ((by_transfer ? rq->transfer : rq->id) == id)
+			return rq;
 	}
-	return -ENOENT;
+	return NULL;
+}
+
+int
+conn_cancel_transfer(struct conn *c, uint64_t transfer)
+{
+	struct req *rq = find_req(c, true, transfer);
+
+	if (!rq)
+		return -ENOENT;
+	xfer_cancel(rq->x);
+	return 0;
 }
 
 static void
@@ -278,7 +274,6 @@ on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 {
 	struct req *rq = userdata;
 	struct conn *c = rq->c;
-	struct server *srv = c->srv;
 	struct wire_response resp = {
 	        .id = rq->id,
 	        .status = res->status,
@@ -288,280 +283,260 @@ on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 	        .method = res->method,
 	        .short_source = res->short_source,
 	};
-
-	struct uid_stats *us;
+	struct transfer_info info;
 
 	(void)x;
-	if (srv->on_event) {
-		struct transfer_info info;
-
-		req_info(rq, &info);
-		info.bytes_sent = res->bytes_sent;
-		info.method = res->method;
-		srv->on_event(srv->on_event_data,
-		              res->status == SENDFILED__V1__STATUS__OK ? TRANSFER_DONE
-		                                                       : TRANSFER_ERROR,
-		              &info, res->status, res->error);
-	}
+	req_info(rq, &info);
+	info.bytes_sent = res->bytes_sent;
+	info.method = res->method;
+	account_done(c->env->account, &info, res->status, res->error);
 	list_del(&rq->link);
 	c->n_reqs--;
-	srv->in_flight--;
-	server_uid_release(srv, c->cred.uid);
 	free(rq);
 
-	us = server_uid_stats(srv, c->cred.uid);
-	if (us)
-		us->bytes_sent += res->bytes_sent;
-	srv->stats.bytes_sent += res->bytes_sent;
-	srv->stats.by_status[res->status & 15]++;
-	srv->stats.by_method[res->method & 3]++;
 	if (res->message)
 		snprintf(resp.message, sizeof(resp.message), "%s", res->message);
-	if (res->status != SENDFILED__V1__STATUS__OK)
+	if (res->status != WIRE_STATUS_OK)
 		log_debug("request %llu of pid %d: status %d (%s), %llu bytes sent",
 		          (unsigned long long)resp.id, (int)c->cred.pid, res->status,
 		          res->message ? res->message : "", (unsigned long long)res->bytes_sent);
-	send_reply(c, &resp);
-	if (!c->cancelling) {
-		update_poll(c);
-		maybe_close(c);
-	}
+	queue_reply(c, &resp);
+	/* A closing connection may be waiting for this one to go. */
+	defer_flush(c);
 }
 
-static void
-handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec)
+/* Why a request is refused: a reply without a transfer. */
+struct refusal {
+	int status, error;
+	const char *msg;
+};
+
+/* Judge a sendfile request and its descriptors. Return: true, or false with
+ * *no filled. */
+static bool
+admissible(struct conn *c, const struct wire_request *req, const struct fdmsg_record *rec,
+           struct fdinfo *dinfo, struct fdinfo *sinfo, struct refusal *no)
 {
-	struct server *srv = c->srv;
-	struct fdinfo dinfo, sinfo;
-	struct xfer_params p;
 	const char *msg = NULL;
-	struct req *rq;
 	int r;
 
 	if (rec->nfds != 2) {
-		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req->id, SENDFILED__V1__STATUS__PROTOCOL, EBADMSG,
-		             "a sendfile request carries exactly two descriptors");
-		return;
+		*no = (struct refusal){WIRE_STATUS_PROTOCOL, EBADMSG,
+		                       "a sendfile request carries exactly two descriptors"};
+		return false;
 	}
 	r = validate_request(req, &msg);
 	if (r == 0)
-		r = validate_dst(rec->fds[0], &dinfo, &msg);
+		r = validate_dst(rec->fds[0], dinfo, &msg);
 	if (r == 0)
-		r = validate_src(rec->fds[1], &sinfo, &msg);
-	if (r == 0 && sinfo.kind != FD_KIND_FILE && req->offset != 0) {
+		r = validate_src(rec->fds[1], sinfo, &msg);
+	if (r == 0 && sinfo->kind != FD_KIND_FILE && req->offset != 0) {
 		r = -ESPIPE;
 		msg = "offset must be 0 for a source that cannot seek";
 	}
 	if (r < 0) {
-		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req->id, SENDFILED__V1__STATUS__INVALID_ARGUMENT, -r, msg);
-		return;
+		*no = (struct refusal){WIRE_STATUS_INVALID_ARGUMENT, -r, msg};
+		return false;
 	}
-	if (c->n_reqs >= srv->cfg.max_in_flight_per_conn) {
-		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, EBUSY,
-		             "too many requests in flight on this connection");
-		return;
+	if (c->n_reqs >= c->env->max_in_flight) {
+		*no = (struct refusal){WIRE_STATUS_LIMIT, EBUSY,
+		                       "too many requests in flight on this connection"};
+		return false;
 	}
-	if (!server_uid_acquire(srv, c->cred.uid)) {
-		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, EUSERS,
-		             "too many requests in flight for this user");
-		return;
-	}
-	rq = calloc(1, sizeof(*rq));
-	if (!rq) {
-		server_uid_release(srv, c->cred.uid);
-		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, ENOMEM, "out of memory");
-		return;
-	}
-	p = (struct xfer_params){
+	return true;
+}
+
+/* Set up the transfer of an admitted request; takes the record's
+ * descriptors on every path. Return: the request, or NULL with *no filled. */
+static struct req *
+new_req(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec,
+        const struct fdinfo *dinfo, const struct fdinfo *sinfo, struct refusal *no)
+{
+	struct xfer_params p = {
 	        .id = req->id,
 	        .offset = req->offset,
 	        .count = req->count,
 	        .has_count = req->has_count,
 	        .fallback = req->fallback,
-	        .chunk = srv->cfg.chunk_size,
+	        .chunk = c->env->chunk_size,
 	};
-	r = xfer_new(srv->loop, rec->fds[0], &dinfo, rec->fds[1], &sinfo, &p, on_xfer_done, rq,
+	struct req *rq;
+	int r;
+
+	if (account_reserve(c->env->account, c->cred.uid) < 0) {
+		*no = (struct refusal){WIRE_STATUS_LIMIT, EUSERS,
+		                       "too many requests in flight for this user"};
+		return NULL;
+	}
+	rq = calloc(1, sizeof(*rq));
+	if (!rq) {
+		account_unreserve(c->env->account, c->cred.uid);
+		*no = (struct refusal){WIRE_STATUS_LIMIT, ENOMEM, "out of memory"};
+		return NULL;
+	}
+	r = xfer_new(c->env->engine, rec->fds[0], dinfo, rec->fds[1], sinfo, &p, on_xfer_done, rq,
 	             &rq->x);
 	rec->fds[0] = rec->fds[1] = -1; /* xfer_new took them, on every path */
 	rec->nfds = 0;
 	if (r < 0) {
 		free(rq);
-		server_uid_release(srv, c->cred.uid);
-		reply_status(c, req->id, SENDFILED__V1__STATUS__LIMIT, -r,
-		             "cannot start the transfer");
+		account_unreserve(c->env->account, c->cred.uid);
+		*no = (struct refusal){WIRE_STATUS_LIMIT, -r, "cannot start the transfer"};
+		return NULL;
+	}
+	*rq = (struct req){
+	        .c = c,
+	        .x = rq->x,
+	        .id = req->id,
+	        .offset = req->offset,
+	        .count = req->count,
+	        .has_count = req->has_count,
+	        .start_ms = uv_now(engine_loop(c->env->engine)),
+	};
+	return rq;
+}
+
+static void
+handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec)
+{
+	struct fdinfo dinfo, sinfo;
+	struct refusal no;
+	struct transfer_info info;
+	struct req *rq;
+
+	if (!admissible(c, req, rec, &dinfo, &sinfo, &no) ||
+	    !(rq = new_req(c, req, rec, &dinfo, &sinfo, &no))) {
+		/* The one way out of a refusal: nothing is kept. */
+		fdmsg_close_all(rec->fds, rec->nfds);
+		reply_status(c, req->id, no.status, no.error, no.msg);
 		return;
 	}
-	rq->c = c;
-	rq->id = req->id;
-	rq->transfer = ++srv->next_transfer;
-	rq->offset = req->offset;
-	rq->count = req->count;
-	rq->has_count = req->has_count;
-	rq->start_ms = uv_now(srv->loop);
 	list_add_tail(&c->reqs, &rq->link);
 	c->n_reqs++;
-	srv->in_flight++;
-	{
-		struct uid_stats *us = server_uid_stats(srv, c->cred.uid);
-
-		if (us)
-			us->requests++;
-	}
-	if (srv->on_event) {
-		struct transfer_info info;
-
-		req_info(rq, &info);
-		srv->on_event(srv->on_event_data, TRANSFER_START, &info, 0, 0);
-	}
+	req_info(rq, &info);
+	account_start(c->env->account, &info);
+	rq->transfer = info.transfer;
 	xfer_run(rq->x);
 }
 
-static struct req *
-find_req(struct conn *c, uint64_t id)
+static void
+handle_ping(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec)
 {
-	struct list_head *pos, *tmp;
+	(void)rec;
+	reply_status(c, req->id, WIRE_STATUS_OK, 0, NULL);
+}
 
-	list_for_each_safe(pos, tmp, &c->reqs)
-	{
-		struct req *rq = list_entry(pos, struct req, link);
+static void
+handle_cancel(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec)
+{
+	struct req *rq = find_req(c, false, req->target);
 
-		if (rq->id == id)
-			return rq;
+	(void)rec;
+	if (!rq) {
+		reply_status(c, req->id, WIRE_STATUS_INVALID_ARGUMENT, ENOENT,
+		             "no such request in flight");
+		return;
 	}
-	return NULL;
+	/* A loop-mode target's CANCELLED reply goes out first; a
+	 * worker-mode target's comes when its thread has stopped. */
+	xfer_cancel(rq->x);
+	reply_status(c, req->id, WIRE_STATUS_OK, 0, NULL);
+}
+
+static void (*const handlers[])(struct conn *c, const struct wire_request *req,
+                                struct fdmsg_record *rec) = {
+        [WIRE_OP_SENDFILE] = handle_sendfile,
+        [WIRE_OP_CANCEL] = handle_cancel,
+        [WIRE_OP_PING] = handle_ping,
+};
+
+/* Why a record cannot be served before looking at its operation, or NULL. */
+static const char *
+record_refusal(const struct conn *c, const struct wire_request *req, const struct fdmsg_record *rec,
+               int decoded, struct refusal *no)
+{
+	if (rec->error || decoded < 0)
+		*no = (struct refusal){WIRE_STATUS_PROTOCOL, rec->error ? rec->error : EBADMSG,
+		                       rec->error == EMSGSIZE ? "record too large"
+		                       : rec->error           ? "bad descriptors in the record"
+		                                              : "record does not parse"};
+	else if (req->op != WIRE_OP_SENDFILE && rec->nfds > 0)
+		*no = (struct refusal){WIRE_STATUS_PROTOCOL, EBADMSG,
+		                       "only a sendfile request carries descriptors"};
+	else if (c->state == CONN_DRAINING && req->op == WIRE_OP_SENDFILE)
+		*no = (struct refusal){WIRE_STATUS_SHUTTING_DOWN, ESHUTDOWN,
+		                       "the daemon is shutting down"};
+	else if ((size_t)req->op >= ARRAY_SIZE(handlers) || !handlers[req->op])
+		*no = (struct refusal){WIRE_STATUS_INVALID_ARGUMENT, EOPNOTSUPP,
+		                       "unknown operation"};
+	else
+		return NULL;
+	return no->msg;
 }
 
 static void
 handle_record(struct conn *c, struct fdmsg_record *rec)
 {
 	struct wire_request req;
+	struct refusal no;
 	int r;
 
-	c->srv->stats.requests++;
+	account_request(c->env->account);
 	r = wire_request_decode(rec->buf, rec->len, &req);
 	/* Id 0 is the daemon's own, for replies about the connection. */
-	if (req.has_id && req.id == 0)
-		req.has_id = false;
-	if (rec->error || r < 0 || !req.has_id) {
+	if (!req.has_id || req.id == 0) {
+		/* Nothing to address a reply to: the stream of records can no
+		 * longer be trusted. */
 		fdmsg_close_all(rec->fds, rec->nfds);
-		if (!req.has_id) {
-			/* Nothing to address a reply to: the stream of records can
-			 * no longer be trusted. */
-			log_info("pid %d sent an unreadable record: closing its connection",
-			         (int)c->cred.pid);
-			fail_conn(c, EBADMSG);
-			return;
-		}
-		reply_status(c, req.id, SENDFILED__V1__STATUS__PROTOCOL,
-		             rec->error ? rec->error : EBADMSG,
-		             rec->error == EMSGSIZE ? "record too large"
-		             : rec->error           ? "bad descriptors in the record"
-		                                    : "record does not parse");
+		log_info("pid %d sent an unreadable record: closing its connection",
+		         (int)c->cred.pid);
+		fail_conn(c, EBADMSG);
 		return;
 	}
-	if (req.op != WIRE_OP_SENDFILE && rec->nfds > 0) {
+	if (record_refusal(c, &req, rec, r, &no)) {
 		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req.id, SENDFILED__V1__STATUS__PROTOCOL, EBADMSG,
-		             "only a sendfile request carries descriptors");
+		reply_status(c, req.id, no.status, no.error, no.msg);
 		return;
 	}
-	if (c->draining && req.op == WIRE_OP_SENDFILE) {
-		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req.id, SENDFILED__V1__STATUS__SHUTTING_DOWN, ESHUTDOWN,
-		             "the daemon is shutting down");
-		return;
-	}
-	switch (req.op) {
-	case WIRE_OP_SENDFILE:
-		handle_sendfile(c, &req, rec);
-		break;
-	case WIRE_OP_PING:
-		reply_status(c, req.id, SENDFILED__V1__STATUS__OK, 0, NULL);
-		break;
-	case WIRE_OP_CANCEL: {
-		struct req *rq = find_req(c, req.target);
-
-		if (!rq) {
-			reply_status(c, req.id, SENDFILED__V1__STATUS__INVALID_ARGUMENT, ENOENT,
-			             "no such request in flight");
-			break;
-		}
-		/* A loop-mode target's CANCELLED reply goes out first; a
-		 * worker-mode target's comes when its thread has stopped. */
-		xfer_cancel(rq->x);
-		reply_status(c, req.id, SENDFILED__V1__STATUS__OK, 0, NULL);
-		break;
-	}
-	default:
-		reply_status(c, req.id, SENDFILED__V1__STATUS__INVALID_ARGUMENT, EOPNOTSUPP,
-		             "unknown operation");
-		break;
-	}
+	handlers[req.op](c, &req, rec);
 }
 
 /* ---- the connection ----------------------------------------------------- */
 
-static void
+/* Read and handle one batch of records. Return: how many were read. */
+static int
 read_records(struct conn *c)
 {
-	/* The loop is single-threaded: one set of receive buffers serves
-	 * every connection. */
-	static unsigned char bufs[READ_BATCH][WIRE_MAX_RECORD];
-	unsigned budget = READS_PER_WAKE;
+	struct fdmsg_record recs[READ_BATCH];
+	unsigned max = c->env->max_in_flight;
+	size_t want = MIN((unsigned)READ_BATCH, max - MIN(c->n_replies, max));
+	int got;
 
-	c->corked = true;
-	c->reading = true;
-	while (budget > 0 && !c->closing) {
-		struct fdmsg_record recs[READ_BATCH];
-		unsigned room = c->srv->cfg.max_in_flight_per_conn -
-		                MIN(c->n_replies, c->srv->cfg.max_in_flight_per_conn);
-		size_t want = MIN(MIN(budget, (unsigned)READ_BATCH), room);
-		int got;
-
-		if (want == 0)
-			break; /* the client is not reading: stop reading it */
-		for (size_t i = 0; i < want; i++)
-			recs[i] = (struct fdmsg_record){.buf = bufs[i], .cap = WIRE_MAX_RECORD};
-		got = fdmsg_recv_records(c->fd, recs, want, MSG_DONTWAIT);
-		if (got == -EAGAIN)
-			break;
-		if (got < 0) {
-			fail_conn(c, -got);
-			break;
-		}
-		xfer_batch_begin();
-		for (int i = 0; i < got; i++) {
-			if (c->closing) {
-				/* Records after a fatal one: close what they carry. */
-				fdmsg_close_all(recs[i].fds, recs[i].nfds);
-				continue;
-			}
-			if (recs[i].len == 0 && recs[i].nfds == 0 && !recs[i].error) {
-				fail_conn(c, 0);
-				continue;
-			}
-			handle_record(c, &recs[i]);
-		}
-		xfer_batch_end();
-		/* Answer each batch at once rather than the whole wake-up's: the
-		 * client refills its window while the next batch is served. */
-		flush_replies(c);
-		/* No other connection's reply should be held by a batch of
-		 * this connection's records; sending any is cheap insurance
-		 * against one waiting for the engine's next batch. */
-		conn_flush_held(NULL);
-		budget -= (unsigned)got;
-		if ((size_t)got < want)
-			break; /* drained */
+	if (want == 0 || c->state >= CONN_CLOSING)
+		return 0; /* the client is not reading its replies: stop reading it */
+	for (size_t i = 0; i < want; i++)
+		recs[i] = (struct fdmsg_record){.buf = c->env->recv_bufs + i * WIRE_MAX_RECORD,
+		                                .cap = WIRE_MAX_RECORD};
+	got = fdmsg_recv_records(c->fd, recs, want, MSG_DONTWAIT);
+	if (got == -EAGAIN)
+		return 0;
+	if (got < 0) {
+		fail_conn(c, -got);
+		return 0;
 	}
-	c->corked = false;
-	c->reading = false;
-	flush_replies(c);
+	for (int i = 0; i < got; i++) {
+		if (c->state >= CONN_CLOSING) {
+			/* Records after a fatal one: close what they carry. */
+			fdmsg_close_all(recs[i].fds, recs[i].nfds);
+			continue;
+		}
+		if (recs[i].len == 0 && recs[i].nfds == 0 && !recs[i].error) {
+			fail_conn(c, 0);
+			continue;
+		}
+		handle_record(c, &recs[i]);
+	}
+	return got;
 }
 
 static void
@@ -569,16 +544,12 @@ on_poll(uv_poll_t *h, int status, int events)
 {
 	struct conn *c = h->data;
 
-	if (status < 0) {
+	if (status < 0)
 		fail_conn(c, EIO);
-	} else {
-		if (events & UV_WRITABLE)
-			flush_replies(c);
-		if (events & (UV_READABLE | UV_DISCONNECT))
-			read_records(c);
-	}
-	update_poll(c);
-	maybe_close(c);
+	else if (events & (UV_READABLE | UV_DISCONNECT))
+		read_records(c);
+	/* Writable: the flush sends what waits. */
+	defer_flush(c);
 }
 
 static void
@@ -586,14 +557,14 @@ update_poll(struct conn *c)
 {
 	int ev = 0;
 
-	if (c->freed || !c->poll_init)
+	if (c->state >= CONN_FREED)
 		return;
 	/* Only a full socket is worth a writable watch: replies queued for a
-	 * moment (a batch being served) are sent before the loop sleeps, and
-	 * arming and disarming would cost epoll_ctl calls per batch. */
-	if (c->rq_head && c->blocked && !c->closing)
+	 * moment are sent at the turn's flush, and arming and disarming would
+	 * cost epoll_ctl calls per batch. */
+	if (c->rq_head && c->blocked && c->state < CONN_CLOSING)
 		ev |= UV_WRITABLE;
-	if (!c->closing && c->n_replies < c->srv->cfg.max_in_flight_per_conn)
+	if (c->state < CONN_CLOSING && c->n_replies < c->env->max_in_flight)
 		ev |= UV_READABLE | UV_DISCONNECT;
 	if (ev == c->poll_events)
 		return;
@@ -608,22 +579,17 @@ static void
 on_closed(uv_handle_t *h)
 {
 	struct conn *c = h->data;
-	struct server *srv = c->srv;
 
+	engine_undefer(&c->flush);
 	c->fd = safe_close(c->fd);
-	if (c->held)
-		list_del(&c->held_link);
 	while (c->rq_head) {
 		struct reply *r = c->rq_head;
 
 		c->rq_head = r->next;
 		free(r);
 	}
-	list_del(&c->link);
-	srv->n_conns--;
+	c->env->closed(c->env->owner, c);
 	free(c);
-	if (srv->stopping && srv->n_conns == 0 && srv->on_stopped)
-		srv->on_stopped(srv);
 }
 
 static void
@@ -631,114 +597,93 @@ cancel_all(struct conn *c)
 {
 	struct list_head *pos, *tmp;
 
-	c->cancelling = true;
 	list_for_each_safe(pos, tmp, &c->reqs)
 	{
 		xfer_cancel(list_entry(pos, struct req, link)->x);
 	}
-	c->cancelling = false;
+}
+
+/*
+ * The server is stopping and the last transfer is done: the requests
+ * already queued on the connection are answered (SHUTTING_DOWN) rather than
+ * lost with it, a bounded number in case the client keeps sending; then it
+ * closes.
+ */
+static void
+answer_queued(struct conn *c)
+{
+	for (unsigned i = 0; i < DRAIN_BATCHES && c->state == CONN_DRAINING; i++)
+		if (read_records(c) == 0)
+			break;
+	/* Refusals close their descriptors at once, and no transfer is left
+	 * to bury any: these replies may go now. */
+	flush_replies(c);
+	c->state = CONN_CLOSING;
 }
 
 static void
 maybe_close(struct conn *c)
 {
-	if (c->freed)
+	if (c->state != CONN_CLOSING)
 		return;
-	if (c->closing && c->n_reqs > 0) {
-		/* The client is gone: stop its transfers (each still sets its
-		 * file position); worker transfers report back later. */
+	/* The client is gone: stop its transfers (each still sets its file
+	 * position); worker transfers report back later. */
+	if (c->n_reqs > 0)
 		cancel_all(c);
-	}
-	if (c->draining && c->n_reqs == 0 && !c->closing && !c->reading) {
-		/* Requests already queued on the connection are answered
-		 * (SHUTTING_DOWN) rather than lost with it; a bounded number,
-		 * in case the client keeps sending. */
-		for (unsigned i = 0; i < DRAIN_READS && !c->closing; i++) {
-			uint64_t before = c->srv->stats.requests;
-
-			read_records(c);
-			if (c->srv->stats.requests == before)
-				break;
-		}
-		flush_replies(c);
-		c->closing = true;
-	}
-	if (!c->closing || c->n_reqs > 0)
+	if (c->n_reqs > 0)
 		return;
-	c->freed = true;
+	c->state = CONN_FREED;
 	uv_close((uv_handle_t *)&c->poll, on_closed);
+}
+
+/* The engine's flush: the turn's descriptors are closed. */
+static void
+on_flush(struct engine_waiter *w)
+{
+	struct conn *c = container_of(w, struct conn, flush);
+
+	if (c->state == CONN_FREED)
+		return;
+	flush_replies(c);
+	if (c->state == CONN_DRAINING && c->n_reqs == 0)
+		answer_queued(c);
+	update_poll(c);
+	maybe_close(c);
 }
 
 void
 conn_shutdown(struct conn *c, bool cancel)
 {
-	c->draining = true;
+	if (c->state == CONN_OPEN)
+		c->state = CONN_DRAINING;
 	if (cancel)
 		cancel_all(c);
-	update_poll(c);
-	maybe_close(c);
-}
-
-static bool
-allowed(const struct server_config *cfg, const struct ucred *cr)
-{
-	if (cfg->n_allow_uids == 0 && cfg->n_allow_gids == 0)
-		return true;
-	if (cr->uid == 0)
-		return true;
-	for (unsigned i = 0; i < cfg->n_allow_uids; i++)
-		if (cfg->allow_uids[i] == cr->uid)
-			return true;
-	for (unsigned i = 0; i < cfg->n_allow_gids; i++)
-		if (cfg->allow_gids[i] == cr->gid)
-			return true;
-	return false;
+	defer_flush(c);
 }
 
 int
-conn_new(struct server *srv, int fd, struct conn **ret_conn)
+conn_new(const struct conn_env *env, int fd, const struct ucred *cred, struct conn **ret_conn)
 {
 	_cleanup_close_ int owned = fd;
-	socklen_t len = sizeof(struct ucred);
 	struct conn *c;
 	int r;
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	if (getsockopt(owned, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0) {
-		r = -errno;
-		free(c);
-		return r;
-	}
-	if (!allowed(&srv->cfg, &c->cred)) {
-		struct wire_response resp = {.status = SENDFILED__V1__STATUS__PERMISSION_DENIED,
-		                             .error = EACCES};
-		unsigned char buf[WIRE_MAX_RECORD];
-		ssize_t n;
-
-		snprintf(resp.message, sizeof(resp.message), "uid %u is not allowed",
-		         (unsigned)c->cred.uid);
-		n = wire_response_encode(&resp, buf, sizeof(buf));
-		if (n > 0)
-			(void)fdmsg_send(owned, buf, (size_t)n, NULL, 0, MSG_DONTWAIT);
-		log_notice("refused connection from pid %d uid %u: not in the allow-list",
-		           (int)c->cred.pid, (unsigned)c->cred.uid);
-		free(c);
-		return -EACCES;
-	}
-	r = uv_poll_init(srv->loop, &c->poll, owned);
+	r = uv_poll_init(engine_loop(env->engine), &c->poll, owned);
 	if (r < 0) {
 		free(c);
 		return r;
 	}
 	c->poll.data = c;
-	c->poll_init = true;
-	c->srv = srv;
+	c->env = env;
+	c->state = CONN_OPEN;
+	c->cred = *cred;
+	c->flush.fn = on_flush;
 	c->fd = TAKE_FD(owned);
+	list_init(&c->link);
 	list_init(&c->reqs);
-	list_add_tail(&srv->conns, &c->link);
-	srv->n_conns++;
 	update_poll(c);
 	log_debug("connection from pid %d uid %u", (int)c->cred.pid, (unsigned)c->cred.uid);
 	*ret_conn = c;

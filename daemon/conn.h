@@ -1,33 +1,52 @@
 /*
  * conn - one client connection on the data socket: reads request records,
- * starts transfers, sends one reply per request. Owns the connection's
- * descriptor, every descriptor received on it, and its transfers.
+ * starts transfers, queues one reply per request and sends the replies at
+ * the engine's flush (engine.h). Owns the connection's descriptor, every
+ * descriptor received on it until a transfer takes it, and its transfers.
+ *
+ * A connection knows nothing of the server that accepted it: what it needs
+ * (the engine, the accounting, two limits, whom to tell when it is gone)
+ * comes in a struct conn_env.
  */
 #ifndef SFD_CONN_H
 #define SFD_CONN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "list.h"
 
-struct server;
 struct conn;
+struct engine;
+struct account;
+struct transfer_info;
+
+/* Records read per recvmmsg(2) (conn.c says why this many). */
+#define CONN_READ_BATCH 32
+
+/* What a connection uses of its owner's. Must outlive the connection. */
+struct conn_env {
+	struct engine *engine;
+	struct account *account;
+	/* CONN_READ_BATCH buffers of WIRE_MAX_RECORD bytes, shared by the
+	 * connections of one loop (they read one at a time). */
+	unsigned char *recv_bufs;
+	unsigned max_in_flight; /* requests in flight per connection */
+	size_t chunk_size;      /* bytes per wake-up of a transfer */
+	/* The connection is gone (from its last close callback): unlink it. */
+	void (*closed)(void *owner, struct conn *c);
+	void *owner;
+};
 
 /*
- * conn_new() - adopt an accepted connection and start reading from it.
- * Takes ownership of @fd on every path, failure included.
- * Return: 0 and *ret_conn (linked into the server), or a negative errno.
+ * conn_new() - adopt an accepted connection of the peer @cred and start
+ * reading from it. Takes ownership of @fd on every path, failure included.
+ * Return: 0 and *ret_conn, or a negative errno.
  */
-int conn_new(struct server *srv, int fd, struct conn **ret_conn);
-
-/*
- * conn_flush_held() - send the replies held while the transfer engine ran a
- * batch of its own (xfer_set_batch_end_hook()): its descriptors are closed
- * now. @arg is unused. Loop thread only.
- */
-void conn_flush_held(void *arg);
+int conn_new(const struct conn_env *env, int fd, const struct ucred *cred, struct conn **ret_conn);
 
 /*
  * conn_shutdown() - the server is stopping: refuse new requests; close once
@@ -36,12 +55,11 @@ void conn_flush_held(void *arg);
  */
 void conn_shutdown(struct conn *c, bool cancel);
 
-/* conn_from_link() - the connection of a server list entry. */
+/* conn_link() - the connection's entry in its owner's list. */
+struct list_head *conn_link(struct conn *c);
+/* conn_from_link() - the connection of such an entry. */
 struct conn *conn_from_link(struct list_head *link);
 
-unsigned conn_in_flight(const struct conn *c);
-
-struct transfer_info;
 void conn_foreach_transfer(struct conn *c, void (*fn)(const struct transfer_info *info, void *arg),
                            void *arg);
 /* conn_cancel_transfer() - Return: 0 if @transfer is one of ours, else -ENOENT. */

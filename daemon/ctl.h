@@ -13,9 +13,9 @@
  * on the loop thread.
  *
  * nng 1.5.2's IPC listener stops accepting for good when a peer disconnects
- * during the SP handshake (fixed in nng 1.6.0). A probe thread completes a
- * handshake with each listener every probe_interval_ms and has a listener
- * that does not answer re-created.
+ * during the SP handshake (fixed in nng 1.6.0). A probe thread (ctl-probe.c)
+ * completes a handshake with each listener every probe_interval_ms and has a
+ * listener that does not answer re-created.
  */
 #ifndef SFD_CTL_H
 #define SFD_CTL_H
@@ -23,14 +23,16 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "sockpath.h"
+
 struct server;
 struct ctl;
 
 struct ctl_config {
-	char control_path[108]; /* "" = control.sock beside the data socket */
-	char events_path[108];  /* "" = events.sock beside the data socket */
-	unsigned mode;          /* file mode of both sockets, e.g. 0600 */
-	bool has_group;         /* give both sockets to @group */
+	char control_path[SOCKPATH_MAX]; /* "" = control.sock beside the data socket */
+	char events_path[SOCKPATH_MAX];  /* "" = events.sock beside the data socket */
+	unsigned mode;                   /* file mode of both sockets, e.g. 0600 */
+	bool has_group;                  /* give both sockets to @group */
 	gid_t group;
 	unsigned probe_interval_ms;
 };

@@ -14,11 +14,27 @@ struct dstline {
 
 /* Open hash with chaining; grows with the number of busy destinations,
  * which the limits on requests in flight bound. */
-static struct {
+struct dstline_table {
 	struct dstline **buckets;
 	size_t size; /* a power of two, or 0 */
 	size_t count;
-} table;
+};
+
+struct dstline_table *
+dstline_table_new(void)
+{
+	return calloc(1, sizeof(struct dstline_table));
+}
+
+void
+dstline_table_free(struct dstline_table *t)
+{
+	if (!t)
+		return;
+	/* Lines exist only while transfers do: none are left by now. */
+	free(t->buckets);
+	free(t);
+}
 
 static size_t
 bucket_of(dev_t dev, ino_t ino, size_t size)
@@ -29,30 +45,30 @@ bucket_of(dev_t dev, ino_t ino, size_t size)
 }
 
 static struct dstline **
-slot(dev_t dev, ino_t ino)
+slot(struct dstline_table *t, dev_t dev, ino_t ino)
 {
 	struct dstline **p;
 
-	if (table.size == 0)
+	if (t->size == 0)
 		return NULL;
-	for (p = &table.buckets[bucket_of(dev, ino, table.size)]; *p; p = &(*p)->hnext)
+	for (p = &t->buckets[bucket_of(dev, ino, t->size)]; *p; p = &(*p)->hnext)
 		if ((*p)->dev == dev && (*p)->ino == ino)
 			return p;
 	return p;
 }
 
 static int
-grow(void)
+grow(struct dstline_table *t)
 {
-	size_t size = table.size ? table.size * 2 : 64;
+	size_t size = t->size ? t->size * 2 : 64;
 	struct dstline **b = calloc(size, sizeof(*b));
 
 	if (!b)
 		return -ENOMEM;
-	for (size_t i = 0; i < table.size; i++) {
+	for (size_t i = 0; i < t->size; i++) {
 		struct dstline *l, *next;
 
-		for (l = table.buckets[i]; l; l = next) {
+		for (l = t->buckets[i]; l; l = next) {
 			size_t k = bucket_of(l->dev, l->ino, size);
 
 			next = l->hnext;
@@ -60,22 +76,22 @@ grow(void)
 			b[k] = l;
 		}
 	}
-	free(table.buckets);
-	table.buckets = b;
-	table.size = size;
+	free(t->buckets);
+	t->buckets = b;
+	t->size = size;
 	return 0;
 }
 
 bool
-dstline_any(void)
+dstline_any(const struct dstline_table *t)
 {
-	return table.count > 0;
+	return t->count > 0;
 }
 
 bool
-dstline_wait(struct dstline_item *it)
+dstline_wait(struct dstline_table *t, struct dstline_item *it)
 {
-	struct dstline **p = slot(it->dev, it->ino);
+	struct dstline **p = slot(t, it->dev, it->ino);
 	struct dstline *l = p ? *p : NULL;
 
 	if (!l)
@@ -91,30 +107,30 @@ dstline_wait(struct dstline_item *it)
 }
 
 int
-dstline_own(struct dstline_item *it)
+dstline_own(struct dstline_table *t, struct dstline_item *it)
 {
 	struct dstline **p, *l;
 
 	if (it->line)
 		return 0;
-	if (table.count >= table.size && grow() < 0 && table.size == 0)
+	if (t->count >= t->size && grow(t) < 0 && t->size == 0)
 		return -ENOMEM;
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
-	p = slot(it->dev, it->ino);
+	p = slot(t, it->dev, it->ino);
 	l->dev = it->dev;
 	l->ino = it->ino;
 	l->owner = it;
 	l->hnext = *p; /* NULL: the caller checked that no line exists */
 	*p = l;
-	table.count++;
+	t->count++;
 	it->line = l;
 	return 0;
 }
 
 struct dstline_item *
-dstline_leave(struct dstline_item *it)
+dstline_leave(struct dstline_table *t, struct dstline_item *it)
 {
 	struct dstline *l = it->line;
 	struct dstline_item *next;
@@ -146,8 +162,8 @@ dstline_leave(struct dstline_item *it)
 		l->owner = next;
 		return next;
 	}
-	*slot(l->dev, l->ino) = l->hnext;
-	table.count--;
+	*slot(t, l->dev, l->ino) = l->hnext;
+	t->count--;
 	free(l);
 	return NULL;
 }

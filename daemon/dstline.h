@@ -10,7 +10,7 @@
  * own a line, so the common case (a transfer that completes at once while no
  * other one is waiting) costs nothing: see dstline_any().
  *
- * The module keeps one table per process; loop thread only.
+ * A table belongs to one loop's engine (engine.h); loop thread only.
  */
 #ifndef SFD_DSTLINE_H
 #define SFD_DSTLINE_H
@@ -19,6 +19,12 @@
 #include <sys/types.h>
 
 struct dstline;
+struct dstline_table;
+
+/* dstline_table_new() - an empty table. Return: it, or NULL (out of memory). */
+struct dstline_table *dstline_table_new(void);
+/* dstline_table_free() - NULL is a no-op. Every line must be gone. */
+void dstline_table_free(struct dstline_table *t);
 
 /* Embedded in what waits; the caller fills dev and ino. */
 struct dstline_item {
@@ -30,14 +36,14 @@ struct dstline_item {
 
 /* dstline_any() - is any destination busy? When not, a new transfer need
  * not even ask which destination it has. */
-bool dstline_any(void);
+bool dstline_any(const struct dstline_table *t);
 
 /*
  * dstline_wait() - if @it's destination is busy, put @it at the end of its
  * line and return true: the caller must not start it until dstline_leave()
  * returns it. Return false when the destination is free (nothing changes).
  */
-bool dstline_wait(struct dstline_item *it);
+bool dstline_wait(struct dstline_table *t, struct dstline_item *it);
 
 /*
  * dstline_own() - make @it the owner of its destination's line, which must
@@ -46,7 +52,7 @@ bool dstline_wait(struct dstline_item *it);
  * Return: 0, or -ENOMEM (then @it owns nothing: the caller goes on unordered
  * rather than fail a transfer it has started).
  */
-int dstline_own(struct dstline_item *it);
+int dstline_own(struct dstline_table *t, struct dstline_item *it);
 
 /*
  * dstline_leave() - take @it out of its line: an owner that is done, or a
@@ -54,6 +60,6 @@ int dstline_own(struct dstline_item *it);
  * Return: the item that now owns the line and must be started (the first
  * one that waited behind an owner that left), or NULL.
  */
-struct dstline_item *dstline_leave(struct dstline_item *it);
+struct dstline_item *dstline_leave(struct dstline_table *t, struct dstline_item *it);
 
 #endif

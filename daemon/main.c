@@ -22,7 +22,7 @@
 #include "service.h"
 #include "xfer.h"
 
-static struct server srv;
+static struct server *srv;
 static struct service svc;
 static uv_signal_t sig_term, sig_int;
 /* SIGTERM and SIGINT: blocked in every thread but the loop's, and in the
@@ -289,16 +289,16 @@ load_settings(const struct options *o, struct conf *cfg)
 /* ---- the running daemon ------------------------------------------------- */
 
 static void
-on_stopping(struct server *s)
+on_stopping(void *data)
 {
-	(void)s;
+	(void)data;
 	service_stopping(&svc);
 }
 
 static void
-on_stopped(struct server *s)
+on_stopped(void *data)
 {
-	(void)s;
+	(void)data;
 	if (stopped)
 		return;
 	stopped = true;
@@ -310,17 +310,21 @@ on_stopped(struct server *s)
 	service_close(&svc);
 	ctl_free(ctl);
 	ctl = NULL;
-	server_free(&srv);
+	server_free(srv);
+	srv = NULL;
 }
 
 static void
 on_signal(uv_signal_t *h, int signum)
 {
-	bool again = srv.stopping;
+	struct server_status ss;
+	bool again;
 
+	server_status(srv, &ss);
+	again = ss.stopping;
 	log_notice("%s: %s", strsignal(signum),
 	           again ? "cancelling transfers in flight" : "shutting down");
-	server_stop(&srv, again);
+	server_stop(srv, again);
 }
 
 static void
@@ -359,7 +363,11 @@ chown_group(const char *path, gid_t gid)
 static int
 start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
 {
+	static const struct server_hooks hooks = {.on_stopping = on_stopping,
+	                                          .on_stopped = on_stopped};
 	char path[sizeof(cfg->srv.socket_path)];
+	struct server_status ss;
+	struct ctl_config ccfg;
 	int fd = -1, r;
 
 	r = service_take_listener(&fd, path, sizeof(path));
@@ -373,7 +381,7 @@ start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
 		if (cfg->origin[CONF_SOCKET_MODE] != CONF_FROM_DEFAULT || cfg->has_socket_group)
 			log_info("socket_mode and socket_group do not apply to a passed socket: "
 			         "its owner sets them (SocketMode=, SocketGroup=)");
-		if (!path[0] && !no_control && (!cfg->control_path[0] || !cfg->events_path[0])) {
+		if (!no_control && conf_ctl_config(cfg, path, &ccfg) == -EDESTADDRREQ) {
 			log_err("the passed socket has no file system path to put the control "
 			        "sockets beside: set control_socket and events_socket, or use "
 			        "--no-control");
@@ -385,20 +393,20 @@ start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
 		         path[0] ? path : "(no path)");
 	}
 
-	r = server_init(&srv, loop, &cfg->srv, fd);
+	r = server_new(loop, &cfg->srv, fd, &hooks, &srv);
 	if (r < 0) {
 		log_err("cannot listen on %s: %s", cfg->srv.socket_path,
 		        r == -EADDRINUSE ? "another daemon is serving it" : strerror(-r));
 		return 1;
 	}
-	srv.on_stopping = on_stopping;
-	srv.on_stopped = on_stopped;
-	if (srv.listen_owned_path && cfg->has_socket_group) {
+	server_status(srv, &ss);
+	if (ss.owns_path && cfg->has_socket_group) {
 		r = chown_group(cfg->srv.socket_path, cfg->socket_group);
 		if (r < 0) {
 			log_err("cannot give %s to group %u: %s", cfg->srv.socket_path,
 			        (unsigned)cfg->socket_group, strerror(-r));
-			server_free(&srv);
+			server_free(srv);
+			srv = NULL;
 			return 1;
 		}
 	}
@@ -409,17 +417,18 @@ start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
 static int
 start_control(const struct conf *cfg)
 {
+	const char *data_path = server_config(srv)->socket_path;
 	struct ctl_config ccfg;
 	int r;
 
-	r = conf_ctl_config(cfg, srv.cfg.socket_path, &ccfg);
+	r = conf_ctl_config(cfg, data_path, &ccfg);
 	if (r < 0) {
-		log_err("control socket path too long (beside %s)", srv.cfg.socket_path);
+		log_err("control socket path too long (beside %s)", data_path);
 		return 1;
 	}
 	ccfg.has_group = cfg->has_socket_group;
 	ccfg.group = cfg->socket_group;
-	r = ctl_start(&srv, &ccfg, &ctl);
+	r = ctl_start(srv, &ccfg, &ctl);
 	if (r < 0) {
 		log_err("cannot start the control plane on %s and %s: %s (--no-control runs "
 		        "without it)",
@@ -473,8 +482,10 @@ main(int argc, char **argv)
 	r = start_server(loop, &cfg, opts.no_control);
 	if (r == 0 && !opts.no_control) {
 		r = start_control(&cfg);
-		if (r)
-			server_free(&srv);
+		if (r) {
+			server_free(srv);
+			srv = NULL;
+		}
 	}
 	if (r) {
 		/* Let the closed handles finish closing. */
@@ -487,9 +498,9 @@ main(int argc, char **argv)
 	uv_signal_start(&sig_term, on_signal, SIGTERM);
 	uv_signal_start(&sig_int, on_signal, SIGINT);
 	pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
-	service_start(&svc, loop, &srv);
+	service_start(&svc, loop, srv);
 
-	log_notice("sendfiled %s serving %s", SFD_VERSION, srv.cfg.socket_path);
+	log_notice("sendfiled %s serving %s", SFD_VERSION, server_config(srv)->socket_path);
 	uv_run(loop, UV_RUN_DEFAULT);
 	log_notice("stopped");
 	uv_loop_close(loop);

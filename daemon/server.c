@@ -1,5 +1,8 @@
 /*
  * server.c - the listening data socket and the set of connections.
+ *
+ * The server owns the connections (it accepts them, keeps the list, stops
+ * them); a connection reaches back only through its struct conn_env.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -9,15 +12,43 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "account.h"
 #include "conn.h"
+#include "engine.h"
+#include "fdmsg.h"
+#include "list.h"
 #include "log.h"
 #include "macro.h"
 #include "server.h"
-#include "xfer.h"
+#include "wire.h"
 
 /* After EMFILE/ENFILE from accept4(), stop accepting this long instead of
  * spinning on a listener that stays readable. */
 #define ACCEPT_RETRY_MS 100
+/* Connections accepted per readable event of the listener. */
+#define ACCEPTS_PER_WAKE 64
+
+struct server {
+	uv_loop_t *loop;
+	struct server_config cfg;
+	struct server_hooks hooks;
+	struct engine *engine;
+	struct account *account;
+	struct conn_env conn_env; /* what every connection is given */
+	unsigned char *recv_bufs; /* conn_env.recv_bufs */
+	int listen_fd;
+	bool listen_owned_path; /* we bound it: unlink on exit */
+	uv_poll_t listen_poll;
+	bool listen_poll_init;
+	uv_timer_t accept_retry;
+	uv_timer_t drain_timer;
+	int handles; /* handles not closed yet: free the struct when 0 */
+	struct list_head conns;
+	unsigned n_conns;
+	bool stopping;
+	bool freeing;
+	uint64_t start_ms;
+};
 
 void
 server_config_defaults(struct server_config *cfg)
@@ -29,67 +60,6 @@ server_config_defaults(struct server_config *cfg)
 	cfg->max_in_flight_per_uid = 4096;
 	cfg->chunk_size = 2 * 1024 * 1024;
 	cfg->drain_timeout_ms = 10000;
-}
-
-bool
-server_uid_acquire(struct server *srv, uid_t uid)
-{
-	struct uid_count *u;
-
-	for (unsigned i = 0; i < srv->n_uids; i++) {
-		if (srv->uids[i].uid == uid) {
-			if (srv->uids[i].in_flight >= srv->cfg.max_in_flight_per_uid)
-				return false;
-			srv->uids[i].in_flight++;
-			return true;
-		}
-	}
-	/* The table keeps its room when users go idle: a busy user's count
-	 * may drop to zero between every two batches. */
-	if (srv->n_uids == srv->uids_cap) {
-		unsigned cap = srv->uids_cap ? 2 * srv->uids_cap : 4;
-
-		u = realloc(srv->uids, cap * sizeof(*u));
-		if (!u)
-			return false;
-		srv->uids = u;
-		srv->uids_cap = cap;
-	}
-	srv->uids[srv->n_uids++] = (struct uid_count){.uid = uid, .in_flight = 1};
-	return true;
-}
-
-void
-server_uid_release(struct server *srv, uid_t uid)
-{
-	for (unsigned i = 0; i < srv->n_uids; i++) {
-		if (srv->uids[i].uid != uid)
-			continue;
-		/* Forget idle uids so the table stays as small as the set of
-		 * active users. */
-		if (--srv->uids[i].in_flight == 0)
-			srv->uids[i] = srv->uids[--srv->n_uids];
-		return;
-	}
-}
-
-struct uid_stats *
-server_uid_stats(struct server *srv, uid_t uid)
-{
-	struct uid_stats *u;
-
-	for (unsigned i = 0; i < srv->n_uid_stats; i++)
-		if (srv->uid_stats[i].uid == uid)
-			return &srv->uid_stats[i];
-	if (srv->n_uid_stats >= SERVER_MAX_UID_STATS - 1 && uid != SERVER_UID_OTHER)
-		return server_uid_stats(srv, SERVER_UID_OTHER);
-	u = realloc(srv->uid_stats, (srv->n_uid_stats + 1) * sizeof(*u));
-	if (!u)
-		return NULL;
-	srv->uid_stats = u;
-	u = &srv->uid_stats[srv->n_uid_stats++];
-	*u = (struct uid_stats){.uid = uid};
-	return u;
 }
 
 void
@@ -128,12 +98,86 @@ on_accept_retry(uv_timer_t *t)
 		uv_poll_start(&srv->listen_poll, UV_READABLE, on_listen);
 }
 
-static void
-refuse(struct server *srv, int fd, const char *why)
+static bool
+allowed(const struct server_config *cfg, const struct ucred *cr)
 {
-	srv->stats.connections_refused++;
-	log_warn("refused a connection: %s", why);
+	if (cfg->n_allow_uids == 0 && cfg->n_allow_gids == 0)
+		return true;
+	if (cr->uid == 0)
+		return true;
+	for (unsigned i = 0; i < cfg->n_allow_uids; i++)
+		if (cfg->allow_uids[i] == cr->uid)
+			return true;
+	for (unsigned i = 0; i < cfg->n_allow_gids; i++)
+		if (cfg->allow_gids[i] == cr->gid)
+			return true;
+	return false;
+}
+
+/* Tell a user who is not allowed why, in the one reply of id 0, and close. */
+static void
+refuse_user(int fd, const struct ucred *cr)
+{
+	struct wire_response resp = {.status = WIRE_STATUS_PERMISSION_DENIED, .error = EACCES};
+	unsigned char buf[WIRE_MAX_RECORD];
+	ssize_t n;
+
+	snprintf(resp.message, sizeof(resp.message), "uid %u is not allowed", (unsigned)cr->uid);
+	n = wire_response_encode(&resp, buf, sizeof(buf));
+	if (n > 0)
+		(void)fdmsg_send(fd, buf, (size_t)n, NULL, 0, MSG_DONTWAIT);
+	log_notice("refused connection from pid %d uid %u: not in the allow-list", (int)cr->pid,
+	           (unsigned)cr->uid);
 	safe_close(fd);
+}
+
+/* Take over an accepted connection; @fd is closed on every path. */
+static void
+adopt(struct server *srv, int fd)
+{
+	socklen_t len = sizeof(struct ucred);
+	struct ucred cred;
+	struct conn *c;
+	int r;
+
+	if (srv->n_conns >= srv->cfg.max_connections) {
+		log_warn("refused a connection: too many connections");
+		safe_close(fd);
+		account_connection(srv->account, false);
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warn("cannot set up a connection: %s", strerror(errno));
+		safe_close(fd);
+		account_connection(srv->account, false);
+		return;
+	}
+	if (!allowed(&srv->cfg, &cred)) {
+		refuse_user(fd, &cred);
+		account_connection(srv->account, false);
+		return;
+	}
+	r = conn_new(&srv->conn_env, fd, &cred, &c);
+	if (r < 0) {
+		log_warn("cannot set up a connection: %s", strerror(-r));
+		account_connection(srv->account, false);
+		return;
+	}
+	list_add_tail(&srv->conns, conn_link(c));
+	srv->n_conns++;
+	account_connection(srv->account, true);
+}
+
+/* A connection is gone (conn_env.closed). */
+static void
+on_conn_closed(void *owner, struct conn *c)
+{
+	struct server *srv = owner;
+
+	list_del(conn_link(c));
+	srv->n_conns--;
+	if (srv->stopping && srv->n_conns == 0 && srv->hooks.on_stopped)
+		srv->hooks.on_stopped(srv->hooks.data);
 }
 
 static void
@@ -146,9 +190,8 @@ on_listen(uv_poll_t *h, int status, int events)
 		log_err("listening socket failed: %s", uv_strerror(status));
 		return;
 	}
-	for (int i = 0; i < 64; i++) {
-		struct conn *c;
-		int fd, r;
+	for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+		int fd;
 
 		fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
@@ -166,18 +209,7 @@ on_listen(uv_poll_t *h, int status, int events)
 			}
 			return;
 		}
-		if (srv->n_conns >= srv->cfg.max_connections) {
-			refuse(srv, fd, "too many connections");
-			continue;
-		}
-		r = conn_new(srv, fd, &c);
-		if (r < 0) {
-			if (r != -EACCES)
-				log_warn("cannot set up a connection: %s", strerror(-r));
-			srv->stats.connections_refused++;
-			continue;
-		}
-		srv->stats.connections_accepted++;
+		adopt(srv, fd);
 	}
 }
 
@@ -197,7 +229,7 @@ socket_in_use(const char *path)
 static int
 mkdir_parent(const char *path)
 {
-	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char dir[SOCKPATH_MAX];
 	char *slash;
 
 	snprintf(dir, sizeof(dir), "%s", path);
@@ -247,45 +279,82 @@ bind_listener(const struct server_config *cfg, int *ret_fd)
 	return 0;
 }
 
-int
-server_init(struct server *srv, uv_loop_t *loop, const struct server_config *cfg, int listen_fd)
+static int
+listen_on(struct server *srv, int listen_fd)
 {
 	_cleanup_close_ int fd = listen_fd;
 	int r;
 
-	memset(srv, 0, sizeof(*srv));
-	srv->loop = loop;
-	srv->cfg = *cfg;
-	srv->listen_fd = -1;
-	list_init(&srv->conns);
-	srv->start_ms = uv_now(loop);
-	/* Replies of transfers the engine starts in a batch of its own wait
-	 * for its end. */
-	xfer_set_batch_end_hook(conn_flush_held, NULL);
 	if (fd < 0) {
-		r = bind_listener(cfg, &fd);
+		r = bind_listener(&srv->cfg, &fd);
 		if (r < 0)
 			return r;
 		srv->listen_owned_path = true;
 	}
-	r = uv_poll_init(loop, &srv->listen_poll, fd);
+	r = uv_poll_init(srv->loop, &srv->listen_poll, fd);
 	if (r < 0)
 		return r;
 	srv->listen_poll.data = srv;
 	srv->listen_poll_init = true;
+	srv->handles++;
+	srv->listen_fd = TAKE_FD(fd);
+	return uv_poll_start(&srv->listen_poll, UV_READABLE, on_listen);
+}
+
+int
+server_new(uv_loop_t *loop, const struct server_config *cfg, int listen_fd,
+           const struct server_hooks *hooks, struct server **ret)
+{
+	_cleanup_close_ int fd = listen_fd;
+	struct server *srv = calloc(1, sizeof(*srv));
+	int r;
+
+	if (!srv)
+		return -ENOMEM;
+	srv->loop = loop;
+	srv->cfg = *cfg;
+	srv->hooks = *hooks;
+	srv->listen_fd = -1;
+	list_init(&srv->conns);
+	srv->start_ms = uv_now(loop);
 	uv_timer_init(loop, &srv->accept_retry);
 	srv->accept_retry.data = srv;
 	uv_timer_init(loop, &srv->drain_timer);
 	srv->drain_timer.data = srv;
-	srv->listen_fd = TAKE_FD(fd);
-	return uv_poll_start(&srv->listen_poll, UV_READABLE, on_listen);
+	srv->handles = 2;
+	/* One loop reads one connection at a time: one set of receive
+	 * buffers serves them all. */
+	srv->recv_bufs = malloc((size_t)CONN_READ_BATCH * WIRE_MAX_RECORD);
+	r = srv->recv_bufs ? engine_new(loop, &srv->engine) : -ENOMEM;
+	if (r == 0)
+		r = account_new(cfg->max_in_flight_per_uid, &srv->account);
+	if (r == 0) {
+		srv->conn_env = (struct conn_env){
+		        .engine = srv->engine,
+		        .account = srv->account,
+		        .recv_bufs = srv->recv_bufs,
+		        .max_in_flight = cfg->max_in_flight_per_conn,
+		        .chunk_size = cfg->chunk_size,
+		        .closed = on_conn_closed,
+		        .owner = srv,
+		};
+		r = listen_on(srv, TAKE_FD(fd));
+	}
+	if (r < 0) {
+		server_free(srv);
+		return r;
+	}
+	*ret = srv;
+	return 0;
 }
+
+static void on_handle_closed(uv_handle_t *h);
 
 static void
 close_listener(struct server *srv)
 {
 	if (srv->listen_poll_init) {
-		uv_close((uv_handle_t *)&srv->listen_poll, NULL);
+		uv_close((uv_handle_t *)&srv->listen_poll, on_handle_closed);
 		srv->listen_poll_init = false;
 	}
 	/* uv_close() took the descriptor out of epoll already. */
@@ -312,7 +381,8 @@ on_drain_timeout(uv_timer_t *t)
 {
 	struct server *srv = t->data;
 
-	log_notice("drain deadline reached: cancelling %u transfers", srv->in_flight);
+	log_notice("drain deadline reached: cancelling %u transfers",
+	           account_in_flight(srv->account));
 	shutdown_all(srv, true);
 }
 
@@ -323,13 +393,13 @@ server_stop(struct server *srv, bool immediate)
 
 	srv->stopping = true;
 	if (first) {
-		if (srv->on_stopping)
-			srv->on_stopping(srv);
+		if (srv->hooks.on_stopping)
+			srv->hooks.on_stopping(srv->hooks.data);
 		close_listener(srv);
 		uv_timer_stop(&srv->accept_retry);
-		if (!immediate && srv->in_flight > 0) {
+		if (!immediate && account_in_flight(srv->account) > 0) {
 			log_notice("stopping: letting %u transfers finish (up to %u ms)",
-			           srv->in_flight, srv->cfg.drain_timeout_ms);
+			           account_in_flight(srv->account), srv->cfg.drain_timeout_ms);
 			uv_timer_start(&srv->drain_timer, on_drain_timeout,
 			               srv->cfg.drain_timeout_ms, 0);
 		}
@@ -337,19 +407,59 @@ server_stop(struct server *srv, bool immediate)
 	if (immediate)
 		uv_timer_stop(&srv->drain_timer);
 	shutdown_all(srv, immediate);
-	if (srv->n_conns == 0 && srv->on_stopped)
-		srv->on_stopped(srv);
+	if (srv->n_conns == 0 && srv->hooks.on_stopped)
+		srv->hooks.on_stopped(srv->hooks.data);
+}
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+	struct server *srv = h->data;
+
+	if (--srv->handles > 0)
+		return;
+	account_free(srv->account);
+	free(srv->recv_bufs);
+	free(srv);
 }
 
 void
 server_free(struct server *srv)
 {
+	if (!srv || srv->freeing)
+		return;
+	srv->freeing = true;
 	close_listener(srv);
-	uv_close((uv_handle_t *)&srv->accept_retry, NULL);
-	uv_close((uv_handle_t *)&srv->drain_timer, NULL);
-	free(srv->uids);
-	srv->uids = NULL;
-	srv->n_uids = srv->uids_cap = 0;
-	free(srv->uid_stats);
-	srv->uid_stats = NULL;
+	engine_free(srv->engine);
+	uv_close((uv_handle_t *)&srv->accept_retry, on_handle_closed);
+	uv_close((uv_handle_t *)&srv->drain_timer, on_handle_closed);
+}
+
+uv_loop_t *
+server_loop(const struct server *srv)
+{
+	return srv->loop;
+}
+
+const struct server_config *
+server_config(const struct server *srv)
+{
+	return &srv->cfg;
+}
+
+struct account *
+server_account(const struct server *srv)
+{
+	return srv->account;
+}
+
+void
+server_status(const struct server *srv, struct server_status *ret)
+{
+	*ret = (struct server_status){
+	        .connections = srv->n_conns,
+	        .stopping = srv->stopping,
+	        .owns_path = srv->listen_owned_path,
+	        .uptime_ms = uv_now(srv->loop) - srv->start_ms,
+	};
 }

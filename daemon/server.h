@@ -1,7 +1,8 @@
 /*
- * server - the daemon's state: the listening data socket, the connections,
- * the limits and the counters. Owns the listener descriptor and every
- * connection.
+ * server - the daemon's state on one loop: the listening data socket, the
+ * connections, the limits; the loop's transfer engine and the accounting.
+ * Owns the listener descriptor, every connection, the engine and the
+ * account. Opaque: others ask through the functions below.
  */
 #ifndef SFD_SERVER_H
 #define SFD_SERVER_H
@@ -11,12 +12,12 @@
 #include <sys/types.h>
 #include <uv.h>
 
-#include "list.h"
+#include "sockpath.h"
 
 #define SERVER_MAX_ALLOW 64
 
 struct server_config {
-	char socket_path[108];
+	char socket_path[SOCKPATH_MAX];
 	unsigned socket_mode;
 	unsigned max_connections;
 	unsigned max_in_flight_per_conn;
@@ -32,102 +33,54 @@ struct server_config {
 
 void server_config_defaults(struct server_config *cfg);
 
-struct server_stats {
-	uint64_t connections_accepted;
-	uint64_t connections_refused;
-	uint64_t requests;
-	uint64_t bytes_sent;
-	uint64_t by_status[16];
-	uint64_t by_method[4];
-};
+struct server;
+struct account;
+struct transfer_info;
 
-struct uid_count {
-	uid_t uid;
-	unsigned in_flight;
-};
-
-/* Cumulative counters per uid, for the control plane. Bounded: past
- * SERVER_MAX_UID_STATS distinct uids, the rest are counted under
- * SERVER_UID_OTHER. */
-#define SERVER_MAX_UID_STATS 256
-#define SERVER_UID_OTHER ((uid_t)-1)
-struct uid_stats {
-	uid_t uid;
-	uint64_t requests;
-	uint64_t bytes_sent;
-};
-
-/* What the control plane shows of a transfer. */
-struct transfer_info {
-	uint64_t transfer;   /* daemon-wide id */
-	uint64_t request_id; /* the client's id */
-	pid_t pid;
-	uid_t uid;
-	uint64_t offset;
-	uint64_t count;
-	bool has_count;
-	uint64_t bytes_sent;
-	int method;
-	bool on_worker;
-	bool waiting;      /* behind another transfer to the same destination */
-	uint64_t start_ms; /* uv_now() when it started */
-};
-
-enum transfer_event_kind {
-	TRANSFER_START,
-	TRANSFER_DONE,
-	TRANSFER_ERROR,
-};
-
-typedef void (*server_event_fn)(void *data, enum transfer_event_kind kind,
-                                const struct transfer_info *info, int status, int error);
-
-struct server {
-	uv_loop_t *loop;
-	struct server_config cfg;
-	int listen_fd;
-	bool listen_owned_path; /* we bound it: unlink on exit */
-	uv_poll_t listen_poll;
-	bool listen_poll_init;
-	uv_timer_t accept_retry;
-	uv_timer_t drain_timer;
-	struct list_head conns;
-	unsigned n_conns;
-	unsigned in_flight;
-	struct uid_count *uids;
-	unsigned n_uids, uids_cap;
-	bool stopping;
-	struct server_stats stats;
-	struct uid_stats *uid_stats;
-	unsigned n_uid_stats;
-	uint64_t next_transfer;
-	uint64_t start_ms;
-	/* Transfer events for the control plane; may be NULL. */
-	server_event_fn on_event;
-	void *on_event_data;
-	/* Called once, when server_stop() first runs (whoever calls it). */
-	void (*on_stopping)(struct server *srv);
-	void (*on_stopped)(struct server *srv);
+/* What the daemon's main wants to hear; @data is passed back. */
+struct server_hooks {
+	/* Once, when server_stop() first runs (whoever calls it). */
+	void (*on_stopping)(void *data);
+	/* Once every connection is gone after server_stop(). */
+	void (*on_stopped)(void *data);
+	void *data;
 };
 
 /*
- * server_init() - @listen_fd is an already bound and listening socket to
- * adopt (socket activation; ownership taken), or -1 to bind cfg->socket_path.
+ * server_new() - serve @loop: @listen_fd is an already bound and listening
+ * socket to adopt (socket activation; ownership taken on every path), or -1
+ * to bind cfg->socket_path. Creates the loop's transfer engine (engine.h)
+ * and the accounting (account.h).
+ * Return: 0 and *ret, or a negative errno.
  */
-int server_init(struct server *srv, uv_loop_t *loop, const struct server_config *cfg,
-                int listen_fd);
+int server_new(uv_loop_t *loop, const struct server_config *cfg, int listen_fd,
+               const struct server_hooks *hooks, struct server **ret);
 
 /*
  * server_stop() - stop accepting; transfers in flight may finish until the
  * drain timeout, then are cancelled; @immediate cancels at once. Calls
- * srv->on_stopped once every connection is gone.
+ * hooks->on_stopped once every connection is gone.
  */
 void server_stop(struct server *srv, bool immediate);
 
+/* server_free() - close the listener and the engine; the memory goes once
+ * the loop has run the close callbacks. Every connection must be gone (or
+ * none was accepted). NULL is a no-op. */
 void server_free(struct server *srv);
 
-/* server_uid_stats() - the counters of @uid (created on first use). */
-struct uid_stats *server_uid_stats(struct server *srv, uid_t uid);
+uv_loop_t *server_loop(const struct server *srv);
+const struct server_config *server_config(const struct server *srv);
+struct account *server_account(const struct server *srv);
+
+/* What the control plane and the service manager are told. */
+struct server_status {
+	unsigned connections;
+	bool stopping;
+	bool owns_path; /* it bound the socket file itself (not passed) */
+	uint64_t uptime_ms;
+};
+
+void server_status(const struct server *srv, struct server_status *ret);
 
 /* server_foreach_transfer() - call @fn for every transfer in flight. */
 void server_foreach_transfer(struct server *srv,
@@ -135,9 +88,5 @@ void server_foreach_transfer(struct server *srv,
 
 /* server_cancel_transfer() - cancel by daemon-wide id. Return: 0 or -ENOENT. */
 int server_cancel_transfer(struct server *srv, uint64_t transfer);
-
-/* Per-uid in-flight accounting (used by conn). */
-bool server_uid_acquire(struct server *srv, uid_t uid);
-void server_uid_release(struct server *srv, uid_t uid);
 
 #endif

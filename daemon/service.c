@@ -16,6 +16,7 @@
 #include "config.h"
 #include "log.h"
 #include "macro.h"
+#include "account.h"
 #include "server.h"
 #include "service.h"
 
@@ -291,8 +292,11 @@ static void
 format_status(const struct service *svc, char *buf, size_t size)
 {
 	const struct server *srv = svc->srv;
+	struct server_status ss;
+	unsigned c, t = account_in_flight(server_account(srv));
 
-	unsigned c = srv->n_conns, t = srv->in_flight;
+	server_status(srv, &ss);
+	c = ss.connections;
 
 	if (svc->stopping)
 		snprintf(buf, size, "Draining: %u transfer%s in flight, %u connection%s", t,

@@ -57,17 +57,55 @@ check_flags(int fd, bool want_write, struct fdinfo *info, const char **ret_msg)
 	return 0;
 }
 
+/*
+ * Is @fd a stream socket? One getsockopt() answers both questions.
+ * Return: 1 for a SOCK_STREAM socket, 0 for no socket at all, or -EINVAL
+ * (with *ret_msg) for a socket of another type.
+ */
 static int
 stream_socket(int fd, const char **ret_msg)
 {
 	int type = 0;
 	socklen_t len = sizeof(type);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) {
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return 0;
+	if (type != SOCK_STREAM) {
 		*ret_msg = "socket is not a SOCK_STREAM socket";
 		return -EINVAL;
 	}
-	return 0;
+	return 1;
+}
+
+/* What kind of descriptor @st describes, for a destination (@dst) or a
+ * source. Return: 0, or a negative errno with *ret_msg. */
+static int
+kind_of(const struct stat *st, bool dst, struct fdinfo *info, const char **ret_msg)
+{
+	switch (st->st_mode & S_IFMT) {
+	case S_IFREG:
+	case S_IFBLK:
+		info->kind = FD_KIND_FILE;
+		return 0;
+	case S_IFIFO:
+		info->kind = FD_KIND_PIPE;
+		return 0;
+	case S_IFCHR:
+		info->kind = FD_KIND_CHAR;
+		return 0;
+	case S_IFSOCK:
+		/* A destination socket was recognised before any fstat(). */
+		if (dst)
+			break;
+		info->kind = FD_KIND_SOCKET;
+		return 0;
+	case S_IFDIR:
+		*ret_msg = "descriptor is a directory";
+		return -EISDIR;
+	}
+	*ret_msg = dst ? "descriptor type cannot be used as a destination"
+	               : "descriptor type cannot be used as a source";
+	return -EINVAL;
 }
 
 int
@@ -75,19 +113,17 @@ validate_dst(int fd, struct fdinfo *ret_info, const char **ret_msg)
 {
 	struct fdinfo info = {0};
 	struct stat st;
-	int type = 0, r;
-	socklen_t len = sizeof(type);
+	int r;
 
 	r = check_flags(fd, true, &info, ret_msg);
 	if (r < 0)
 		return r;
 	/* A destination is usually a socket: asking its type first spares
 	 * the fstat() on the hot path. */
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0) {
-		if (type != SOCK_STREAM) {
-			*ret_msg = "socket is not a SOCK_STREAM socket";
-			return -EINVAL;
-		}
+	r = stream_socket(fd, ret_msg);
+	if (r < 0)
+		return r;
+	if (r > 0) {
 		info.kind = FD_KIND_SOCKET;
 		*ret_info = info;
 		return 0;
@@ -96,24 +132,9 @@ validate_dst(int fd, struct fdinfo *ret_info, const char **ret_msg)
 		*ret_msg = "not an open descriptor";
 		return -EBADF;
 	}
-	switch (st.st_mode & S_IFMT) {
-	case S_IFREG:
-	case S_IFBLK:
-		info.kind = FD_KIND_FILE;
-		break;
-	case S_IFIFO:
-		info.kind = FD_KIND_PIPE;
-		break;
-	case S_IFCHR:
-		info.kind = FD_KIND_CHAR;
-		break;
-	case S_IFDIR:
-		*ret_msg = "descriptor is a directory";
-		return -EISDIR;
-	default:
-		*ret_msg = "descriptor type cannot be used as a destination";
-		return -EINVAL;
-	}
+	r = kind_of(&st, true, &info, ret_msg);
+	if (r < 0)
+		return r;
 	*ret_info = info;
 	return 0;
 }
@@ -129,32 +150,21 @@ validate_src(int fd, struct fdinfo *ret_info, const char **ret_msg)
 		*ret_msg = "not an open descriptor";
 		return -EBADF;
 	}
-	switch (st.st_mode & S_IFMT) {
-	case S_IFREG:
-	case S_IFBLK:
-		info.kind = FD_KIND_FILE;
+	r = kind_of(&st, false, &info, ret_msg);
+	if (r < 0)
+		return r;
+	if (info.kind == FD_KIND_FILE) {
 		info.size = S_ISREG(st.st_mode) ? st.st_size : 0;
 		info.dev = st.st_dev;
 		info.ino = st.st_ino;
-		break;
-	case S_IFIFO:
-		info.kind = FD_KIND_PIPE;
-		break;
-	case S_IFCHR:
-		info.kind = FD_KIND_CHAR;
-		break;
-	case S_IFSOCK:
+	} else if (info.kind == FD_KIND_SOCKET) {
 		r = stream_socket(fd, ret_msg);
+		if (r == 0) {
+			*ret_msg = "socket is not a SOCK_STREAM socket";
+			r = -EINVAL;
+		}
 		if (r < 0)
 			return r;
-		info.kind = FD_KIND_SOCKET;
-		break;
-	case S_IFDIR:
-		*ret_msg = "descriptor is a directory";
-		return -EISDIR;
-	default:
-		*ret_msg = "descriptor type cannot be used as a source";
-		return -EINVAL;
 	}
 	/* A file's flags only matter for access, and sendfile()/pread() check
 	 * that themselves (EBADF, reported as INVALID_ARGUMENT before anything

@@ -1,252 +1,33 @@
 /*
- * xfer.c - the transfer engine. The only file that calls sendfile(2) and
- * splice(2).
+ * xfer.c - one transfer: the methods (the only file that calls sendfile(2)
+ * and splice(2)), the loop runner, and finishing.
  *
- * A transfer is a small state machine around step(), which moves at most a
- * budget of bytes with the transfer's current method and says what to wait
- * for when the kernel answers EAGAIN. The loop runner and the worker runner
- * both drive step(); they differ only in how they wait.
+ * A transfer is a small state machine around xfer_step(), which moves at
+ * most a budget of bytes with the transfer's current method and says what
+ * to wait for when the kernel answers EAGAIN. The loop runner (here) and the
+ * worker runner (xfer-worker.c) both drive it; they differ only in how they
+ * wait. What transfers of one loop share (the turn's batch, the lines per
+ * destination, the chain) is the engine's (engine.h).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "dstline.h"
+#include "engine.h"
 #include "macro.h"
-#include "pool.h"
-#include "sendfiled.pb-c.h"
-#include "xfer.h"
+#include "xfer-internal.h"
 
-/* A worker blocked in sendfile/splice/poll is interrupted with this signal
- * (its handler does nothing and is installed without SA_RESTART). */
-#define KICK_SIGNAL (SIGRTMIN + 2)
-/* Re-send the kick this often while a cancelled worker job is still running:
- * a kick that lands just before the thread enters the kernel is lost. */
-#define KICK_INTERVAL_MS 20
-/* A worker job that has run this long (a peer that reads slowly, or not at
- * all) is interrupted and queued again behind the others, so that a few
- * stuck destinations cannot hold every worker thread. */
-#define SLICE_MS 200
 /* The user-space copy's buffer. */
 #define COPY_BUF_SIZE (64 * 1024)
-/* Worker jobs move this many chunks before returning to the loop, which
- * re-queues them; a blocked worker costs a thread, not the loop. */
-#define WORKER_CHUNKS 8
-
-/* step()'s private "no zero-copy method applies and fallback is off": outside
- * the errno range, so that a real EOPNOTSUPP cannot be mistaken for it. */
-#define XFER_ENOZEROCOPY 4096
-
-enum method {
-	M_SENDFILE,      /* sendfile(dst, src, &off): seekable source */
-	M_SPLICE,        /* splice(src pipe -> dst) */
-	M_SPLICE_BUFFER, /* splice(src -> own pipe -> dst): socket or device source */
-	M_COPY,          /* read/pread + write: the fallback */
-};
-
-enum wait {
-	WAIT_NONE = 0,
-	WAIT_DST, /* for the destination to become writable */
-	WAIT_SRC, /* for the source to become readable */
-};
-
-struct xfer {
-	uv_loop_t *loop;
-	xfer_done_fn done;
-	void *userdata;
-	struct xfer_params p;
-	struct fdinfo dinfo, sinfo;
-	int dst, src;
-
-	enum method method;
-	bool zero_copy_proven; /* a zero-copy call has moved bytes: EINVAL is real */
-	bool started;
-	bool finished;
-	bool eof;
-	bool short_write;    /* the last sendfile() took less than offered */
-	bool no_zero_copy;   /* known before starting: fail NOT_AVAILABLE */
-	bool cold;           /* on a worker only while its file is read from disk */
-	uint64_t probed_end; /* the page cache held the source up to here */
-	uint64_t sent;       /* bytes delivered to the destination */
-	uint64_t limit;      /* bytes to send; UINT64_MAX: until EOF */
-	enum wait wait;
-
-	/* Its place among the transfers to the same destination (dstline.h). */
-	struct dstline_item line;
-	bool has_key; /* line.dev and line.ino are known */
-
-	/* M_SPLICE_BUFFER: our own pipe and the bytes sitting in it. */
-	int pipe_rd, pipe_wr;
-	size_t piped;
-	/* M_COPY: bytes read and not yet written. */
-	char *buf;
-	size_t buf_len, buf_off;
-
-	/* Loop mode. */
-	uv_poll_t dst_poll, src_poll;
-	bool dst_poll_init, src_poll_init;
-	uv_poll_t *watching; /* the handle armed now, if any */
-	int pending_closes;
-
-	/* Worker mode. */
-	bool on_worker;
-	bool job_queued;
-	uv_work_t work;
-	uv_timer_t kick_timer;
-	bool kick_timer_init;
-	pthread_mutex_t mtx; /* guards cancel, yield, in_syscall, thread, job_start */
-	bool cancel;
-	bool yield;        /* give the thread back: the job's time is up */
-	int64_t job_start; /* CLOCK_MONOTONIC ms when the running job began, or 0 */
-	bool in_syscall;
-	pthread_t thread;
-	int job_err; /* the job's outcome: 0 = more to do, 1 = done, <0 = errno */
-
-	int final_status, final_error;
-	const char *final_msg;
-};
-
-/* ---- batches ----------------------------------------------------------- */
-
-/* Descriptors of the transfers that ended during the current batch. */
-#define GRAVE_MAX 128
-/* File ranges the page cache held during the current batch. */
-#define HOT_MAX 4
-
-static struct {
-	bool open;
-	size_t n_grave;
-	int grave[GRAVE_MAX];
-	unsigned n_hot;
-	struct hot_range {
-		dev_t dev;
-		ino_t ino;
-		uint64_t start, end;
-	} hot[HOT_MAX];
-} batch;
-
-static void (*batch_end_hook)(void *arg);
-static void *batch_end_arg;
-
-void
-xfer_set_batch_end_hook(void (*fn)(void *arg), void *arg)
-{
-	batch_end_hook = fn;
-	batch_end_arg = arg;
-}
-
-bool
-xfer_batch_is_open(void)
-{
-	return batch.open;
-}
-
-void
-xfer_batch_begin(void)
-{
-	batch.open = true;
-	batch.n_hot = 0;
-}
-
-static int
-cmp_int(const void *a, const void *b)
-{
-	int x = *(const int *)a, y = *(const int *)b;
-
-	return (x > y) - (x < y);
-}
-
-static void
-close_buried(void)
-{
-	size_t i = 0;
-
-	qsort(batch.grave, batch.n_grave, sizeof(int), cmp_int);
-	while (i < batch.n_grave) {
-		size_t j = i;
-
-		while (j + 1 < batch.n_grave && batch.grave[j + 1] == batch.grave[j] + 1)
-			j++;
-		if (j == i || close_range(batch.grave[i], batch.grave[j], 0) < 0)
-			for (size_t k = i; k <= j; k++)
-				(void)close(batch.grave[k]);
-		i = j + 1;
-	}
-	batch.n_grave = 0;
-}
-
-void
-xfer_batch_end(void)
-{
-	close_buried();
-	batch.open = false;
-}
-
-/* Close @fd now, or with the batch's others when a batch is being handled. */
-static int
-bury(int fd)
-{
-	if (fd < 0)
-		return -1;
-	if (!batch.open)
-		return safe_close(fd);
-	if (batch.n_grave == GRAVE_MAX)
-		close_buried();
-	batch.grave[batch.n_grave++] = fd;
-	return -1;
-}
-
-/* Was [start, end) of this file found in the page cache during this batch?
- * Its requests came in together and those pages were just read, the last
- * an eviction would take. */
-static bool
-batch_hot(const struct fdinfo *f, uint64_t start, uint64_t end)
-{
-	for (unsigned i = 0; i < batch.n_hot; i++) {
-		const struct hot_range *h = &batch.hot[i];
-
-		if (h->ino == f->ino && h->dev == f->dev && start >= h->start && end <= h->end)
-			return true;
-	}
-	return false;
-}
-
-static void
-batch_hot_add(const struct fdinfo *f, uint64_t start, uint64_t end)
-{
-	if (!batch.open)
-		return;
-	batch.hot[batch.n_hot % HOT_MAX] = (struct hot_range){f->dev, f->ino, start, end};
-	if (batch.n_hot < HOT_MAX)
-		batch.n_hot++;
-}
-
-static void
-kick_handler(int sig)
-{
-	(void)sig;
-}
-
-int
-xfer_global_init(void)
-{
-	struct sigaction sa = {.sa_handler = kick_handler};
-
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(KICK_SIGNAL, &sa, NULL) < 0)
-		return -errno;
-	return 0;
-}
+/* Transfers whose turn came while one ahead of them ran from its start
+ * timer: started from there, in a chain, rather than one loop turn each. */
+#define CHAIN_MAX 64
 
 uint64_t
 xfer_id(const struct xfer *x)
@@ -278,20 +59,20 @@ wire_method(const struct xfer *x)
 {
 	switch (x->method) {
 	case M_SENDFILE:
-		return SENDFILED__V1__METHOD__METHOD_SENDFILE;
+		return WIRE_METHOD_SENDFILE;
 	case M_SPLICE:
 	case M_SPLICE_BUFFER:
-		return SENDFILED__V1__METHOD__METHOD_SPLICE;
+		return WIRE_METHOD_SPLICE;
 	case M_COPY:
-		return SENDFILED__V1__METHOD__METHOD_READ_WRITE;
+		return WIRE_METHOD_READ_WRITE;
 	}
-	return SENDFILED__V1__METHOD__METHOD_NONE;
+	return WIRE_METHOD_NONE;
 }
 
 int
 xfer_method(const struct xfer *x)
 {
-	return x->sent > 0 ? wire_method(x) : SENDFILED__V1__METHOD__METHOD_NONE;
+	return x->sent > 0 ? wire_method(x) : WIRE_METHOD_NONE;
 }
 
 static bool
@@ -324,6 +105,25 @@ want_bytes(const struct xfer *x, size_t budget)
 	return MIN(MIN((uint64_t)budget, left), (uint64_t)XFER_SYSCALL_MAX);
 }
 
+/*
+ * The outcome of one syscall of a step, called with errno as the syscall
+ * left it: a failure says what to wait for on EAGAIN (@on_eagain); 0 from
+ * the source's side (@from_source) is its end.
+ * Return: @n, or a negative errno.
+ */
+static ssize_t
+outcome(struct xfer *x, ssize_t n, enum wait on_eagain, bool from_source)
+{
+	if (n < 0) {
+		if (errno == EAGAIN)
+			x->wait = on_eagain;
+		return -errno;
+	}
+	if (n == 0 && from_source)
+		x->eof = true;
+	return n;
+}
+
 static ssize_t
 step_sendfile(struct xfer *x, size_t want)
 {
@@ -331,14 +131,7 @@ step_sendfile(struct xfer *x, size_t want)
 	ssize_t n = sendfile(x->dst, x->src, &off, want);
 
 	x->short_write = n > 0 && (size_t)n < want;
-	if (n < 0) {
-		if (errno == EAGAIN)
-			x->wait = WAIT_DST;
-		return -errno;
-	}
-	if (n == 0)
-		x->eof = true;
-	return n;
+	return outcome(x, n, WAIT_DST, true);
 }
 
 static ssize_t
@@ -346,15 +139,13 @@ step_splice(struct xfer *x, size_t want)
 {
 	ssize_t n = splice(x->src, NULL, x->dst, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 
-	if (n < 0) {
-		/* EAGAIN from either end: find out which one to wait for. */
-		if (errno == EAGAIN)
-			x->wait = source_ready(x->src) ? WAIT_DST : WAIT_SRC;
-		return -errno;
+	/* EAGAIN from either end: find out which one to wait for (a poll(2),
+	 * so only then). */
+	if (n < 0 && errno == EAGAIN) {
+		x->wait = source_ready(x->src) ? WAIT_DST : WAIT_SRC;
+		return -EAGAIN;
 	}
-	if (n == 0)
-		x->eof = true;
-	return n;
+	return outcome(x, n, WAIT_DST, true);
 }
 
 static ssize_t
@@ -363,26 +154,21 @@ step_splice_buffer(struct xfer *x, size_t want)
 	ssize_t n;
 
 	if (x->piped == 0) {
-		n = splice(x->src, NULL, x->pipe_wr, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-		if (n < 0) {
-			/* Our pipe is empty, so EAGAIN can only come from the source. */
-			if (errno == EAGAIN)
-				x->wait = WAIT_SRC;
-			return -errno;
-		}
-		if (n == 0) {
-			x->eof = true;
-			return 0;
-		}
+		/* Our pipe is empty, so EAGAIN can only come from the source. */
+		n = outcome(x,
+		            splice(x->src, NULL, x->pipe_wr, NULL, want,
+		                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK),
+		            WAIT_SRC, true);
+		if (n <= 0)
+			return n;
 		x->piped = n;
 	}
-	n = splice(x->pipe_rd, NULL, x->dst, NULL, x->piped, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-	if (n < 0) {
-		if (errno == EAGAIN)
-			x->wait = WAIT_DST;
-		return -errno;
-	}
-	x->piped -= n;
+	n = outcome(
+	        x,
+	        splice(x->pipe_rd, NULL, x->dst, NULL, x->piped, SPLICE_F_MOVE | SPLICE_F_NONBLOCK),
+	        WAIT_DST, false);
+	if (n > 0)
+		x->piped -= n;
 	return n;
 }
 
@@ -398,25 +184,16 @@ step_copy(struct xfer *x, size_t want)
 			n = pread(x->src, x->buf, len, (off_t)(x->p.offset + x->sent));
 		else
 			n = read(x->src, x->buf, len);
-		if (n < 0) {
-			if (errno == EAGAIN)
-				x->wait = WAIT_SRC;
-			return -errno;
-		}
-		if (n == 0) {
-			x->eof = true;
-			return 0;
-		}
+		n = outcome(x, n, WAIT_SRC, true);
+		if (n <= 0)
+			return n;
 		x->buf_len = n;
 		x->buf_off = 0;
 	}
-	n = write(x->dst, x->buf + x->buf_off, x->buf_len - x->buf_off);
-	if (n < 0) {
-		if (errno == EAGAIN)
-			x->wait = WAIT_DST;
-		return -errno;
-	}
-	x->buf_off += n;
+	n = outcome(x, write(x->dst, x->buf + x->buf_off, x->buf_len - x->buf_off), WAIT_DST,
+	            false);
+	if (n > 0)
+		x->buf_off += n;
 	return n;
 }
 
@@ -444,15 +221,15 @@ enter_copy(struct xfer *x)
 }
 
 /*
- * step() - move up to @budget bytes with one syscall (two for the buffered
+ * xfer_step() - move up to @budget bytes with one syscall (two for the buffered
  * splice).
  * Return: bytes delivered (0 with x->eof at the end of the source), or a
  * negative errno; on -EAGAIN, x->wait says what to wait for. Switches to the
  * user-space copy (or fails with -XFER_ENOZEROCOPY when fallback is off) the first
  * time the kernel says no zero-copy method applies.
  */
-static ssize_t
-step(struct xfer *x, size_t budget)
+ssize_t
+xfer_step(struct xfer *x, size_t budget)
 {
 	size_t want = want_bytes(x, budget);
 	ssize_t n;
@@ -491,8 +268,8 @@ step(struct xfer *x, size_t budget)
 	return n;
 }
 
-static bool
-range_done(const struct xfer *x)
+bool
+xfer_range_done(const struct xfer *x)
 {
 	return x->eof || x->sent >= x->limit;
 }
@@ -506,12 +283,12 @@ result_of(struct xfer *x, int status, int err, const char *msg, struct xfer_resu
 	        .bytes_sent = x->sent,
 	        .final_offset = x->p.offset + x->sent,
 	        /* "How the bytes moved": nothing moved, no method. */
-	        .method = x->sent > 0 ? wire_method(x) : SENDFILED__V1__METHOD__METHOD_NONE,
+	        .method = x->sent > 0 ? wire_method(x) : WIRE_METHOD_NONE,
 	        .message = msg,
 	};
 	/* The source ended before the range did: a count past EOF, or a file
 	 * truncated while being sent (sendfile returned 0 early). */
-	if (status == SENDFILED__V1__STATUS__OK) {
+	if (status == WIRE_STATUS_OK) {
 		if (x->p.has_count)
 			ret->short_source = x->sent < x->p.count;
 		else if (x->sinfo.size > 0)
@@ -558,29 +335,22 @@ maybe_free(struct xfer *x)
 static void
 release_fds(struct xfer *x)
 {
-	x->dst = bury(x->dst);
-	x->src = bury(x->src);
+	x->dst = engine_bury(x->engine, x->dst);
+	x->src = engine_bury(x->engine, x->src);
 	x->pipe_rd = safe_close(x->pipe_rd);
 	x->pipe_wr = safe_close(x->pipe_wr);
 }
 
-/* Transfers whose turn came while on_start_timer() ran one ahead of them:
- * started from there, in a chain, rather than one loop iteration each. */
-#define CHAIN_MAX 64
-static struct {
-	bool running;
-	struct xfer *next;
-} chain;
-
 static void start_later(struct xfer *x);
 
 /*
- * finish() - report the outcome once, set the source's position, release,
+ * xfer_finish() - report the outcome once, set the source's position, release,
  * and hand the destination to the next transfer waiting for it.
  */
-static void
-finish(struct xfer *x, int status, int err, const char *msg)
+void
+xfer_finish(struct xfer *x, int status, int err, const char *msg)
 {
+	struct engine *e = x->engine;
 	struct dstline_item *next;
 	struct xfer_result res;
 
@@ -604,9 +374,9 @@ finish(struct xfer *x, int status, int err, const char *msg)
 	if (x->kick_timer_init)
 		close_handle(x, (uv_handle_t *)&x->kick_timer);
 	release_fds(x);
-	next = dstline_leave(&x->line);
-	if (chain.next == x)
-		chain.next = NULL; /* cancelled before its turn in the chain */
+	next = dstline_leave(engine_lines(x->engine), &x->line);
+	/* Cancelled before its turn in the chain? */
+	engine_chain_forget(x->engine, x);
 
 	result_of(x, status, err, msg, &res);
 	x->done(x, &res, x->userdata);
@@ -616,19 +386,17 @@ finish(struct xfer *x, int status, int err, const char *msg)
 	 * connection), and a line of small transfers must not recurse. */
 	if (!next)
 		return;
-	if (chain.running && !chain.next)
-		chain.next = container_of(next, struct xfer, line);
-	else
+	if (!engine_chain_offer(e, container_of(next, struct xfer, line)))
 		start_later(container_of(next, struct xfer, line));
 }
 
-static void
-finish_error(struct xfer *x, int err)
+void
+xfer_finish_error(struct xfer *x, int err)
 {
 	switch (err) {
 	case XFER_ENOZEROCOPY:
-		finish(x, SENDFILED__V1__STATUS__NOT_AVAILABLE, EINVAL,
-		       "no zero-copy method applies to these descriptors and fallback is off");
+		xfer_finish(x, WIRE_STATUS_NOT_AVAILABLE, EINVAL,
+		            "no zero-copy method applies to these descriptors and fallback is off");
 		break;
 	case EPIPE:
 	case ECONNRESET:
@@ -638,30 +406,28 @@ finish_error(struct xfer *x, int err)
 	case ETIMEDOUT:
 	case EHOSTUNREACH:
 	case ENETUNREACH:
-		finish(x, SENDFILED__V1__STATUS__PEER_CLOSED, err,
-		       "the destination's peer closed the connection");
+		xfer_finish(x, WIRE_STATUS_PEER_CLOSED, err,
+		            "the destination's peer closed the connection");
 		break;
 	case ECANCELED:
-		finish(x, SENDFILED__V1__STATUS__CANCELLED, ECANCELED, "cancelled");
+		xfer_finish(x, WIRE_STATUS_CANCELLED, ECANCELED, "cancelled");
 		break;
 	case EBADF:
 		/* Validation left access checks on files to the first syscall. */
 		if (x->sent == 0) {
-			finish(x, SENDFILED__V1__STATUS__INVALID_ARGUMENT, EBADF,
-			       "source is not open for reading");
+			xfer_finish(x, WIRE_STATUS_INVALID_ARGUMENT, EBADF,
+			            "source is not open for reading");
 			break;
 		}
-		finish(x, SENDFILED__V1__STATUS__IO_ERROR, err, "I/O error");
+		xfer_finish(x, WIRE_STATUS_IO_ERROR, err, "I/O error");
 		break;
 	default:
-		finish(x, SENDFILED__V1__STATUS__IO_ERROR, err, "I/O error");
+		xfer_finish(x, WIRE_STATUS_IO_ERROR, err, "I/O error");
 		break;
 	}
 }
 
 /* ---- loop mode ---------------------------------------------------------- */
-
-static void run_loop(struct xfer *x, size_t budget);
 
 static void
 on_poll(uv_poll_t *h, int status, int events)
@@ -673,7 +439,7 @@ on_poll(uv_poll_t *h, int status, int events)
 	if (status < 0)
 		x->watching = NULL;
 	(void)events;
-	run_loop(x, x->p.chunk);
+	xfer_run_loop(x, x->p.chunk);
 }
 
 /* Which destination: asked only when another transfer is waiting, or this
@@ -694,11 +460,11 @@ dst_key(struct xfer *x)
 /* The transfer outlives its first attempt: later ones to its destination
  * must wait for it. It started only because none was waiting there, and
  * nothing else has run since, so it can take the line. */
-static void
-own_line(struct xfer *x)
+void
+xfer_own_line(struct xfer *x)
 {
 	if (!x->line.line && dst_key(x))
-		(void)dstline_own(&x->line);
+		(void)dstline_own(engine_lines(x->engine), &x->line);
 }
 
 static int
@@ -706,7 +472,7 @@ watch(struct xfer *x, uv_poll_t *h, bool *inited, int fd, int events, uv_poll_t 
 {
 	int r;
 
-	own_line(x);
+	xfer_own_line(x);
 	/* Already armed (level-triggered): re-arming would cost two epoll_ctl
 	 * calls per wake-up, since uv_poll_start() stops the handle first. */
 	if (x->watching == h)
@@ -746,7 +512,7 @@ cold(struct xfer *x, size_t want)
 	 * is not asked about again: one wake-up, at most two syscalls more. */
 	if (want == 0 || end <= x->probed_end)
 		return false;
-	if (batch.open && batch_hot(&x->sinfo, off, end)) {
+	if (engine_hot(x->engine, &x->sinfo, off, end)) {
 		x->probed_end = end;
 		return false;
 	}
@@ -757,19 +523,31 @@ cold(struct xfer *x, size_t want)
 	    errno == EAGAIN)
 		return true;
 	x->probed_end = end;
-	batch_hot_add(&x->sinfo, off, end);
+	engine_hot_add(x->engine, &x->sinfo, off, end);
 	return false;
 }
 
-static void queue_job(struct xfer *x);
-
+/* Wait on the loop for @w: the source readable (WAIT_SRC), else the
+ * destination writable. The transfer fails if it cannot be watched. */
 static void
-run_loop(struct xfer *x, size_t budget)
+wait_on_loop(struct xfer *x, enum wait w)
 {
-	size_t moved = 0;
 	int r;
 
-	while (!range_done(x)) {
+	if (w == WAIT_SRC)
+		r = watch(x, &x->src_poll, &x->src_poll_init, x->src, UV_READABLE, &x->dst_poll);
+	else
+		r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst, UV_WRITABLE, &x->src_poll);
+	if (r < 0)
+		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot watch the descriptor");
+}
+
+void
+xfer_run_loop(struct xfer *x, size_t budget)
+{
+	size_t moved = 0;
+
+	while (!xfer_range_done(x)) {
 		ssize_t n;
 
 		if (seekable_source(x) && (x->method == M_SENDFILE || x->method == M_COPY) &&
@@ -780,187 +558,33 @@ run_loop(struct xfer *x, size_t budget)
 			x->watching = NULL;
 			x->cold = true;
 			x->on_worker = true;
-			queue_job(x);
+			xfer_queue_job(x);
 			return;
 		}
-		n = step(x, budget - moved);
+		n = xfer_step(x, budget - moved);
 
 		if (n == -EINTR)
 			continue;
 		if (n == -EAGAIN) {
-			if (x->wait == WAIT_SRC)
-				r = watch(x, &x->src_poll, &x->src_poll_init, x->src, UV_READABLE,
-				          &x->dst_poll);
-			else
-				r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst, UV_WRITABLE,
-				          &x->src_poll);
-			if (r < 0)
-				finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r,
-				       "cannot watch the descriptor");
+			wait_on_loop(x, x->wait);
 			return;
 		}
 		if (n < 0) {
-			finish_error(x, (int)-n);
+			xfer_finish_error(x, (int)-n);
 			return;
 		}
 		x->sent += n;
 		moved += n;
 		/* A short sendfile() means the socket buffer is full: the next
 		 * call would only say EAGAIN, so wait right away. */
-		if ((moved >= budget || x->short_write) && !range_done(x)) {
+		if ((moved >= budget || x->short_write) && !xfer_range_done(x)) {
 			/* Budget spent: yield to the other transfers and come back
 			 * on the next writable event (level-triggered). */
-			r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst, UV_WRITABLE,
-			          &x->src_poll);
-			if (r < 0)
-				finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r,
-				       "cannot watch the descriptor");
+			wait_on_loop(x, WAIT_DST);
 			return;
 		}
 	}
-	finish(x, SENDFILED__V1__STATUS__OK, 0, NULL);
-}
-
-/* ---- worker mode -------------------------------------------------------- */
-
-static void
-work_cb(uv_work_t *w)
-{
-	struct xfer *x = w->data;
-	size_t budget = x->p.chunk * WORKER_CHUNKS, moved = 0;
-
-	x->job_err = 0;
-	pthread_mutex_lock(&x->mtx);
-	x->thread = pthread_self();
-	x->job_start = mono_ms();
-	pthread_mutex_unlock(&x->mtx);
-
-	while (!range_done(x) && moved < budget) {
-		ssize_t n;
-
-		/* Checking cancel and announcing the syscall under one lock
-		 * means a canceller either sees us in the syscall (and kicks)
-		 * or we see its flag. */
-		pthread_mutex_lock(&x->mtx);
-		if (x->cancel) {
-			x->job_err = -ECANCELED;
-			goto out_locked;
-		}
-		if (x->yield)
-			goto out_locked; /* job_err 0: more to do, queued again */
-		x->in_syscall = true;
-		pthread_mutex_unlock(&x->mtx);
-
-		n = step(x, budget - moved);
-		if (n == -EAGAIN) {
-			struct pollfd pfd = {
-			        .fd = x->wait == WAIT_SRC ? x->src : x->dst,
-			        .events = x->wait == WAIT_SRC ? POLLIN : POLLOUT,
-			};
-
-			(void)poll(&pfd, 1, -1);
-		}
-
-		pthread_mutex_lock(&x->mtx);
-		x->in_syscall = false;
-		pthread_mutex_unlock(&x->mtx);
-
-		if (n == -EINTR || n == -EAGAIN)
-			continue;
-		if (n < 0) {
-			x->job_err = (int)n;
-			pthread_mutex_lock(&x->mtx);
-			goto out_locked;
-		}
-		__atomic_store_n(&x->sent, x->sent + n, __ATOMIC_RELAXED);
-		moved += n;
-	}
-	x->job_err = range_done(x) ? 1 : 0;
-	pthread_mutex_lock(&x->mtx);
-out_locked:
-	x->yield = false;
-	x->job_start = 0;
-	pthread_mutex_unlock(&x->mtx);
-}
-
-static int start_kick_timer(struct xfer *x, uint64_t period_ms);
-
-static void
-after_work_cb(uv_work_t *w, int status)
-{
-	struct xfer *x = w->data;
-
-	x->job_queued = false;
-	if (x->kick_timer_init)
-		uv_timer_stop(&x->kick_timer);
-	if (status == UV_ECANCELED || x->job_err == -ECANCELED)
-		finish_error(x, ECANCELED);
-	else if (x->job_err < 0)
-		finish_error(x, -x->job_err);
-	else if (x->job_err == 1)
-		finish(x, SENDFILED__V1__STATUS__OK, 0, NULL);
-	else if (x->cancel)
-		finish_error(x, ECANCELED);
-	else if (x->cold) {
-		/* The disk has been read: back to the loop, which probes again. */
-		x->cold = false;
-		x->on_worker = false;
-		run_loop(x, x->p.chunk);
-	} else
-		queue_job(x);
-}
-
-static void
-queue_job(struct xfer *x)
-{
-	int r;
-
-	own_line(x);
-	x->work.data = x;
-	r = pool_queue_work(x->loop, &x->work, work_cb, after_work_cb);
-	if (r < 0) {
-		finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r, "cannot queue work");
-		return;
-	}
-	x->job_queued = true;
-	/* Watches the job's time slice (see SLICE_MS). */
-	(void)start_kick_timer(x, SLICE_MS / 4);
-}
-
-static void
-kick(struct xfer *x)
-{
-	pthread_mutex_lock(&x->mtx);
-	if (x->in_syscall)
-		pthread_kill(x->thread, KICK_SIGNAL);
-	pthread_mutex_unlock(&x->mtx);
-}
-
-static void
-on_kick_timer(uv_timer_t *t)
-{
-	struct xfer *x = t->data;
-
-	pthread_mutex_lock(&x->mtx);
-	/* Cancelled: interrupt until the job notices. Running past its slice:
-	 * ask it to yield, and interrupt a syscall that may never return. */
-	if (!x->cancel && x->job_start && mono_ms() - x->job_start >= SLICE_MS)
-		x->yield = true;
-	if ((x->cancel || x->yield) && x->in_syscall)
-		pthread_kill(x->thread, KICK_SIGNAL);
-	pthread_mutex_unlock(&x->mtx);
-}
-
-static int
-start_kick_timer(struct xfer *x, uint64_t period_ms)
-{
-	if (!x->kick_timer_init) {
-		if (uv_timer_init(x->loop, &x->kick_timer) < 0)
-			return -ENOMEM;
-		x->kick_timer.data = x;
-		x->kick_timer_init = true;
-	}
-	return uv_timer_start(&x->kick_timer, on_kick_timer, period_ms, period_ms);
+	xfer_finish(x, WIRE_STATUS_OK, 0, NULL);
 }
 
 /* ---- public ------------------------------------------------------------- */
@@ -984,7 +608,7 @@ needs_worker(const struct fdinfo *d, const struct fdinfo *s)
 }
 
 int
-xfer_new(uv_loop_t *loop, int dst, const struct fdinfo *dinfo, int src, const struct fdinfo *sinfo,
+xfer_new(struct engine *e, int dst, const struct fdinfo *dinfo, int src, const struct fdinfo *sinfo,
          const struct xfer_params *p, xfer_done_fn done, void *userdata, struct xfer **ret_x)
 {
 	_cleanup_close_ int d = dst, s = src;
@@ -993,7 +617,8 @@ xfer_new(uv_loop_t *loop, int dst, const struct fdinfo *dinfo, int src, const st
 	x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
-	x->loop = loop;
+	x->engine = e;
+	x->loop = engine_loop(e);
 	x->done = done;
 	x->userdata = userdata;
 	x->p = *p;
@@ -1062,39 +687,34 @@ start(struct xfer *x)
 {
 	x->started = true;
 	if (x->on_worker) {
-		queue_job(x);
+		xfer_queue_job(x);
 		return;
 	}
 	/* Try at once: a small transfer usually completes without waiting,
 	 * sparing a poll registration. A smaller first budget keeps a burst of
 	 * new requests from holding the loop. */
-	run_loop(x, MIN(x->p.chunk, (size_t)256 * 1024));
+	xfer_run_loop(x, MIN(x->p.chunk, (size_t)256 * 1024));
 }
 
 static void
 on_start_timer(uv_timer_t *t)
 {
 	struct xfer *x = t->data;
+	struct engine *e = x->engine;
 
-	/* The chain is a batch, like the records a connection reads at once:
-	 * descriptors closed together, a hot file probed once, and replies
-	 * sent together at the end (the hook). */
-	xfer_batch_begin();
-	chain.running = true;
+	/* Its descriptors are closed, and replies sent, at the turn's flush
+	 * with the others': a line of small transfers costs one close_range()
+	 * and one sendmmsg() per client. */
 	for (int i = 0; x; i++) {
-		chain.next = NULL;
+		engine_chain_begin(e);
 		start(x);
-		x = chain.next;
+		x = engine_chain_end(e);
 		if (x && i + 1 >= CHAIN_MAX) {
 			/* Let the loop serve the others before going on. */
 			start_later(x);
 			break;
 		}
 	}
-	chain.running = false;
-	xfer_batch_end();
-	if (batch_end_hook)
-		batch_end_hook(batch_end_arg);
 }
 
 /* Start a transfer whose turn has come, from the loop's next iteration.
@@ -1102,31 +722,25 @@ on_start_timer(uv_timer_t *t)
 static void
 start_later(struct xfer *x)
 {
-	int r = 0;
+	int r = xfer_kick_timer(x);
 
-	if (!x->kick_timer_init) {
-		r = uv_timer_init(x->loop, &x->kick_timer);
-		if (r == 0) {
-			x->kick_timer.data = x;
-			x->kick_timer_init = true;
-		}
-	}
 	if (r == 0)
 		r = uv_timer_start(&x->kick_timer, on_start_timer, 0, 0);
 	if (r < 0)
-		finish(x, SENDFILED__V1__STATUS__IO_ERROR, -r, "cannot start the transfer");
+		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot start the transfer");
 }
 
 void
 xfer_run(struct xfer *x)
 {
 	if (x->no_zero_copy) {
-		finish_error(x, XFER_ENOZEROCOPY);
+		xfer_finish_error(x, XFER_ENOZEROCOPY);
 		return;
 	}
 	/* Another transfer to the same destination is under way: wait for it,
 	 * so that their bytes do not interleave. */
-	if (dstline_any() && dst_key(x) && dstline_wait(&x->line))
+	if (dstline_any(engine_lines(x->engine)) && dst_key(x) &&
+	    dstline_wait(engine_lines(x->engine), &x->line))
 		return;
 	start(x);
 }
@@ -1138,7 +752,7 @@ xfer_cancel(struct xfer *x)
 		return;
 	/* Waiting for its turn, or not started yet: nothing runs it. */
 	if (!x->started || !x->on_worker) {
-		finish_error(x, ECANCELED);
+		xfer_finish_error(x, ECANCELED);
 		return;
 	}
 	pthread_mutex_lock(&x->mtx);
@@ -1147,6 +761,6 @@ xfer_cancel(struct xfer *x)
 	/* Not started yet: libuv can drop it, after_work_cb then reports. */
 	if (x->job_queued && uv_cancel((uv_req_t *)&x->work) == 0)
 		return;
-	kick(x);
-	(void)start_kick_timer(x, KICK_INTERVAL_MS);
+	xfer_kick(x);
+	(void)xfer_start_kick_timer(x, KICK_INTERVAL_MS);
 }

@@ -1,5 +1,5 @@
 /*
- * xfer - the transfer engine: moves one range from a source descriptor to a
+ * xfer - one transfer: moves one range from a source descriptor to a
  * destination descriptor, and is the only module that calls sendfile(2) and
  * splice(2).
  *
@@ -28,6 +28,7 @@
 #define XFER_SYSCALL_MAX 0x7ffff000u
 
 struct xfer;
+struct engine;
 
 struct xfer_params {
 	uint64_t id;
@@ -39,11 +40,11 @@ struct xfer_params {
 };
 
 struct xfer_result {
-	int status; /* Sendfiled__V1__Status values */
+	int status; /* enum wire_status */
 	int error;  /* positive errno or 0 */
 	uint64_t bytes_sent;
 	uint64_t final_offset;
-	int method; /* Sendfiled__V1__Method values */
+	int method; /* enum wire_method */
 	bool short_source;
 	const char *message; /* static, or NULL */
 };
@@ -53,17 +54,20 @@ struct xfer_result {
 typedef void (*xfer_done_fn)(struct xfer *x, const struct xfer_result *res, void *userdata);
 
 /*
- * xfer_global_init() - once per process: installs the no-op handler of the
+ * xfer_global_init() - once per process (a signal's handler is the
+ * process's): installs the no-op handler of the
  * signal used to interrupt a worker blocked in a syscall (cancellation).
  */
 int xfer_global_init(void);
 
 /*
- * xfer_new() - set up a transfer without starting it. Takes ownership of
- * @dst and @src on every path (closed on failure).
+ * xfer_new() - set up a transfer of @e's loop without starting it. Takes
+ * ownership of @dst and @src on every path (closed on failure). When it
+ * ends, its descriptors are closed at @e's next flush (engine.h), after its
+ * done callback and before any reply the callback queued is sent.
  * Return: 0 and *ret_x, or a negative errno.
  */
-int xfer_new(uv_loop_t *loop, int dst, const struct fdinfo *dinfo, int src,
+int xfer_new(struct engine *e, int dst, const struct fdinfo *dinfo, int src,
              const struct fdinfo *sinfo, const struct xfer_params *p, xfer_done_fn done,
              void *userdata, struct xfer **ret_x);
 
@@ -82,35 +86,13 @@ void xfer_run(struct xfer *x);
  */
 void xfer_cancel(struct xfer *x);
 
-/*
- * xfer_batch_begin(), xfer_batch_end() - bracket the handling of a batch of
- * requests received together. Transfers that end in between have their
- * descriptors closed by xfer_batch_end(), adjacent numbers in one
- * close_range(2), and a file range found in the page cache is not probed
- * again for the batch's other requests. Loop thread only; the replies of
- * the batch go out after xfer_batch_end(), so that a client never sees a
- * reply while the daemon still holds its descriptors.
- */
-void xfer_batch_begin(void);
-void xfer_batch_end(void);
-
-/* xfer_batch_is_open() - is a batch open? Replies must wait for its end. */
-bool xfer_batch_is_open(void);
-
-/*
- * xfer_set_batch_end_hook() - @fn runs at the end of each batch the engine
- * opens itself (the transfers it starts when their turn at a destination
- * comes, see xfer_run()), once their descriptors are closed: the place to
- * send the replies held meanwhile.
- */
-void xfer_set_batch_end_hook(void (*fn)(void *arg), void *arg);
-
 uint64_t xfer_id(const struct xfer *x);
 uint64_t xfer_bytes_sent(const struct xfer *x);
 bool xfer_on_worker(const struct xfer *x);
 /* xfer_waiting() - is it waiting for an earlier transfer to its destination? */
 bool xfer_waiting(const struct xfer *x);
-/* xfer_method() - the wire Method in use now (METHOD_NONE before any byte). */
+/* xfer_method() - the enum wire_method in use now (WIRE_METHOD_NONE before
+ * any byte). */
 int xfer_method(const struct xfer *x);
 
 #endif

@@ -18,47 +18,24 @@
 
 #include "control.pb-c.h"
 #include "sendfilectl.h"
+#include "macro.h"
 #include "sendfiled.h"
-
-static const char *const status_names[] = {
-        "ok",        "not_available", "invalid_argument", "peer_closed",   "io_error",
-        "cancelled", "limit",         "protocol",         "shutting_down", "permission_denied",
-};
-static const char *const method_names[] = {"none", "sendfile", "splice", "read_write"};
-
-static const char *
-status_name(unsigned s)
-{
-	return s < sizeof(status_names) / sizeof(status_names[0]) ? status_names[s] : "unknown";
-}
-
-static const char *
-method_name(unsigned m)
-{
-	return m < 4 ? method_names[m] : "unknown";
-}
+#include "sockpath.h"
+#include "wire.h"
 
 /* The control or events socket: given, or beside the data socket. */
 static int
-endpoint_url(const struct ctl_global *g, bool events, char *url, size_t size)
+endpoint_url(const struct sfctl_global *g, bool events, char *url, size_t size)
 {
-	const char *given = events ? g->events_path : g->control_path;
-	char data[108], path[160];
-	const char *slash;
+	char data[SOCKPATH_MAX], path[SOCKPATH_MAX];
 	int n;
 
-	if (given) {
-		n = snprintf(url, size, "ipc://%s", given);
-	} else {
-		const char *d = ctl_socket_path(g, data, sizeof(data));
-
-		slash = strrchr(d, '/');
-		n = snprintf(path, sizeof(path), "%.*s/%s", slash ? (int)(slash - d) : 1,
-		             slash ? d : ".", events ? "events.sock" : "control.sock");
-		if (n < 0 || (size_t)n >= sizeof(path))
-			return -ENAMETOOLONG;
-		n = snprintf(url, size, "ipc://%s", path);
-	}
+	n = sockpath_endpoint(events ? g->events_path : g->control_path,
+	                      sfctl_socket_path(g, data, sizeof(data)),
+	                      events ? SOCKPATH_EVENTS : SOCKPATH_CONTROL, path, sizeof(path));
+	if (n < 0)
+		return n;
+	n = snprintf(url, size, "ipc://%s", path);
 	if (n < 0 || (size_t)n >= size)
 		return -ENAMETOOLONG;
 	return 0;
@@ -67,10 +44,10 @@ endpoint_url(const struct ctl_global *g, bool events, char *url, size_t size)
 /*
  * One request, one reply. The dial does not wait: if the listener is being
  * re-created, nng reconnects and REQ re-sends within the timeout.
- * Return: CTL_EXIT_OK with *ret (free with ..._free_unpacked), or an exit code.
+ * Return: SFCTL_EXIT_OK with *ret (free with ..._free_unpacked), or an exit code.
  */
 static int
-call(const struct ctl_global *g, const Sendfiled__Control__V1__ControlRequest *req,
+call(const struct sfctl_global *g, const Sendfiled__Control__V1__ControlRequest *req,
      Sendfiled__Control__V1__ControlResponse **ret)
 {
 	char url[200];
@@ -80,13 +57,13 @@ call(const struct ctl_global *g, const Sendfiled__Control__V1__ControlRequest *r
 	int rv;
 
 	if (endpoint_url(g, false, url, sizeof(url)) < 0) {
-		ctl_error("control socket path too long");
-		return CTL_EXIT_USAGE;
+		sfctl_error("control socket path too long");
+		return SFCTL_EXIT_USAGE;
 	}
 	rv = nng_req0_open(&s);
 	if (rv != 0) {
-		ctl_error("cannot open an nng socket: %s", nng_strerror(rv));
-		return CTL_EXIT_UNREACHABLE;
+		sfctl_error("cannot open an nng socket: %s", nng_strerror(rv));
+		return SFCTL_EXIT_UNREACHABLE;
 	}
 	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, g->timeout_ms);
 	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, g->timeout_ms);
@@ -108,27 +85,27 @@ call(const struct ctl_global *g, const Sendfiled__Control__V1__ControlRequest *r
 	if (rv == 0)
 		rv = nng_recvmsg(s, &m, 0);
 	if (rv != 0) {
-		ctl_error("control socket %s: %s", url + 6,
-		          rv == NNG_ETIMEDOUT ? "no answer (is sendfiled running?)"
-		                              : nng_strerror(rv));
+		sfctl_error("control socket %s: %s", url + 6,
+		            rv == NNG_ETIMEDOUT ? "no answer (is sendfiled running?)"
+		                                : nng_strerror(rv));
 		nng_close(s);
-		return CTL_EXIT_UNREACHABLE;
+		return SFCTL_EXIT_UNREACHABLE;
 	}
 	*ret = sendfiled__control__v1__control_response__unpack(NULL, nng_msg_len(m),
 	                                                        nng_msg_body(m));
 	nng_msg_free(m);
 	nng_close(s);
 	if (!*ret) {
-		ctl_error("control socket %s: reply does not parse", url + 6);
-		return CTL_EXIT_UNREACHABLE;
+		sfctl_error("control socket %s: reply does not parse", url + 6);
+		return SFCTL_EXIT_UNREACHABLE;
 	}
 	if ((*ret)->has_error && (*ret)->error) {
-		ctl_error("%s (%s)", (*ret)->message ? (*ret)->message : "failed",
-		          strerror((*ret)->error));
+		sfctl_error("%s (%s)", (*ret)->message ? (*ret)->message : "failed",
+		            strerror((*ret)->error));
 		sendfiled__control__v1__control_response__free_unpacked(*ret, NULL);
-		return CTL_EXIT_FAILED;
+		return SFCTL_EXIT_FAILED;
 	}
-	return CTL_EXIT_OK;
+	return SFCTL_EXIT_OK;
 }
 
 static Sendfiled__Control__V1__Empty empty = SENDFILED__CONTROL__V1__EMPTY__INIT;
@@ -148,14 +125,14 @@ json_only(const char *cmd, int argc, char **argv, bool *json, const char *help)
 			printf("Usage: sendfilectl %s %s\n", cmd, help);
 			return -1;
 		} else {
-			return ctl_usage_error(cmd, "bad option");
+			return sfctl_usage_error(cmd, "bad option");
 		}
 	}
 	return optind;
 }
 
 int
-ctl_cmd_status(const struct ctl_global *g, int argc, char **argv)
+sfctl_cmd_status(const struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
@@ -164,28 +141,28 @@ ctl_cmd_status(const struct ctl_global *g, int argc, char **argv)
 	Sendfiled__Control__V1__Status *s;
 
 	if (r < 0)
-		return CTL_EXIT_OK;
+		return SFCTL_EXIT_OK;
 	if (r != argc)
-		return ctl_usage_error("status", "unexpected argument");
+		return sfctl_usage_error("status", "unexpected argument");
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_STATUS;
 	req.status = &empty;
 	r = call(g, &req, &resp);
-	if (r != CTL_EXIT_OK)
+	if (r != SFCTL_EXIT_OK)
 		return r;
 	s = resp->status;
 	if (!s) {
-		ctl_error("unexpected reply");
-		r = CTL_EXIT_FAILED;
+		sfctl_error("unexpected reply");
+		r = SFCTL_EXIT_FAILED;
 	} else if (json) {
 		printf("{\"version\":");
-		ctl_json_string(stdout, s->version ? s->version : "");
+		sfctl_json_string(stdout, s->version ? s->version : "");
 		printf(",\"pid\":%u,\"socket\":", s->pid);
-		ctl_json_string(stdout, s->socket ? s->socket : "");
+		sfctl_json_string(stdout, s->socket ? s->socket : "");
 		printf(",\"uptime_ms\":%llu,\"draining\":%s,\"connections\":%u,\"in_flight\":%u,"
 		       "\"log_level\":",
 		       (unsigned long long)s->uptime_ms, s->draining ? "true" : "false",
 		       s->connections, s->in_flight);
-		ctl_json_string(stdout, s->log_level ? s->log_level : "");
+		sfctl_json_string(stdout, s->log_level ? s->log_level : "");
 		printf("}\n");
 	} else {
 		printf("sendfiled %s, pid %u, serving %s\n", s->version ? s->version : "?", s->pid,
@@ -199,7 +176,7 @@ ctl_cmd_status(const struct ctl_global *g, int argc, char **argv)
 }
 
 static int
-get_stats(const struct ctl_global *g, Sendfiled__Control__V1__ControlResponse **ret)
+get_stats(const struct sfctl_global *g, Sendfiled__Control__V1__ControlResponse **ret)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	int r;
@@ -207,16 +184,16 @@ get_stats(const struct ctl_global *g, Sendfiled__Control__V1__ControlResponse **
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_STATS;
 	req.stats = &empty;
 	r = call(g, &req, ret);
-	if (r == CTL_EXIT_OK && !(*ret)->stats) {
+	if (r == SFCTL_EXIT_OK && !(*ret)->stats) {
 		sendfiled__control__v1__control_response__free_unpacked(*ret, NULL);
-		ctl_error("unexpected reply");
-		return CTL_EXIT_FAILED;
+		sfctl_error("unexpected reply");
+		return SFCTL_EXIT_FAILED;
 	}
 	return r;
 }
 
 int
-ctl_cmd_stats(const struct ctl_global *g, int argc, char **argv)
+sfctl_cmd_stats(const struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlResponse *resp;
 	Sendfiled__Control__V1__Stats *s;
@@ -226,11 +203,11 @@ ctl_cmd_stats(const struct ctl_global *g, int argc, char **argv)
 	                  "method, per uid.");
 
 	if (r < 0)
-		return CTL_EXIT_OK;
+		return SFCTL_EXIT_OK;
 	if (r != argc)
-		return ctl_usage_error("stats", "unexpected argument");
+		return sfctl_usage_error("stats", "unexpected argument");
 	r = get_stats(g, &resp);
-	if (r != CTL_EXIT_OK)
+	if (r != SFCTL_EXIT_OK)
 		return r;
 	s = resp->stats;
 	if (json) {
@@ -243,11 +220,11 @@ ctl_cmd_stats(const struct ctl_global *g, int argc, char **argv)
 		       (unsigned long long)s->bytes_sent,
 		       (unsigned long long)s->control_listener_restarts);
 		for (size_t i = 0; i < s->n_by_status; i++)
-			printf("%s\"%s\":%llu", i ? "," : "", status_name(i),
+			printf("%s\"%s\":%llu", i ? "," : "", wire_status_token(i),
 			       (unsigned long long)s->by_status[i]);
 		printf("},\"by_method\":{");
 		for (size_t i = 0; i < s->n_by_method; i++)
-			printf("%s\"%s\":%llu", i ? "," : "", method_name(i),
+			printf("%s\"%s\":%llu", i ? "," : "", wire_method_name(i),
 			       (unsigned long long)s->by_method[i]);
 		printf("},\"per_uid\":[");
 		for (size_t i = 0; i < s->n_per_uid; i++)
@@ -267,12 +244,12 @@ ctl_cmd_stats(const struct ctl_global *g, int argc, char **argv)
 		printf("replies by status:");
 		for (size_t i = 0; i < s->n_by_status; i++)
 			if (s->by_status[i])
-				printf(" %s=%llu", status_name(i),
+				printf(" %s=%llu", wire_status_token(i),
 				       (unsigned long long)s->by_status[i]);
 		printf("\ntransfers by method:");
 		for (size_t i = 0; i < s->n_by_method; i++)
 			if (s->by_method[i])
-				printf(" %s=%llu", method_name(i),
+				printf(" %s=%llu", wire_method_name(i),
 				       (unsigned long long)s->by_method[i]);
 		printf("\n");
 		for (size_t i = 0; i < s->n_per_uid; i++)
@@ -285,11 +262,11 @@ ctl_cmd_stats(const struct ctl_global *g, int argc, char **argv)
 			       (unsigned long long)s->control_listener_restarts);
 	}
 	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
-	return CTL_EXIT_OK;
+	return SFCTL_EXIT_OK;
 }
 
 int
-ctl_cmd_metrics(const struct ctl_global *g, int argc, char **argv)
+sfctl_cmd_metrics(const struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlResponse *resp;
 	Sendfiled__Control__V1__Stats *s;
@@ -298,11 +275,11 @@ ctl_cmd_metrics(const struct ctl_global *g, int argc, char **argv)
 	                  "\nPrint the counters in Prometheus text exposition format.");
 
 	if (r < 0)
-		return CTL_EXIT_OK;
+		return SFCTL_EXIT_OK;
 	if (r != argc || json)
-		return ctl_usage_error("metrics", "unexpected argument");
+		return sfctl_usage_error("metrics", "unexpected argument");
 	r = get_stats(g, &resp);
-	if (r != CTL_EXIT_OK)
+	if (r != SFCTL_EXIT_OK)
 		return r;
 	s = resp->stats;
 #define COUNTER(name, help, v)                                                                     \
@@ -324,12 +301,12 @@ ctl_cmd_metrics(const struct ctl_global *g, int argc, char **argv)
 	printf("# HELP sendfiled_replies_total Replies sent, by status.\n"
 	       "# TYPE sendfiled_replies_total counter\n");
 	for (size_t i = 0; i < s->n_by_status; i++)
-		printf("sendfiled_replies_total{status=\"%s\"} %llu\n", status_name(i),
+		printf("sendfiled_replies_total{status=\"%s\"} %llu\n", wire_status_token(i),
 		       (unsigned long long)s->by_status[i]);
 	printf("# HELP sendfiled_transfers_total Finished transfers, by the method that moved "
 	       "their bytes.\n# TYPE sendfiled_transfers_total counter\n");
 	for (size_t i = 0; i < s->n_by_method; i++)
-		printf("sendfiled_transfers_total{method=\"%s\"} %llu\n", method_name(i),
+		printf("sendfiled_transfers_total{method=\"%s\"} %llu\n", wire_method_name(i),
 		       (unsigned long long)s->by_method[i]);
 	printf("# HELP sendfiled_uid_requests_total Sendfile requests, by client uid.\n"
 	       "# TYPE sendfiled_uid_requests_total counter\n");
@@ -344,11 +321,11 @@ ctl_cmd_metrics(const struct ctl_global *g, int argc, char **argv)
 #undef COUNTER
 #undef GAUGE
 	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
-	return CTL_EXIT_OK;
+	return SFCTL_EXIT_OK;
 }
 
 int
-ctl_cmd_list(const struct ctl_global *g, int argc, char **argv)
+sfctl_cmd_list(const struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
@@ -356,18 +333,18 @@ ctl_cmd_list(const struct ctl_global *g, int argc, char **argv)
 	int r = json_only("list", argc, argv, &json, "[--json]\nList the transfers in flight.");
 
 	if (r < 0)
-		return CTL_EXIT_OK;
+		return SFCTL_EXIT_OK;
 	if (r != argc)
-		return ctl_usage_error("list", "unexpected argument");
+		return sfctl_usage_error("list", "unexpected argument");
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_LIST;
 	req.list = &empty;
 	r = call(g, &req, &resp);
-	if (r != CTL_EXIT_OK)
+	if (r != SFCTL_EXIT_OK)
 		return r;
 	if (!resp->list) {
 		sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
-		ctl_error("unexpected reply");
-		return CTL_EXIT_FAILED;
+		sfctl_error("unexpected reply");
+		return SFCTL_EXIT_FAILED;
 	}
 	if (json)
 		printf("[");
@@ -389,14 +366,14 @@ ctl_cmd_list(const struct ctl_global *g, int argc, char **argv)
 			       i ? "," : "", (unsigned long long)t->transfer,
 			       (unsigned long long)t->request_id, t->pid, t->uid,
 			       (unsigned long long)t->offset, t->has_count ? count : "null",
-			       (unsigned long long)t->bytes_sent, method_name(t->method),
+			       (unsigned long long)t->bytes_sent, wire_method_name(t->method),
 			       t->on_worker ? "true" : "false", t->waiting ? "true" : "false",
 			       (unsigned long long)t->age_ms);
 		else
 			printf("%-10llu %-8llu %-8u %-6u %-12llu %-12s %-14llu %-10s %.1fs%s\n",
 			       (unsigned long long)t->transfer, (unsigned long long)t->request_id,
 			       t->pid, t->uid, (unsigned long long)t->offset, count,
-			       (unsigned long long)t->bytes_sent, method_name(t->method),
+			       (unsigned long long)t->bytes_sent, wire_method_name(t->method),
 			       t->age_ms / 1000.0,
 			       t->waiting     ? " (waiting)"
 			       : t->on_worker ? " (worker)"
@@ -405,11 +382,11 @@ ctl_cmd_list(const struct ctl_global *g, int argc, char **argv)
 	if (json)
 		printf("]\n");
 	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
-	return CTL_EXIT_OK;
+	return SFCTL_EXIT_OK;
 }
 
 int
-ctl_cmd_cancel(const struct ctl_global *g, int argc, char **argv)
+sfctl_cmd_cancel(const struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__CancelTransfer c = SENDFILED__CONTROL__V1__CANCEL_TRANSFER__INIT;
@@ -420,23 +397,23 @@ ctl_cmd_cancel(const struct ctl_global *g, int argc, char **argv)
 	                  "TRANSFER\nCancel a transfer (its id as shown by 'list').");
 
 	if (r < 0)
-		return CTL_EXIT_OK;
-	if (r != argc - 1 || ctl_parse_u64(argv[r], &id) < 0)
-		return ctl_usage_error("cancel", "expected one transfer id");
+		return SFCTL_EXIT_OK;
+	if (r != argc - 1 || sfctl_parse_u64(argv[r], &id) < 0)
+		return sfctl_usage_error("cancel", "expected one transfer id");
 	c.has_transfer = true;
 	c.transfer = id;
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_CANCEL;
 	req.cancel = &c;
 	r = call(g, &req, &resp);
-	if (r != CTL_EXIT_OK)
+	if (r != SFCTL_EXIT_OK)
 		return r;
 	printf("cancelled transfer %llu\n", (unsigned long long)id);
 	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
-	return CTL_EXIT_OK;
+	return SFCTL_EXIT_OK;
 }
 
 int
-ctl_cmd_drain(const struct ctl_global *g, int argc, char **argv)
+sfctl_cmd_drain(const struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
@@ -446,21 +423,21 @@ ctl_cmd_drain(const struct ctl_global *g, int argc, char **argv)
 	                  "timeout), then exit.");
 
 	if (r < 0)
-		return CTL_EXIT_OK;
+		return SFCTL_EXIT_OK;
 	if (r != argc)
-		return ctl_usage_error("drain", "unexpected argument");
+		return sfctl_usage_error("drain", "unexpected argument");
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_DRAIN;
 	req.drain = &empty;
 	r = call(g, &req, &resp);
-	if (r != CTL_EXIT_OK)
+	if (r != SFCTL_EXIT_OK)
 		return r;
 	printf("draining\n");
 	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
-	return CTL_EXIT_OK;
+	return SFCTL_EXIT_OK;
 }
 
 int
-ctl_cmd_log_level(const struct ctl_global *g, int argc, char **argv)
+sfctl_cmd_log_level(const struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__SetLogLevel l = SENDFILED__CONTROL__V1__SET_LOG_LEVEL__INIT;
@@ -470,22 +447,22 @@ ctl_cmd_log_level(const struct ctl_global *g, int argc, char **argv)
 	                  "LEVEL\nSet the daemon's log level: err, warning, notice, info, debug.");
 
 	if (r < 0)
-		return CTL_EXIT_OK;
+		return SFCTL_EXIT_OK;
 	if (r != argc - 1)
-		return ctl_usage_error("log-level", "expected one level");
+		return sfctl_usage_error("log-level", "expected one level");
 	l.level = argv[r];
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_SET_LOG_LEVEL;
 	req.set_log_level = &l;
 	r = call(g, &req, &resp);
-	if (r != CTL_EXIT_OK)
+	if (r != SFCTL_EXIT_OK)
 		return r;
 	printf("%s\n", resp->message ? resp->message : "ok");
 	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
-	return CTL_EXIT_OK;
+	return SFCTL_EXIT_OK;
 }
 
 int
-ctl_cmd_limits(const struct ctl_global *g, int argc, char **argv)
+sfctl_cmd_limits(const struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__Limits *l;
@@ -494,18 +471,18 @@ ctl_cmd_limits(const struct ctl_global *g, int argc, char **argv)
 	int r = json_only("limits", argc, argv, &json, "[--json]\nShow the daemon's limits.");
 
 	if (r < 0)
-		return CTL_EXIT_OK;
+		return SFCTL_EXIT_OK;
 	if (r != argc)
-		return ctl_usage_error("limits", "unexpected argument");
+		return sfctl_usage_error("limits", "unexpected argument");
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_LIMITS;
 	req.limits = &empty;
 	r = call(g, &req, &resp);
-	if (r != CTL_EXIT_OK)
+	if (r != SFCTL_EXIT_OK)
 		return r;
 	l = resp->limits;
 	if (!l) {
-		ctl_error("unexpected reply");
-		r = CTL_EXIT_FAILED;
+		sfctl_error("unexpected reply");
+		r = SFCTL_EXIT_FAILED;
 	} else {
 		printf(json ? "{\"max_connections\":%u,\"max_in_flight_per_conn\":%u,"
 		              "\"max_in_flight_per_uid\":%u,\"max_record\":%u,\"chunk_size\":%llu,"
@@ -543,15 +520,6 @@ on_stop(int sig)
 #define WATCH_SILENCE_MS 3000
 #define WATCH_SILENCE_MAX_MS 60000
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A subscriber to everything on @url; with @flags 0, connected on return. */
 static int
 watch_dial(const char *url, int flags, nng_socket *ret, nng_dialer *ret_dialer)
@@ -576,139 +544,187 @@ watch_dial(const char *url, int flags, nng_socket *ret, nng_dialer *ret_dialer)
 	return 0;
 }
 
-int
-ctl_cmd_watch(const struct ctl_global *g, int argc, char **argv)
+/* One transfer event, as a line of text or of JSON. */
+static void
+print_event(const Sendfiled__Control__V1__Event *ev, bool json)
+{
+	static const char *const kinds[] = {"start", "done", "error"};
+	const char *kind = ev->kind <= 2 ? kinds[ev->kind] : "unknown";
+
+	if (json)
+		printf("{\"event\":\"%s\",\"transfer\":%llu,\"request_id\":%llu,"
+		       "\"pid\":%u,\"uid\":%u,\"offset\":%llu,\"bytes_sent\":%llu,"
+		       "\"status\":\"%s\",\"error\":%d,\"method\":\"%s\","
+		       "\"time_ms\":%llu,\"duration_ms\":%llu}\n",
+		       kind, (unsigned long long)ev->transfer, (unsigned long long)ev->request_id,
+		       ev->pid, ev->uid, (unsigned long long)ev->offset,
+		       (unsigned long long)ev->bytes_sent, wire_status_token(ev->status), ev->error,
+		       wire_method_name(ev->method), (unsigned long long)ev->time_ms,
+		       (unsigned long long)ev->duration_ms);
+	else if (ev->kind == SENDFILED__CONTROL__V1__EVENT__KIND__START)
+		printf("start  transfer %llu (pid %u uid %u request %llu) offset "
+		       "%llu\n",
+		       (unsigned long long)ev->transfer, ev->pid, ev->uid,
+		       (unsigned long long)ev->request_id, (unsigned long long)ev->offset);
+	else
+		printf("%-6s transfer %llu: %s, %llu bytes by %s in %llu ms%s%s\n", kind,
+		       (unsigned long long)ev->transfer, wire_status_token(ev->status),
+		       (unsigned long long)ev->bytes_sent, wire_method_name(ev->method),
+		       (unsigned long long)ev->duration_ms, ev->error ? ": " : "",
+		       ev->error ? strerror(ev->error) : "");
+	fflush(stdout);
+}
+
+/* Return: -1 to go on, or an exit code. */
+static int
+watch_options(int argc, char **argv, bool *json, uint64_t *count)
 {
 	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
 	                                     {"count", required_argument, NULL, 'n'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {0}};
-	uint64_t count = 0, seen = 0;
-	struct sigaction sa = {.sa_handler = on_stop};
-	bool json = false;
-	char url[200];
-	nng_socket s;
-	nng_dialer d;
-	int64_t last, silence = WATCH_SILENCE_MS;
-	bool heard = false;
-	int o, rv;
+	int o;
 
 	while ((o = getopt_long(argc, argv, "jn:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'j':
-			json = true;
+			*json = true;
 			break;
 		case 'n':
-			if (ctl_parse_u64(optarg, &count) < 0)
-				return ctl_usage_error("watch", "bad --count");
+			if (sfctl_parse_u64(optarg, count) < 0)
+				return sfctl_usage_error("watch", "bad --count");
 			break;
 		case 'h':
 			printf("Usage: sendfilectl watch [--json] [--count N]\n"
 			       "Print transfer events (start, done, error) as they happen, until "
 			       "interrupted or N events.\n");
-			return CTL_EXIT_OK;
+			return SFCTL_EXIT_OK;
 		default:
-			return ctl_usage_error("watch", "bad option");
+			return sfctl_usage_error("watch", "bad option");
 		}
 	}
 	if (optind != argc)
-		return ctl_usage_error("watch", "unexpected argument");
-	if (endpoint_url(g, true, url, sizeof(url)) < 0)
-		return ctl_usage_error("watch", "events socket path too long");
-	rv = watch_dial(url, 0, &s, &d);
-	if (rv != 0) {
-		ctl_error("events socket %s: %s", url + 6, nng_strerror(rv));
-		return CTL_EXIT_UNREACHABLE;
+		return sfctl_usage_error("watch", "unexpected argument");
+	return -1;
+}
+
+/* A subscription that notices when it has gone quiet. */
+struct watch {
+	char url[200];
+	nng_socket s;
+	nng_dialer d;
+	int64_t last, silence;
+	bool heard;
+};
+
+/*
+ * Not even a heartbeat for a while: the connection is gone in a way nng
+ * 1.5.2 did not notice (its poller can miss the end of a connection the
+ * daemon dropped right after the handshake). A new socket, dialled in the
+ * background until the daemon answers.
+ * Return: 0, or an nng error.
+ */
+static int
+redial_if_silent(struct watch *w)
+{
+	int rv;
+
+	if (mono_ms() - w->last < w->silence)
+		return 0;
+	/* nng_close() can wait forever for such a pipe: leave the old socket
+	 * to the process's exit, but stop it dialling (closing a dialer does
+	 * not wait for its pipes). */
+	nng_dialer_close(w->d);
+	rv = watch_dial(w->url, NNG_FLAG_NONBLOCK, &w->s, &w->d);
+	if (rv != 0)
+		return rv;
+	w->last = mono_ms();
+	/* Nothing heard on the last one either: the daemon is away; look
+	 * less often. */
+	if (!w->heard && w->silence < WATCH_SILENCE_MAX_MS / 2)
+		w->silence *= 2;
+	else if (!w->heard)
+		w->silence = WATCH_SILENCE_MAX_MS;
+	w->heard = false;
+	return 0;
+}
+
+/* The next event that is not a heartbeat. Return: 0 and *ret; 1 for none
+ * yet (a timeout, silence, a message that does not parse); -1 when the
+ * events socket failed (said on stderr), with the exit code in *ret_exit. */
+static int
+next_event(struct watch *w, Sendfiled__Control__V1__Event **ret, int *ret_exit)
+{
+	Sendfiled__Control__V1__Event *ev;
+	nng_msg *m;
+	int rv = nng_recvmsg(w->s, &m, 0);
+
+	if (rv == NNG_ETIMEDOUT) {
+		rv = redial_if_silent(w);
+		if (rv == 0)
+			return 1;
+		sfctl_error("events socket %s: %s", w->url + 6, nng_strerror(rv));
+		*ret_exit = SFCTL_EXIT_UNREACHABLE;
+		return -1;
 	}
-	last = mono_ms();
+	if (rv != 0) {
+		sfctl_error("events socket: %s", nng_strerror(rv));
+		*ret_exit = SFCTL_EXIT_OK;
+		return -1;
+	}
+	w->last = mono_ms();
+	w->heard = true;
+	w->silence = WATCH_SILENCE_MS;
+	ev = sendfiled__control__v1__event__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+	nng_msg_free(m);
+	if (!ev)
+		return 1;
+	if (ev->kind == SENDFILED__CONTROL__V1__EVENT__KIND__HEARTBEAT) {
+		sendfiled__control__v1__event__free_unpacked(ev, NULL);
+		return 1;
+	}
+	*ret = ev;
+	return 0;
+}
+
+int
+sfctl_cmd_watch(const struct sfctl_global *g, int argc, char **argv)
+{
+	struct watch w = {.silence = WATCH_SILENCE_MS};
+	struct sigaction sa = {.sa_handler = on_stop};
+	uint64_t count = 0, seen = 0;
+	bool json = false;
+	int r, rv;
+
+	r = watch_options(argc, argv, &json, &count);
+	if (r >= 0)
+		return r;
+	if (endpoint_url(g, true, w.url, sizeof(w.url)) < 0)
+		return sfctl_usage_error("watch", "events socket path too long");
+	rv = watch_dial(w.url, 0, &w.s, &w.d);
+	if (rv != 0) {
+		sfctl_error("events socket %s: %s", w.url + 6, nng_strerror(rv));
+		return SFCTL_EXIT_UNREACHABLE;
+	}
+	w.last = mono_ms();
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	/* The subscription is in place once the dial returns. */
-	fprintf(stderr, "watching %s\n", url + 6);
+	fprintf(stderr, "watching %s\n", w.url + 6);
 	while (!stop_watch && (count == 0 || seen < count)) {
 		Sendfiled__Control__V1__Event *ev;
-		nng_msg *m;
 
-		rv = nng_recvmsg(s, &m, 0);
-		if (rv == NNG_ETIMEDOUT) {
-			/* Not even a heartbeat: the connection is gone in a way
-			 * nng 1.5.2 did not notice (its poller can miss the
-			 * end of a connection the daemon dropped right after
-			 * the handshake). A new socket, dialled in the
-			 * background until the daemon answers. */
-			if (mono_ms() - last >= silence) {
-				/* nng_close() can wait forever for such a pipe:
-				 * leave the old socket to the process's exit,
-				 * but stop it dialling (closing a dialer does
-				 * not wait for its pipes). */
-				nng_dialer_close(d);
-				rv = watch_dial(url, NNG_FLAG_NONBLOCK, &s, &d);
-				if (rv != 0) {
-					ctl_error("events socket %s: %s", url + 6,
-					          nng_strerror(rv));
-					return CTL_EXIT_UNREACHABLE;
-				}
-				last = mono_ms();
-				/* Nothing heard on the last one either: the
-				 * daemon is away; look less often. */
-				if (!heard && silence < WATCH_SILENCE_MAX_MS / 2)
-					silence *= 2;
-				else if (!heard)
-					silence = WATCH_SILENCE_MAX_MS;
-				heard = false;
-			}
+		r = next_event(&w, &ev, &rv);
+		if (r < 0)
+			return rv;
+		if (r > 0)
 			continue;
-		}
-		if (rv != 0) {
-			ctl_error("events socket: %s", nng_strerror(rv));
-			break;
-		}
-		last = mono_ms();
-		heard = true;
-		silence = WATCH_SILENCE_MS;
-		ev = sendfiled__control__v1__event__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
-		nng_msg_free(m);
-		if (!ev)
-			continue;
-		if (ev->kind == SENDFILED__CONTROL__V1__EVENT__KIND__HEARTBEAT) {
-			sendfiled__control__v1__event__free_unpacked(ev, NULL);
-			continue;
-		}
 		seen++;
-		{
-			static const char *const kinds[] = {"start", "done", "error"};
-			const char *kind = ev->kind <= 2 ? kinds[ev->kind] : "unknown";
-
-			if (json)
-				printf("{\"event\":\"%s\",\"transfer\":%llu,\"request_id\":%llu,"
-				       "\"pid\":%u,\"uid\":%u,\"offset\":%llu,\"bytes_sent\":%llu,"
-				       "\"status\":\"%s\",\"error\":%d,\"method\":\"%s\","
-				       "\"time_ms\":%llu,\"duration_ms\":%llu}\n",
-				       kind, (unsigned long long)ev->transfer,
-				       (unsigned long long)ev->request_id, ev->pid, ev->uid,
-				       (unsigned long long)ev->offset,
-				       (unsigned long long)ev->bytes_sent, status_name(ev->status),
-				       ev->error, method_name(ev->method),
-				       (unsigned long long)ev->time_ms,
-				       (unsigned long long)ev->duration_ms);
-			else if (ev->kind == SENDFILED__CONTROL__V1__EVENT__KIND__START)
-				printf("start  transfer %llu (pid %u uid %u request %llu) offset "
-				       "%llu\n",
-				       (unsigned long long)ev->transfer, ev->pid, ev->uid,
-				       (unsigned long long)ev->request_id,
-				       (unsigned long long)ev->offset);
-			else
-				printf("%-6s transfer %llu: %s, %llu bytes by %s in %llu ms%s%s\n",
-				       kind, (unsigned long long)ev->transfer,
-				       status_name(ev->status), (unsigned long long)ev->bytes_sent,
-				       method_name(ev->method), (unsigned long long)ev->duration_ms,
-				       ev->error ? ": " : "", ev->error ? strerror(ev->error) : "");
-			fflush(stdout);
-		}
+		print_event(ev, json);
 		sendfiled__control__v1__event__free_unpacked(ev, NULL);
 	}
 	/* No nng_close(): after a lost connection it may never return (see
 	 * above); the process's exit closes everything. */
-	return CTL_EXIT_OK;
+	return SFCTL_EXIT_OK;
 }

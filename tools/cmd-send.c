@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "sendfilectl.h"
+#include "wire.h"
 #include "sendfiled.h"
 
 struct send_opts {
@@ -113,8 +114,8 @@ connect_dest(const char *dest)
 		return -1;
 	r = getaddrinfo(host, port, &hints, &res);
 	if (r != 0) {
-		ctl_error("cannot resolve %s: %s", dest,
-		          r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+		sfctl_error("cannot resolve %s: %s", dest,
+		            r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
 		return -1;
 	}
 	for (struct addrinfo *addr = res; addr; addr = addr->ai_next) {
@@ -131,7 +132,7 @@ connect_dest(const char *dest)
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		ctl_error("cannot connect to %s: %s", dest, strerror(err));
+		sfctl_error("cannot connect to %s: %s", dest, strerror(err));
 	return fd;
 }
 
@@ -140,9 +141,9 @@ print_json(const struct sfd_result *res)
 {
 	printf("{\"id\":%" PRIu64 ",\"status\":\"%s\",\"bytes_sent\":%" PRIu64
 	       ",\"final_offset\":%" PRIu64 ",\"method\":\"%s\",\"error\":%d,\"message\":",
-	       res->id, ctl_status_token(res->status), res->bytes_sent, res->final_offset,
+	       res->id, wire_status_token(res->status), res->bytes_sent, res->final_offset,
 	       sfd_method_str(res->method), res->error);
-	ctl_json_string(stdout, res->message);
+	sfctl_json_string(stdout, res->message);
 	printf(",\"short_source\":%s}\n", res->flags & SFD_RESULT_SHORT_SOURCE ? "true" : "false");
 }
 
@@ -187,18 +188,18 @@ print_timeout(const struct send_opts *o, int in_fd)
 	         o->timeout_ms);
 	if (o->json) {
 		printf("{\"status\":\"timed_out\",\"error\":%d,\"message\":", ETIMEDOUT);
-		ctl_json_string(stdout, msg);
+		sfctl_json_string(stdout, msg);
 		if (pos >= 0)
 			printf(",\"final_offset\":%lld", (long long)pos);
 		printf("}\n");
 	} else if (pos >= 0) {
-		ctl_error("%s, file position now %lld", msg, (long long)pos);
+		sfctl_error("%s, file position now %lld", msg, (long long)pos);
 	} else {
-		ctl_error("%s", msg);
+		sfctl_error("%s", msg);
 	}
 }
 
-/* Return: 0 and *ret; -1 when --help was shown; or CTL_EXIT_USAGE. */
+/* Return: 0 and *ret; -1 when --help was shown; or SFCTL_EXIT_USAGE. */
 static int
 parse_args(int argc, char **argv, struct send_opts *ret)
 {
@@ -219,15 +220,15 @@ parse_args(int argc, char **argv, struct send_opts *ret)
 	while ((c = getopt_long(argc, argv, "o:n:t:jh", options, NULL)) != -1) {
 		switch (c) {
 		case 'o':
-			if (ctl_parse_u64(optarg, &o.offset) < 0 || o.offset > INT64_MAX)
-				return ctl_usage_error("send", "bad offset '%s'", optarg);
+			if (sfctl_parse_u64(optarg, &o.offset) < 0 || o.offset > INT64_MAX)
+				return sfctl_usage_error("send", "bad offset '%s'", optarg);
 			break;
 		case 'n':
-			if (ctl_parse_u64(optarg, &o.count) < 0 || o.count == 0)
-				return ctl_usage_error("send",
-				                       "bad count '%s': give a positive number, "
-				                       "or no --count to send to the end",
-				                       optarg);
+			if (sfctl_parse_u64(optarg, &o.count) < 0 || o.count == 0)
+				return sfctl_usage_error("send",
+				                         "bad count '%s': give a positive number, "
+				                         "or no --count to send to the end",
+				                         optarg);
 			break;
 		case OPT_NO_FALLBACK:
 			o.flags |= SFD_NO_FALLBACK;
@@ -235,10 +236,10 @@ parse_args(int argc, char **argv, struct send_opts *ret)
 		case 't':
 			if (strcmp(optarg, "-1") == 0)
 				o.timeout_ms = -1;
-			else if (ctl_parse_u64(optarg, &v) == 0 && v <= INT_MAX)
+			else if (sfctl_parse_u64(optarg, &v) == 0 && v <= INT_MAX)
 				o.timeout_ms = (int)v;
 			else
-				return ctl_usage_error("send", "bad timeout '%s'", optarg);
+				return sfctl_usage_error("send", "bad timeout '%s'", optarg);
 			break;
 		case 'j':
 			o.json = true;
@@ -248,23 +249,23 @@ parse_args(int argc, char **argv, struct send_opts *ret)
 			return -1;
 		default:
 			fputs("Try 'sendfilectl send --help'.\n", stderr);
-			return CTL_EXIT_USAGE;
+			return SFCTL_EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 2)
-		return ctl_usage_error("send", "expected FILE and HOST:PORT");
+		return sfctl_usage_error("send", "expected FILE and HOST:PORT");
 	o.file = argv[optind];
 	o.dest = argv[optind + 1];
 	/* Check its form now, so that a typo is a usage error. */
 	if (!dest_ok(o.dest))
-		return ctl_usage_error(
+		return sfctl_usage_error(
 		        "send", "bad destination '%s': expected HOST:PORT or [IPV6]:PORT", o.dest);
 	*ret = o;
 	return 0;
 }
 
 int
-ctl_cmd_send(const struct ctl_global *g, int argc, char **argv)
+sfctl_cmd_send(const struct sfctl_global *g, int argc, char **argv)
 {
 	struct sfd_client *client = NULL;
 	struct sfd_result res;
@@ -276,25 +277,25 @@ ctl_cmd_send(const struct ctl_global *g, int argc, char **argv)
 
 	r = parse_args(argc, argv, &o);
 	if (r != 0)
-		return r < 0 ? CTL_EXIT_OK : r;
+		return r < 0 ? SFCTL_EXIT_OK : r;
 
 	in_fd = open(o.file, O_RDONLY | O_CLOEXEC);
 	if (in_fd < 0) {
-		ctl_error("cannot open %s: %s", o.file, strerror(errno));
-		return CTL_EXIT_LOCAL;
+		sfctl_error("cannot open %s: %s", o.file, strerror(errno));
+		return SFCTL_EXIT_LOCAL;
 	}
 	/* The daemon before the peer: no point connecting to one we cannot
 	 * serve. */
 	r = sfd_client_open(g->socket_path, &client);
 	if (r < 0) {
-		ctl_error("cannot reach the daemon at %s: %s",
-		          ctl_socket_path(g, path, sizeof(path)), strerror(-r));
-		status = CTL_EXIT_UNREACHABLE;
+		sfctl_error("cannot reach the daemon at %s: %s",
+		            sfctl_socket_path(g, path, sizeof(path)), strerror(-r));
+		status = SFCTL_EXIT_UNREACHABLE;
 		goto close_file;
 	}
 	out_fd = connect_dest(o.dest);
 	if (out_fd < 0) {
-		status = CTL_EXIT_LOCAL;
+		status = SFCTL_EXIT_LOCAL;
 		goto free_client;
 	}
 
@@ -302,21 +303,21 @@ ctl_cmd_send(const struct ctl_global *g, int argc, char **argv)
 	                        &res);
 	if (r == -ETIMEDOUT) {
 		print_timeout(&o, in_fd);
-		status = CTL_EXIT_FAILED;
+		status = SFCTL_EXIT_FAILED;
 	} else if (r == -EACCES) {
-		ctl_error("the daemon at %s does not serve this user",
-		          ctl_socket_path(g, path, sizeof(path)));
-		status = CTL_EXIT_UNREACHABLE;
+		sfctl_error("the daemon at %s does not serve this user",
+		            sfctl_socket_path(g, path, sizeof(path)));
+		status = SFCTL_EXIT_UNREACHABLE;
 	} else if (r < 0) {
-		ctl_error("lost the daemon at %s: %s", ctl_socket_path(g, path, sizeof(path)),
-		          strerror(-r));
-		status = CTL_EXIT_UNREACHABLE;
+		sfctl_error("lost the daemon at %s: %s", sfctl_socket_path(g, path, sizeof(path)),
+		            strerror(-r));
+		status = SFCTL_EXIT_UNREACHABLE;
 	} else {
 		if (o.json)
 			print_json(&res);
 		else
 			print_human(&res);
-		status = res.status == SFD_STATUS_OK ? CTL_EXIT_OK : CTL_EXIT_FAILED;
+		status = res.status == SFD_STATUS_OK ? SFCTL_EXIT_OK : SFCTL_EXIT_FAILED;
 	}
 
 	close(out_fd);

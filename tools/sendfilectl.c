@@ -13,21 +13,22 @@
 #include "sendfilectl.h"
 #include "sendfiled.h"
 
-static const struct ctl_command commands[] = {
+static const struct sfctl_command commands[] = {
         {"send",
          "[--offset N] [--count N] [--no-fallback] [--timeout-ms N] [--json] FILE HOST:PORT",
-         "send FILE to a TCP peer through the daemon", ctl_cmd_send},
-        {"status", "[--json]", "the daemon's version, pid, state and live counts", ctl_cmd_status},
+         "send FILE to a TCP peer through the daemon", sfctl_cmd_send},
+        {"status", "[--json]", "the daemon's version, pid, state and live counts",
+         sfctl_cmd_status},
         {"stats", "[--json]", "counters: connections, requests, bytes, by status, method, uid",
-         ctl_cmd_stats},
-        {"list", "[--json]", "the transfers in flight", ctl_cmd_list},
-        {"cancel", "TRANSFER", "cancel a transfer by the id 'list' shows", ctl_cmd_cancel},
-        {"drain", "", "stop accepting, finish transfers in flight, exit", ctl_cmd_drain},
-        {"watch", "[--json] [--count N]", "stream transfer events as they happen", ctl_cmd_watch},
-        {"metrics", "", "counters in Prometheus text exposition format", ctl_cmd_metrics},
+         sfctl_cmd_stats},
+        {"list", "[--json]", "the transfers in flight", sfctl_cmd_list},
+        {"cancel", "TRANSFER", "cancel a transfer by the id 'list' shows", sfctl_cmd_cancel},
+        {"drain", "", "stop accepting, finish transfers in flight, exit", sfctl_cmd_drain},
+        {"watch", "[--json] [--count N]", "stream transfer events as they happen", sfctl_cmd_watch},
+        {"metrics", "", "counters in Prometheus text exposition format", sfctl_cmd_metrics},
         {"log-level", "LEVEL", "set the log level (err, warning, notice, info, debug)",
-         ctl_cmd_log_level},
-        {"limits", "[--json]", "the daemon's limits and allow-lists", ctl_cmd_limits},
+         sfctl_cmd_log_level},
+        {"limits", "[--json]", "the daemon's limits and allow-lists", sfctl_cmd_limits},
 };
 
 static void
@@ -62,7 +63,7 @@ usage(FILE *f)
 }
 
 int
-ctl_usage_error(const char *cmd, const char *fmt, ...)
+sfctl_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -71,11 +72,11 @@ ctl_usage_error(const char *cmd, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "\nTry 'sendfilectl%s%s --help'.\n", cmd ? " " : "", cmd ? cmd : "");
-	return CTL_EXIT_USAGE;
+	return SFCTL_EXIT_USAGE;
 }
 
 void
-ctl_error(const char *fmt, ...)
+sfctl_error(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -87,7 +88,7 @@ ctl_error(const char *fmt, ...)
 }
 
 int
-ctl_parse_u64(const char *s, uint64_t *ret)
+sfctl_parse_u64(const char *s, uint64_t *ret)
 {
 	unsigned long long v;
 	char *end;
@@ -106,7 +107,7 @@ ctl_parse_u64(const char *s, uint64_t *ret)
 }
 
 const char *
-ctl_socket_path(const struct ctl_global *g, char *buf, size_t size)
+sfctl_socket_path(const struct sfctl_global *g, char *buf, size_t size)
 {
 	if (g->socket_path)
 		return g->socket_path;
@@ -116,7 +117,7 @@ ctl_socket_path(const struct ctl_global *g, char *buf, size_t size)
 }
 
 void
-ctl_json_string(FILE *f, const char *s)
+sfctl_json_string(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -134,27 +135,6 @@ ctl_json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-const char *
-ctl_status_token(int status)
-{
-	static const char *const tokens[] = {
-	        [SFD_STATUS_OK] = "ok",
-	        [SFD_STATUS_NOT_AVAILABLE] = "not_available",
-	        [SFD_STATUS_INVALID_ARGUMENT] = "invalid_argument",
-	        [SFD_STATUS_PEER_CLOSED] = "peer_closed",
-	        [SFD_STATUS_IO_ERROR] = "io_error",
-	        [SFD_STATUS_CANCELLED] = "cancelled",
-	        [SFD_STATUS_LIMIT] = "limit",
-	        [SFD_STATUS_PROTOCOL] = "protocol",
-	        [SFD_STATUS_SHUTTING_DOWN] = "shutting_down",
-	        [SFD_STATUS_PERMISSION_DENIED] = "permission_denied",
-	};
-
-	if (status < 0 || (size_t)status >= sizeof(tokens) / sizeof(tokens[0]) || !tokens[status])
-		return "unknown";
-	return tokens[status];
-}
-
 int
 main(int argc, char **argv)
 {
@@ -167,7 +147,7 @@ main(int argc, char **argv)
 	        {"version", no_argument, NULL, 'V'},
 	        {0},
 	};
-	struct ctl_global g = {.timeout_ms = 5000};
+	struct sfctl_global g = {.timeout_ms = 5000};
 	uint64_t v;
 	int o;
 
@@ -184,24 +164,24 @@ main(int argc, char **argv)
 			g.events_path = optarg;
 			break;
 		case 't':
-			if (ctl_parse_u64(optarg, &v) < 0 || v > 3600000)
-				return ctl_usage_error(NULL, "bad --timeout-ms: %s", optarg);
+			if (sfctl_parse_u64(optarg, &v) < 0 || v > 3600000)
+				return sfctl_usage_error(NULL, "bad --timeout-ms: %s", optarg);
 			g.timeout_ms = (int)v;
 			break;
 		case 'h':
 			usage(stdout);
-			return CTL_EXIT_OK;
+			return SFCTL_EXIT_OK;
 		case 'V':
 			printf("sendfilectl %s\n", SFD_VERSION);
-			return CTL_EXIT_OK;
+			return SFCTL_EXIT_OK;
 		default:
 			/* getopt has said what was wrong. */
 			fputs("Try 'sendfilectl --help'.\n", stderr);
-			return CTL_EXIT_USAGE;
+			return SFCTL_EXIT_USAGE;
 		}
 	}
 	if (optind >= argc)
-		return ctl_usage_error(NULL, "no command given");
+		return sfctl_usage_error(NULL, "no command given");
 
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcmp(argv[optind], commands[i].name) != 0)
@@ -212,5 +192,5 @@ main(int argc, char **argv)
 		optind = 0;
 		return commands[i].run(&g, argc, argv);
 	}
-	return ctl_usage_error(NULL, "unknown command '%s'", argv[optind]);
+	return sfctl_usage_error(NULL, "unknown command '%s'", argv[optind]);
 }

@@ -17,11 +17,38 @@
  *  - Thread-safety: a struct sfd_client is not thread-safe. Use one client per
  *    thread, or serialise all calls on one client with a lock. Distinct
  *    clients are independent.
+ *
+ * Daemon restarts:
+ *  - A daemon that is stopping does nothing with a new request: it answers
+ *    SFD_STATUS_SHUTTING_DOWN (nothing sent, the file position untouched), or
+ *    closes the connection without reading the request. A request the daemon
+ *    may have started is never sent twice by the library.
+ *  - sfd_client_sendfile() then sends the request again on a new connection
+ *    to the same socket, so that a restart fails no call. Under socket
+ *    activation the new connection waits in the socket's backlog until the
+ *    new daemon accepts it. While nothing listens on the socket, connecting
+ *    is retried every 10 to 50 ms; at most 50 attempts in all, never past
+ *    the call's timeout. A connection the daemon closed before the call is
+ *    replaced the same way first. If the connection ends after the daemon
+ *    read the request, the call fails.
+ *  - It replaces the connection only while that is allowed: by default, on
+ *    a client never given to sfd_client_submit() (completions may be due on
+ *    its connection); never after sfd_client_set_reconnect(c, 0), which a
+ *    caller watching sfd_client_get_fd() from an event loop must call. On a
+ *    client that may not reconnect, the SFD_STATUS_SHUTTING_DOWN outcome or
+ *    the error is returned as it is.
+ *  - sfd_client_submit(): a completion with SFD_STATUS_SHUTTING_DOWN means
+ *    the same. Open a new client on the same socket and submit the request
+ *    again there; under socket activation the new connection is served by
+ *    the next daemon. The old client still delivers the completions of
+ *    transfers the stopping daemon finishes, then reports -ECONNRESET. A
+ *    submit that fails with -EPIPE or -ECONNRESET sent nothing either.
  */
 #ifndef SENDFILED_H
 #define SENDFILED_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -120,21 +147,8 @@ void sfd_client_free(struct sfd_client *c);
  *
  * Blocks the calling thread. Completions of requests made with
  * sfd_client_submit() that arrive meanwhile are kept for sfd_client_dispatch().
- *
- * Daemon restarts: when the daemon did nothing with the request because it
- * is stopping (it answered SFD_STATUS_SHUTTING_DOWN, or closed the connection
- * without reading the request), the request is sent again on a new
- * connection to the same socket, so that a restart fails no call. Under
- * socket activation the new connection waits in the socket's backlog until
- * the new daemon accepts it. While nothing listens on the socket, connecting
- * is retried every 10 to 50 ms; at most 50 attempts in all, never past
- * @timeout_ms. A connection the daemon closed before this call is replaced
- * the same way first. A request the daemon may have started is never sent
- * twice: if the connection ends after the daemon read it, the call fails.
- * The connection is replaced only on a client never given to
- * sfd_client_get_fd() or sfd_client_submit(): on those, the
- * SFD_STATUS_SHUTTING_DOWN outcome or the error is returned as it is (see
- * sfd_client_submit()).
+ * After a daemon restart it may send the request again on a new connection
+ * (see "Daemon restarts" at the top).
  *
  * Return: 0 when the daemon answered (the outcome, success or not, is in
  * ret->status, with bytes_sent and final_offset always filled;
@@ -162,11 +176,20 @@ typedef void (*sfd_completion_fn)(struct sfd_client *c, uint64_t id, const struc
 /*
  * sfd_client_get_fd() - the descriptor to watch for readability (POLLIN).
  * Owned by the client: do not close it or change its flags. When it is
- * readable, call sfd_client_dispatch(). It stays the same for the client's
- * life: once it has been asked for, sfd_client_sendfile() no longer replaces
- * the connection after a daemon restart.
+ * readable, call sfd_client_dispatch(). Changes nothing: a caller that keeps
+ * watching it calls sfd_client_set_reconnect(c, 0) first, so that it stays
+ * the same for the client's life.
  */
 int sfd_client_get_fd(const struct sfd_client *c);
+
+/*
+ * sfd_client_set_reconnect() - may sfd_client_sendfile() replace the
+ * connection after a daemon restart (see "Daemon restarts" at the top)?
+ * @enable: 1 (the default): yes, as long as sfd_client_submit() was never
+ * called on this client; 0: no, for a caller that watches
+ * sfd_client_get_fd(). Return: 0.
+ */
+int sfd_client_set_reconnect(struct sfd_client *c, int enable);
 
 /*
  * sfd_client_submit() - start a transfer without waiting (see
@@ -180,14 +203,9 @@ int sfd_client_get_fd(const struct sfd_client *c);
  * waits it keeps reading completions, which it holds for the next dispatch:
  * call sfd_client_dispatch() after a submit when sfd_client_pending() > 0.
  * With sfd_client_set_nonblocking() it returns -EAGAIN instead of waiting.
- *
- * Daemon restarts: a completion with SFD_STATUS_SHUTTING_DOWN means the
- * daemon is stopping and did nothing with the request (nothing sent, the
- * file position untouched). Open a new client on the same socket and submit
- * the request again there; under socket activation the new connection is
- * served by the next daemon. The old client still delivers the completions of
- * transfers the stopping daemon finishes, then reports -ECONNRESET.
- * A submit that fails with -EPIPE or -ECONNRESET sent nothing either.
+ * A completion with SFD_STATUS_SHUTTING_DOWN: see "Daemon restarts" at the
+ * top. From the first submit on, sfd_client_sendfile() no longer replaces
+ * the connection.
  *
  * Return: 0 and *ret_id (never 0), or a negative errno.
  */
@@ -247,7 +265,7 @@ const char *sfd_method_str(int method);
 
 /* sfd_default_socket_path() - the default data socket path, as described at
  * sfd_client_open(), written into @buf. Return: its length, or -ENAMETOOLONG. */
-int sfd_default_socket_path(char *buf, unsigned long size);
+int sfd_default_socket_path(char *buf, size_t size);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,26 @@
 #include "dstline.h"
 #include "helpers.h"
 
+/* One table for the group, as one engine has for its loop: each test leaves
+ * it empty. */
+static struct dstline_table *t;
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	t = dstline_table_new();
+	return t ? 0 : -1;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	dstline_table_free(t);
+	return 0;
+}
+
 static struct dstline_item
 item(dev_t dev, ino_t ino)
 {
@@ -24,11 +44,11 @@ test_free_destination(void **state)
 	struct dstline_item a = item(1, 10);
 
 	(void)state;
-	assert_false(dstline_any());
-	assert_false(dstline_wait(&a));
+	assert_false(dstline_any(t));
+	assert_false(dstline_wait(t, &a));
 	assert_null(a.line);
-	assert_null(dstline_leave(&a)); /* in no line: nothing happens */
-	assert_false(dstline_any());
+	assert_null(dstline_leave(t, &a)); /* in no line: nothing happens */
+	assert_false(dstline_any(t));
 }
 
 static void
@@ -38,20 +58,20 @@ test_next_in_order(void **state)
 	struct dstline_item other = item(2, 10);
 
 	(void)state;
-	assert_int_equal(dstline_own(&a), 0);
-	assert_int_equal(dstline_own(&a), 0); /* once is enough */
-	assert_true(dstline_any());
-	assert_true(dstline_wait(&b));
-	assert_true(dstline_wait(&c));
-	assert_true(dstline_wait(&d));
+	assert_int_equal(dstline_own(t, &a), 0);
+	assert_int_equal(dstline_own(t, &a), 0); /* once is enough */
+	assert_true(dstline_any(t));
+	assert_true(dstline_wait(t, &b));
+	assert_true(dstline_wait(t, &c));
+	assert_true(dstline_wait(t, &d));
 	/* Same inode number on another device: another destination. */
-	assert_false(dstline_wait(&other));
+	assert_false(dstline_wait(t, &other));
 
-	assert_ptr_equal(dstline_leave(&a), &b);
-	assert_ptr_equal(dstline_leave(&b), &c);
-	assert_ptr_equal(dstline_leave(&c), &d);
-	assert_null(dstline_leave(&d));
-	assert_false(dstline_any());
+	assert_ptr_equal(dstline_leave(t, &a), &b);
+	assert_ptr_equal(dstline_leave(t, &b), &c);
+	assert_ptr_equal(dstline_leave(t, &c), &d);
+	assert_null(dstline_leave(t, &d));
+	assert_false(dstline_any(t));
 	assert_null(d.line);
 }
 
@@ -61,23 +81,23 @@ test_leave_while_waiting(void **state)
 	struct dstline_item a = item(3, 30), b = item(3, 30), c = item(3, 30), d = item(3, 30);
 
 	(void)state;
-	assert_int_equal(dstline_own(&a), 0);
-	assert_true(dstline_wait(&b));
-	assert_true(dstline_wait(&c));
-	assert_true(dstline_wait(&d));
+	assert_int_equal(dstline_own(t, &a), 0);
+	assert_true(dstline_wait(t, &b));
+	assert_true(dstline_wait(t, &c));
+	assert_true(dstline_wait(t, &d));
 	/* The middle one, then the last one: the line stays whole. */
-	assert_null(dstline_leave(&c));
-	assert_null(dstline_leave(&d));
-	assert_true(dstline_wait(&c));
-	assert_ptr_equal(dstline_leave(&a), &b);
-	assert_ptr_equal(dstline_leave(&b), &c);
+	assert_null(dstline_leave(t, &c));
+	assert_null(dstline_leave(t, &d));
+	assert_true(dstline_wait(t, &c));
+	assert_ptr_equal(dstline_leave(t, &a), &b);
+	assert_ptr_equal(dstline_leave(t, &b), &c);
 	/* The first waiting one leaves: the owner's successor is the next. */
-	assert_true(dstline_wait(&a));
-	assert_true(dstline_wait(&b));
-	assert_null(dstline_leave(&a));
-	assert_ptr_equal(dstline_leave(&c), &b);
-	assert_null(dstline_leave(&b));
-	assert_false(dstline_any());
+	assert_true(dstline_wait(t, &a));
+	assert_true(dstline_wait(t, &b));
+	assert_null(dstline_leave(t, &a));
+	assert_ptr_equal(dstline_leave(t, &c), &b);
+	assert_null(dstline_leave(t, &b));
+	assert_false(dstline_any(t));
 }
 
 /* Enough destinations to grow the table several times; each keeps its
@@ -92,16 +112,16 @@ test_many_destinations(void **state)
 	for (int i = 0; i < N; i++) {
 		owners[i] = item(7, (ino_t)i * 4099);
 		waiters[i] = owners[i];
-		assert_false(dstline_wait(&owners[i]));
-		assert_int_equal(dstline_own(&owners[i]), 0);
+		assert_false(dstline_wait(t, &owners[i]));
+		assert_int_equal(dstline_own(t, &owners[i]), 0);
 	}
 	for (int i = 0; i < N; i++)
-		assert_true(dstline_wait(&waiters[i]));
+		assert_true(dstline_wait(t, &waiters[i]));
 	for (int i = N - 1; i >= 0; i--) {
-		assert_ptr_equal(dstline_leave(&owners[i]), &waiters[i]);
-		assert_null(dstline_leave(&waiters[i]));
+		assert_ptr_equal(dstline_leave(t, &owners[i]), &waiters[i]);
+		assert_null(dstline_leave(t, &waiters[i]));
 	}
-	assert_false(dstline_any());
+	assert_false(dstline_any(t));
 }
 
 int
@@ -118,5 +138,5 @@ main(void)
 	                                        fdcheck_teardown),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

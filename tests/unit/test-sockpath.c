@@ -122,6 +122,32 @@ test_sibling_too_long(void **state)
 	assert_int_equal(sockpath_sibling("x.sock", "control.sock", buf, 5), -ENAMETOOLONG);
 }
 
+/* The one rule for the control-plane sockets: given, else beside the data
+ * socket, else nowhere. */
+static void
+test_endpoint(void **state)
+{
+	char buf[SOCKPATH_MAX];
+
+	(void)state;
+	assert_int_equal(sockpath_endpoint("/x/ctl.sock", "/run/s/d.sock", SOCKPATH_CONTROL, buf,
+	                                   sizeof(buf)),
+	                 strlen("/x/ctl.sock"));
+	assert_string_equal(buf, "/x/ctl.sock");
+	assert_int_equal(sockpath_endpoint("", "/run/s/d.sock", SOCKPATH_EVENTS, buf, sizeof(buf)),
+	                 strlen("/run/s/events.sock"));
+	assert_string_equal(buf, "/run/s/events.sock");
+	assert_int_equal(
+	        sockpath_endpoint(NULL, "/run/s/d.sock", SOCKPATH_CONTROL, buf, sizeof(buf)),
+	        strlen("/run/s/control.sock"));
+	assert_string_equal(buf, "/run/s/control.sock");
+	assert_int_equal(sockpath_endpoint(NULL, "", SOCKPATH_CONTROL, buf, sizeof(buf)),
+	                 -EDESTADDRREQ);
+	assert_int_equal(
+	        sockpath_endpoint("/a/long/path.sock", "/d.sock", SOCKPATH_CONTROL, buf, 8),
+	        -ENAMETOOLONG);
+}
+
 /* Clients prefer a per-user daemon only when its socket exists. */
 static void
 test_client_default(void **state)
@@ -163,6 +189,7 @@ main(void)
 	        fd_test(test_default_too_long),
 	        fd_test(test_sibling),
 	        fd_test(test_sibling_too_long),
+	        fd_test(test_endpoint),
 	        fd_test(test_client_default),
 	};
 

@@ -320,11 +320,11 @@ test_response_roundtrip(void **state)
 {
 	struct wire_response in = {
 	        .id = 1ull << 60,
-	        .status = SENDFILED__V1__STATUS__PEER_CLOSED,
+	        .status = WIRE_STATUS_PEER_CLOSED,
 	        .error = EPIPE,
 	        .bytes_sent = (1ull << 40) + 3,
 	        .final_offset = (1ull << 40) + 10,
-	        .method = SENDFILED__V1__METHOD__METHOD_SPLICE,
+	        .method = WIRE_METHOD_SPLICE,
 	        .short_source = true,
 	};
 	struct wire_response out;
@@ -344,10 +344,10 @@ test_response_roundtrip(void **state)
 	in = (struct wire_response){.id = 5};
 	out = response_roundtrip(&in);
 	assert_int_equal(out.id, 5);
-	assert_int_equal(out.status, SENDFILED__V1__STATUS__OK);
+	assert_int_equal(out.status, WIRE_STATUS_OK);
 	assert_int_equal(out.error, 0);
 	assert_int_equal(out.bytes_sent, 0);
-	assert_int_equal(out.method, SENDFILED__V1__METHOD__METHOD_NONE);
+	assert_int_equal(out.method, WIRE_METHOD_NONE);
 	assert_false(out.short_source);
 	assert_string_equal(out.message, "");
 }
@@ -365,12 +365,12 @@ test_response_hand_made(void **state)
 
 	assert_int_equal(wire_response_decode(rec, sizeof(rec), &r), 0);
 	assert_int_equal(r.id, 2);
-	assert_int_equal(r.status, SENDFILED__V1__STATUS__CANCELLED);
+	assert_int_equal(r.status, WIRE_STATUS_CANCELLED);
 	assert_int_equal(r.error, 125);
 	assert_string_equal(r.message, "x");
 	assert_int_equal(r.bytes_sent, 1);
 	assert_int_equal(r.final_offset, 9);
-	assert_int_equal(r.method, SENDFILED__V1__METHOD__METHOD_READ_WRITE);
+	assert_int_equal(r.method, WIRE_METHOD_READ_WRITE);
 	assert_true(r.short_source);
 
 	/* An empty record is the all-default response. */
@@ -394,6 +394,25 @@ test_response_garbage(void **state)
 	assert_int_equal(r.status, (int)0xa5a5a5a5);
 	assert_int_equal(wire_response_decode(badtype, sizeof(badtype), &r), -EBADMSG);
 	assert_int_equal(wire_response_decode("\x80", 1, &r), -EBADMSG);
+}
+
+/* One table names every status and method, for programs and for people. */
+static void
+test_names(void **state)
+{
+	(void)state;
+	for (int s = 0; s < WIRE_STATUS_COUNT; s++) {
+		assert_string_not_equal(wire_status_token(s), "unknown");
+		assert_string_not_equal(wire_status_text(s), "unknown");
+	}
+	for (int m = 0; m < WIRE_METHOD_COUNT; m++)
+		assert_string_not_equal(wire_method_name(m), "unknown");
+	assert_string_equal(wire_status_token(WIRE_STATUS_NOT_AVAILABLE), "not_available");
+	assert_string_equal(wire_status_text(WIRE_STATUS_NOT_AVAILABLE), "not available");
+	assert_string_equal(wire_method_name(WIRE_METHOD_READ_WRITE), "read_write");
+	assert_string_equal(wire_status_token(WIRE_STATUS_COUNT), "unknown");
+	assert_string_equal(wire_status_text(-1), "unknown");
+	assert_string_equal(wire_method_name(WIRE_METHOD_COUNT), "unknown");
 }
 
 static void
@@ -473,6 +492,7 @@ main(void)
 	        fd_test(test_response_hand_made),
 	        fd_test(test_response_garbage),
 	        fd_test(test_response_message_truncated),
+	        fd_test(test_names),
 	        fd_test(test_response_encode_too_small),
 	};
 

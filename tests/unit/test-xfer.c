@@ -18,8 +18,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "engine.h"
 #include "macro.h"
-#include "sendfiled.pb-c.h"
 #include "validate.h"
 #include "xfer.h"
 #include "helpers.h"
@@ -27,15 +27,15 @@
 #define KiB (1024u)
 #define MiB (1024u * 1024u)
 
-#define ST_OK SENDFILED__V1__STATUS__OK
-#define ST_NOT_AVAILABLE SENDFILED__V1__STATUS__NOT_AVAILABLE
-#define ST_PEER_CLOSED SENDFILED__V1__STATUS__PEER_CLOSED
-#define ST_IO_ERROR SENDFILED__V1__STATUS__IO_ERROR
-#define ST_CANCELLED SENDFILED__V1__STATUS__CANCELLED
-#define M_NONE SENDFILED__V1__METHOD__METHOD_NONE
-#define M_SENDFILE SENDFILED__V1__METHOD__METHOD_SENDFILE
-#define M_SPLICE SENDFILED__V1__METHOD__METHOD_SPLICE
-#define M_READ_WRITE SENDFILED__V1__METHOD__METHOD_READ_WRITE
+#define ST_OK WIRE_STATUS_OK
+#define ST_NOT_AVAILABLE WIRE_STATUS_NOT_AVAILABLE
+#define ST_PEER_CLOSED WIRE_STATUS_PEER_CLOSED
+#define ST_IO_ERROR WIRE_STATUS_IO_ERROR
+#define ST_CANCELLED WIRE_STATUS_CANCELLED
+#define M_NONE WIRE_METHOD_NONE
+#define M_SENDFILE WIRE_METHOD_SENDFILE
+#define M_SPLICE WIRE_METHOD_SPLICE
+#define M_READ_WRITE WIRE_METHOD_READ_WRITE
 
 /* ---- syscall wrappers and fault injection ------------------------------- */
 
@@ -292,6 +292,7 @@ __wrap_pread(int fd, void *buf, size_t count, off_t offset)
 
 struct run {
 	uv_loop_t loop;
+	struct engine *engine;
 	uv_prepare_t prepare;
 	uv_timer_t cancel_timer;
 	int64_t cancel_delay_ms, entered_at_ms, cancel_at_ms, done_at_ms;
@@ -326,6 +327,7 @@ run_init(struct run *r)
 	memset(r, 0, sizeof(*r));
 	inj_reset();
 	assert_int_equal(uv_loop_init(&r->loop), 0);
+	assert_int_equal(engine_new(&r->loop, &r->engine), 0);
 	/* Counts loop iterations, without keeping the loop alive. */
 	assert_int_equal(uv_prepare_init(&r->loop, &r->prepare), 0);
 	assert_int_equal(uv_prepare_start(&r->prepare, on_prepare), 0);
@@ -350,7 +352,7 @@ run_start(struct run *r, int dst, int src, const struct xfer_params *p)
 	inj.dst = d;
 	inj.src = s;
 	pthread_mutex_unlock(&inj.mtx);
-	assert_int_equal(xfer_new(&r->loop, d, &dinfo, s, &sinfo, p, on_done, r, &r->x), 0);
+	assert_int_equal(xfer_new(r->engine, d, &dinfo, s, &sinfo, p, on_done, r, &r->x), 0);
 	assert_int_equal(xfer_id(r->x), p->id);
 	assert_int_equal(xfer_bytes_sent(r->x), 0);
 	r->on_worker = xfer_on_worker(r->x);
@@ -400,6 +402,7 @@ run_finish(struct run *r)
 {
 	uv_run(&r->loop, UV_RUN_DEFAULT);
 	assert_int_equal(r->ndone, 1);
+	engine_free(r->engine);
 	uv_close((uv_handle_t *)&r->prepare, NULL);
 	if (r->cancel_timer.loop)
 		uv_close((uv_handle_t *)&r->cancel_timer, NULL);
@@ -1147,7 +1150,7 @@ check_unreadable_source(int src, bool worker)
 	run_finish(&r);
 	fixture_drain(&f, 0, 0);
 	fixture_close(&f);
-	check_result(&r, SENDFILED__V1__STATUS__INVALID_ARGUMENT, EBADF, 0, 0, M_NONE, false);
+	check_result(&r, WIRE_STATUS_INVALID_ARGUMENT, EBADF, 0, 0, M_NONE, false);
 }
 
 static void
@@ -1304,7 +1307,7 @@ on_batch_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 
 /* A 4 KiB transfer of dups of @dst and @src, as the daemon starts one. */
 static void
-batch_start(uv_loop_t *loop, int dst, int src, int ret_fds[2])
+batch_start(struct engine *e, int dst, int src, int ret_fds[2])
 {
 	struct xfer_params p = params(0, 4 * KiB, true, false, 256 * KiB);
 	struct fdinfo dinfo, sinfo;
@@ -1316,7 +1319,7 @@ batch_start(uv_loop_t *loop, int dst, int src, int ret_fds[2])
 	assert_int_equal(validate_dst(ret_fds[0], &dinfo, &msg), 0);
 	assert_int_equal(validate_src(ret_fds[1], &sinfo, &msg), 0);
 	assert_int_equal(
-	        xfer_new(loop, ret_fds[0], &dinfo, ret_fds[1], &sinfo, &p, on_batch_done, NULL, &x),
+	        xfer_new(e, ret_fds[0], &dinfo, ret_fds[1], &sinfo, &p, on_batch_done, NULL, &x),
 	        0);
 	xfer_run(x);
 }
@@ -1328,49 +1331,52 @@ fd_open(int fd)
 }
 
 /*
- * Transfers that end inside a batch keep their descriptors until
- * xfer_batch_end(), which closes them all; within a batch a file range is
- * probed once, while another file, or the same range in the next batch, is
- * probed again.
+ * Transfers that end during a loop turn keep their descriptors until the
+ * engine's flush, which closes them all; within a turn a file range is
+ * probed once, while another file, or the same range in the next turn, is
+ * probed again. The loop's turn flushes by itself.
  */
 static void
 test_batch(void **state)
 {
 	uv_loop_t loop;
+	struct engine *e;
 	int a = make_file(64 * KiB, O_RDONLY), b = make_file(64 * KiB, O_RDONLY), sv[2];
 	int fds[4][2];
 	uint8_t buf[4 * KiB];
 
 	(void)state;
 	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(engine_new(&loop, &e), 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	set_nonblock(sv[0], true);
 	batch_done = 0;
 	probes = 0;
 
-	xfer_batch_begin();
-	batch_start(&loop, sv[0], a, fds[0]);
-	batch_start(&loop, sv[0], a, fds[1]);
-	batch_start(&loop, sv[0], b, fds[2]);
+	batch_start(e, sv[0], a, fds[0]);
+	batch_start(e, sv[0], a, fds[1]);
+	batch_start(e, sv[0], b, fds[2]);
 	assert_int_equal(batch_done, 3);
 	assert_int_equal(probes, 2);
 	for (int i = 0; i < 3; i++)
 		assert_true(fd_open(fds[i][0]) && fd_open(fds[i][1]));
-	xfer_batch_end();
+	engine_flush(e);
 	for (int i = 0; i < 3; i++)
 		assert_false(fd_open(fds[i][0]) || fd_open(fds[i][1]));
 
-	xfer_batch_begin();
-	batch_start(&loop, sv[0], a, fds[3]);
+	batch_start(e, sv[0], a, fds[3]);
 	assert_int_equal(probes, 3);
-	xfer_batch_end();
+	engine_flush(e);
 	assert_false(fd_open(fds[3][0]) || fd_open(fds[3][1]));
 
-	/* Outside a batch, descriptors are closed as the transfer ends. */
-	batch_start(&loop, sv[0], b, fds[3]);
+	/* One turn of the loop: its flush closes them. */
+	batch_start(e, sv[0], b, fds[3]);
 	assert_int_equal(batch_done, 5);
+	assert_true(fd_open(fds[3][0]) && fd_open(fds[3][1]));
+	uv_run(&loop, UV_RUN_NOWAIT);
 	assert_false(fd_open(fds[3][0]) || fd_open(fds[3][1]));
 
+	engine_free(e);
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	for (int i = 0; i < 5; i++) {
@@ -1386,11 +1392,12 @@ test_batch(void **state)
 /* ---- tests: a line of transfers to one destination ----------------------- */
 
 static struct {
-	unsigned done, hooks;
-	int fds[3][2];          /* each transfer's descriptors */
-	bool in_batch[3];       /* its done callback ran inside a batch */
-	bool open_at_done[3];   /* its descriptors were still open then */
-	bool closed_at_hook[3]; /* and closed when the batch-end hook ran */
+	struct engine *engine;
+	struct engine_waiter waiter; /* deferred by each done callback, as a connection is */
+	unsigned done, flushes;
+	int fds[3][2];           /* each transfer's descriptors */
+	bool open_at_done[3];    /* its descriptors were still open at its done callback */
+	bool closed_at_flush[3]; /* and closed when the waiter ran */
 } line;
 
 static void
@@ -1401,27 +1408,27 @@ on_line_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 	(void)x;
 	assert_int_equal(res->status, ST_OK);
 	assert_int_equal(res->bytes_sent, 4 * KiB);
-	line.in_batch[i] = xfer_batch_is_open();
 	line.open_at_done[i] = fcntl(line.fds[i][0], F_GETFD) >= 0;
 	line.done++;
+	engine_defer(line.engine, &line.waiter);
 }
 
 static void
-on_line_hook(void *arg)
+on_line_flush(struct engine_waiter *w)
 {
-	(void)arg;
-	line.hooks++;
+	(void)w;
+	line.flushes++;
 	for (int i = 1; i < 3; i++)
-		line.closed_at_hook[i] =
+		line.closed_at_flush[i] =
 		        fcntl(line.fds[i][0], F_GETFD) < 0 && fcntl(line.fds[i][1], F_GETFD) < 0;
 }
 
 /*
  * Three transfers to one socket whose buffer is full: the first waits for
- * room, the other two wait for it. When their turn comes they run as one
- * batch of the engine's own: their done callbacks see it open, with their
- * descriptors still held, and the batch-end hook (where the daemon sends
- * the replies) runs once they are closed. The bytes arrive in order.
+ * room, the other two wait for it. When their turn comes they run in the
+ * engine's chain: their done callbacks see their descriptors still held,
+ * and a waiter deferred there (where the daemon sends the replies) runs at
+ * the flush, once they are closed. The bytes arrive in order.
  */
 static void
 test_line_runs_as_a_batch(void **state)
@@ -1436,6 +1443,8 @@ test_line_runs_as_a_batch(void **state)
 	(void)state;
 	memset(&line, 0, sizeof(line));
 	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(engine_new(&loop, &line.engine), 0);
+	line.waiter.fn = on_line_flush;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	set_nonblock(sv[0], true);
 	set_nonblock(sv[1], true);
@@ -1443,7 +1452,6 @@ test_line_runs_as_a_batch(void **state)
 	while ((n = write(sv[0], buf, sizeof(buf))) > 0)
 		filler += (size_t)n;
 	assert_true(filler > 0);
-	xfer_set_batch_end_hook(on_line_hook, NULL);
 
 	for (int i = 0; i < 3; i++) {
 		struct fdinfo dinfo, sinfo;
@@ -1455,8 +1463,8 @@ test_line_runs_as_a_batch(void **state)
 		line.fds[i][1] = dup_cloexec(src);
 		assert_int_equal(validate_dst(line.fds[i][0], &dinfo, &msg), 0);
 		assert_int_equal(validate_src(line.fds[i][1], &sinfo, &msg), 0);
-		assert_int_equal(xfer_new(&loop, line.fds[i][0], &dinfo, line.fds[i][1], &sinfo, &p,
-		                          on_line_done, (void *)(intptr_t)i, &x),
+		assert_int_equal(xfer_new(line.engine, line.fds[i][0], &dinfo, line.fds[i][1],
+		                          &sinfo, &p, on_line_done, (void *)(intptr_t)i, &x),
 		                 0);
 		xfer_run(x);
 	}
@@ -1469,17 +1477,17 @@ test_line_runs_as_a_batch(void **state)
 	}
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(line.done, 3);
-	assert_true(line.hooks >= 1);
+	assert_true(line.flushes >= 1);
 	for (int i = 1; i < 3; i++) {
-		assert_true(line.in_batch[i]);
 		assert_true(line.open_at_done[i]);
-		assert_true(line.closed_at_hook[i]);
+		assert_true(line.closed_at_flush[i]);
 	}
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(read(sv[1], buf, 4 * KiB), 4 * KiB);
 		assert_int_equal(pattern_mismatch(buf, 4 * KiB, (uint64_t)i * 4 * KiB), 4 * KiB);
 	}
-	xfer_set_batch_end_hook(NULL, NULL);
+	engine_free(line.engine);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	safe_close(src);
 	safe_close(sv[0]);

@@ -41,6 +41,7 @@ struct lib {
 	__typeof__(sfd_client_free) *free;
 	__typeof__(sfd_client_get_fd) *get_fd;
 	__typeof__(sfd_client_set_nonblocking) *set_nonblocking;
+	__typeof__(sfd_client_set_reconnect) *set_reconnect;
 	__typeof__(sfd_client_submit) *submit;
 	__typeof__(sfd_client_dispatch) *dispatch;
 	__typeof__(sfd_client_cancel) *cancel;
@@ -161,6 +162,7 @@ js_load(napi_env env, napi_callback_info info)
 	        SYM(free, sfd_client_free),
 	        SYM(get_fd, sfd_client_get_fd),
 	        SYM(set_nonblocking, sfd_client_set_nonblocking),
+	        SYM(set_reconnect, sfd_client_set_reconnect),
 	        SYM(submit, sfd_client_submit),
 	        SYM(dispatch, sfd_client_dispatch),
 	        SYM(cancel, sfd_client_cancel),
@@ -453,6 +455,8 @@ js_open(napi_env env, napi_callback_info info)
 	c->lib = lib;
 	c->client = client;
 	c->poll.data = c;
+	/* The loop watches this descriptor: it must never be replaced. */
+	lib->set_reconnect(client, 0);
 	lib->set_nonblocking(client, true);
 	r = uv_poll_init(loop, &c->poll, lib->get_fd(client));
 	if (r < 0) {

@@ -16,6 +16,8 @@ from typing import Any, Optional, Tuple
 
 from asyncio import base_events as _base_events
 
+from . import _errors, _stats
+
 _asyncio_check_params: Any = getattr(_base_events.BaseEventLoop, "_check_sendfile_params", None)
 _asyncio_check_ssl: Any = getattr(_base_events, "_check_ssl_socket", None)
 
@@ -93,6 +95,37 @@ def source_fd(file: Any) -> Optional[Tuple[int, Optional[int]]]:
     except OSError:
         return None
     return fileno, st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+#: check_source()'s answer for a file object without a usable descriptor,
+#: with fallback allowed: the caller sends it in-process.
+NOT_A_FILE = -1
+#: check_source()'s answer for an empty file and no count: nothing to send.
+EMPTY = -2
+
+
+def check_source(sock: Any, file: Any, offset: int, count: Optional[int],
+                 fallback: bool) -> int:
+    """The checks Client.sendfile() and aio's sock_sendfile() share before
+    they ask the daemon: asyncio's argument checks (same types and
+    messages), then the source.
+
+    Return: the source's descriptor; NOT_A_FILE (counted as an in-process
+    fallback) or EMPTY. Raises SendfileNotAvailableError for a file object
+    without a descriptor when ``fallback`` is false.
+    """
+    check_ssl_socket(sock)
+    check_sendfile_params(sock, file, offset, count)
+    src = source_fd(file)
+    if src is None:
+        if not fallback:
+            raise _errors.SendfileNotAvailableError("not a regular file")
+        _stats.bump("fallback_not_regular")
+        return NOT_A_FILE
+    fileno, fsize = src
+    if not count and fsize == 0:
+        return EMPTY
+    return fileno
 
 
 def settle_position(file: Any, bytes_sent: int, final_offset: int) -> None:

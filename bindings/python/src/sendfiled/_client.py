@@ -169,17 +169,11 @@ class Client:
         :class:`LimitError`, :class:`TransferCancelledError`,
         :class:`DaemonUnavailableError`.
         """
-        _checks.check_ssl_socket(sock)
-        _checks.check_sendfile_params(sock, file, offset, count)
-        src = _checks.source_fd(file)
-        if src is None:
-            if not fallback:
-                raise _errors.SendfileNotAvailableError("not a regular file")
-            _stats.bump("fallback_not_regular")
+        fileno = _checks.check_source(sock, file, offset, count, fallback)
+        if fileno == _checks.NOT_A_FILE:
             return _send_by_copy(sock, file, offset, count)
-        fileno, fsize = src
-        if not count and fsize == 0:
-            return 0  # empty file
+        if fileno == _checks.EMPTY:
+            return 0
         flags = 0 if fallback else _lib.SFD_NO_FALLBACK
         woff, wcount = _checks.wire_range(offset, count)
         if count and not wcount:

@@ -148,6 +148,7 @@ class Library:
         self.sendfile = fn("sfd_client_sendfile", ctypes.c_int, vp, ctypes.c_int, ctypes.c_int,
                            u64, u64, ctypes.c_uint, ctypes.c_int, ctypes.POINTER(_CResult))
         self.get_fd = fn("sfd_client_get_fd", ctypes.c_int, vp)
+        self.set_reconnect = fn("sfd_client_set_reconnect", ctypes.c_int, vp, ctypes.c_int)
         self.submit = fn("sfd_client_submit", ctypes.c_int, vp, ctypes.c_int, ctypes.c_int, u64,
                          u64, ctypes.c_uint, vp, ctypes.POINTER(u64))
         self.dispatch = fn("sfd_client_dispatch", ctypes.c_int, vp, COMPLETION_FN)
@@ -157,7 +158,7 @@ class Library:
         self.status_str = fn("sfd_status_str", ctypes.c_char_p, ctypes.c_int)
         self.method_str = fn("sfd_method_str", ctypes.c_char_p, ctypes.c_int)
         self._default_socket_path = fn("sfd_default_socket_path", ctypes.c_int, ctypes.c_char_p,
-                                       ctypes.c_ulong)
+                                       ctypes.c_size_t)
 
     def default_socket_path(self) -> str:
         """The data socket the library connects to when given no path."""

@@ -40,26 +40,19 @@ attributes raises TypeError; wrap it in a subclass. For loops created by
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import ctypes
 import errno as _errno
 import os
-import socket
 import threading
 import time
 import weakref
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from . import _checks, _errors, _lib, _stats
+from ._handover import can_hand_over, handed_over, is_tls
 from ._client import DEAD_CONNECTION, LibArg, PathArg, _default_path, _tell, _warn_once, \
     daemon_reached, open_raw
-
-try:
-    from asyncio import constants as _constants
-    _TRY_NATIVE: Any = _constants._SendfileMode.TRY_NATIVE
-except (ImportError, AttributeError):  # pragma: no cover
-    _TRY_NATIVE = None
 
 __all__ = [
     "sendfile",
@@ -160,6 +153,9 @@ class _LoopClient:
         if loop is None:  # pragma: no cover
             self.lib.free(c)
             return False
+        # The loop watches this descriptor: it must stay the same for the
+        # client's life.
+        self.lib.set_reconnect(c, 0)
         fd = self.lib.get_fd(c)
         self._c = c
         self._fd = fd
@@ -336,151 +332,6 @@ def _loop_arg(loop: Optional[asyncio.AbstractEventLoop]) -> asyncio.AbstractEven
         raise RuntimeError("no running event loop: pass the loop explicitly") from None
 
 
-# -- the transport: hand it over, then restore it ---------------------------
-
-
-class _DrainWaiter(asyncio.Protocol):
-    """Stands in for the transport's protocol until its write buffer is empty.
-
-    For transports without asyncio's private _make_empty_waiter() (uvloop's):
-    with the write buffer limits at 0, the transport calls resume_writing()
-    once everything is flushed to the kernel. A resume_writing() without a
-    pause_writing() before it means the real protocol was paused: it gets its
-    resume_writing() when restored, as asyncio's _SendfileFallbackProtocol does.
-    """
-
-    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._proto = transport.get_protocol()
-        self._fut: "asyncio.Future[None]" = loop.create_future()
-        self._paused_here = False
-        self._resume_proto = False
-        self._limits = transport.get_write_buffer_limits()
-        transport.set_protocol(self)
-        transport.set_write_buffer_limits(high=0, low=0)
-
-    def pause_writing(self) -> None:
-        self._paused_here = True
-
-    def resume_writing(self) -> None:
-        if not self._paused_here:
-            self._resume_proto = True
-        self._paused_here = False
-        if not self._fut.done():
-            self._fut.set_result(None)
-
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
-        if not self._fut.done():
-            self._fut.set_exception(
-                ConnectionError("Connection is closed by peer") if exc is None else exc)
-        self._proto.connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:  # pragma: no cover
-        raise RuntimeError("Invalid state: reading should be paused")
-
-    def eof_received(self) -> None:  # pragma: no cover
-        raise RuntimeError("Invalid state: reading should be paused")
-
-    async def wait(self) -> None:
-        if self._transport.get_write_buffer_size() == 0:
-            return
-        if self._transport.is_closing() and not self._fut.done():
-            raise ConnectionError("Connection is closed by peer")
-        await self._fut
-
-    def restore(self) -> None:
-        t = self._transport
-        t.set_protocol(self._proto)
-        low, high = self._limits
-        t.set_write_buffer_limits(high=high, low=low)
-        if self._fut.done() and not self._fut.cancelled():
-            self._fut.exception()  # retrieved
-        if self._resume_proto:
-            self._proto.resume_writing()
-
-
-def _is_tls(transport: Any) -> bool:
-    return (transport.get_extra_info("sslcontext") is not None or
-            transport.get_extra_info("ssl_object") is not None)
-
-
-_GENERIC_METHODS = ("pause_reading", "resume_reading", "is_reading", "get_write_buffer_size",
-                    "get_write_buffer_limits", "set_write_buffer_limits", "get_protocol",
-                    "set_protocol")
-
-
-def _can_hand_over(loop: asyncio.AbstractEventLoop, transport: Any, sock: Any) -> bool:
-    """Whether this transport's socket may be handed to the daemon."""
-    mode = getattr(transport, "_sendfile_compatible", None)
-    if mode is not None:
-        # asyncio's own transports say: only TRY_NATIVE ones have a socket
-        # that sendfile(2) may write to directly.
-        return mode is _TRY_NATIVE
-    if isinstance(loop, asyncio.BaseEventLoop):
-        return False  # asyncio itself refuses such transports
-    # Another loop's (uvloop's) transports: a stream socket, flow control.
-    try:
-        stream = sock.type == socket.SOCK_STREAM
-    except (AttributeError, OSError):
-        return False
-    return stream and all(hasattr(transport, m) for m in _GENERIC_METHODS)
-
-
-@contextlib.asynccontextmanager
-async def _handed_over(loop: asyncio.AbstractEventLoop, transport: Any) -> AsyncIterator[None]:
-    """Pause reading, wait for the write buffer to empty; restore afterwards.
-
-    asyncio's _SelectorSocketTransport is handled as asyncio's own
-    _sendfile_native() does (its empty waiter also makes transport.write()
-    raise "unable to write; sendfile is in progress" meanwhile); any other
-    transport with flow control through a stand-in protocol.
-    """
-    if hasattr(transport, "_make_empty_waiter") and hasattr(loop, "_transports"):
-        fd = transport._sock_fd
-        registered = loop._transports.get(fd) is transport
-        if registered:
-            del loop._transports[fd]
-        resume_reading = transport.is_reading()
-        transport.pause_reading()
-        try:
-            # Raises "Empty waiter is already set" during another sendfile.
-            waiter = transport._make_empty_waiter()
-            try:
-                await waiter
-                yield
-            finally:
-                transport._reset_empty_waiter()
-        finally:
-            if resume_reading:
-                transport.resume_reading()
-            if registered:
-                loop._transports[fd] = transport
-        return
-
-    # One sendfile at a time per transport, as asyncio's empty waiter enforces.
-    if transport in _busy:
-        raise RuntimeError("Empty waiter is already set")
-    _busy.add(transport)
-    resume_reading = transport.is_reading()
-    transport.pause_reading()
-    try:
-        if transport.get_write_buffer_size():
-            drain = _DrainWaiter(transport, loop)
-            try:
-                await drain.wait()
-            finally:
-                drain.restore()
-        yield
-    finally:
-        _busy.discard(transport)
-        if resume_reading and not transport.is_closing():
-            transport.resume_reading()
-
-
-#: Transports (not asyncio's own) handed over to the daemon right now.
-_busy: "weakref.WeakSet[Any]" = weakref.WeakSet()
-
-
 # -- the request ------------------------------------------------------------
 
 
@@ -599,12 +450,12 @@ async def _transport_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, t
     req = st.require_daemon if require_daemon is None else require_daemon
     if transport.is_closing():
         raise RuntimeError("Transport is closing")
-    if _is_tls(transport):
+    if is_tls(transport):
         # Encrypted in user space: the daemon would send plaintext.
         _stats.bump("fallback_tls")
         return await _call_original(orig, transport, file, offset, count, fallback=fallback)
     sock = transport.get_extra_info("socket")
-    if sock is None or not _can_hand_over(loop, transport, sock):
+    if sock is None or not can_hand_over(loop, transport, sock):
         _stats.bump("fallback_transport")
         return await _call_original(orig, transport, file, offset, count, fallback=fallback)
     lc = _connect_or_decline(st, loop, req)
@@ -613,7 +464,7 @@ async def _transport_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, t
         return await _call_original(orig, transport, file, offset, count, fallback=fallback)
 
     try:
-        async with _handed_over(loop, transport):
+        async with handed_over(loop, transport):
             # Checked where asyncio checks them: in sock_sendfile(), once
             # the transport is handed over.
             _checks.check_ssl_socket(sock)
@@ -647,17 +498,11 @@ async def _sock_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, sock: 
     req = st.require_daemon if require_daemon is None else require_daemon
     if loop.get_debug() and sock.gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
-    _checks.check_ssl_socket(sock)
-    _checks.check_sendfile_params(sock, file, offset, count)
-    src = _checks.source_fd(file)
-    if src is None:
-        if not fallback:
-            raise _errors.SendfileNotAvailableError("not a regular file")
-        _stats.bump("fallback_not_regular")
+    fileno = _checks.check_source(sock, file, offset, count, fallback)
+    if fileno == _checks.NOT_A_FILE:
         return await _call_original(orig, sock, file, offset, count, fallback=fallback)
-    fileno, fsize = src
-    if not count and fsize == 0:
-        return 0  # empty file
+    if fileno == _checks.EMPTY:
+        return 0
     lc = _connect_or_decline(st, loop, req)
     if lc is None:
         _stats.bump("fallback_no_daemon")

@@ -17,24 +17,10 @@
 #include <cmocka.h>
 
 #include "conf.h"
+#include "helpers.h"
 #include "log.h"
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static int
-count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)))
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the directory's own descriptor */
-}
 
 struct errors {
 	int n;
@@ -74,24 +60,15 @@ assert_one_error(const struct errors *e, const char *expect)
 		         e->n ? e->msg[0] : "");
 }
 
+/* The descriptor check of every unit test, and none of the environment
+ * variables the settings read. */
 static int
 setup(void **state)
 {
-	static int fds;
-
-	fds = count_fds();
-	*state = &fds;
 	unsetenv("SENDFILED_SOCKET");
 	unsetenv("SENDFILED_LOG_LEVEL");
 	unsetenv("XDG_RUNTIME_DIR");
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	assert_int_equal(count_fds(), *(int *)*state);
-	return 0;
+	return fdcheck_setup(state);
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -529,17 +506,18 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_every_key, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_sizes, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_syntax_errors, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_comments_and_repeats, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_allow_list_limits, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_environment_overrides_file, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_load, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_control_paths, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_print_parses_back, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_defaults, setup, fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_every_key, setup, fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_sizes, setup, fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_bad_values, setup, fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_syntax_errors, setup, fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_comments_and_repeats, setup, fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_allow_list_limits, setup, fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_environment_overrides_file, setup,
+	                                        fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_load, setup, fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_control_paths, setup, fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_print_parses_back, setup, fdcheck_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,282 @@
+/*
+ * engine.c - the transfer engine of one loop: the turn's batch, the flush,
+ * the chain, the destination lines (see engine.h).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "dstline.h"
+#include "engine.h"
+#include "macro.h"
+#include "validate.h"
+
+/* Descriptors waiting for the flush; past this many, they are closed at once
+ * (still before any reply, which only the flush sends). */
+#define GRAVE_MAX 128
+/* File ranges the page cache held this turn. */
+#define HOT_MAX 4
+/* Waiters may defer more work while they run (a closing connection cancels
+ * its transfers): the flush goes round this many times at most, and leaves
+ * the rest for the next turn, which then comes at once. */
+#define FLUSH_ROUNDS 8
+
+struct hot_range {
+	dev_t dev;
+	ino_t ino;
+	uint64_t start, end;
+};
+
+struct engine {
+	uv_loop_t *loop;
+	uv_check_t check; /* the flush, once per turn */
+	uv_idle_t nudge;  /* active while something waits: the loop must not sleep */
+	bool nudging;
+	int handles; /* open handles: free once both have closed */
+
+	size_t n_grave;
+	int grave[GRAVE_MAX];
+	unsigned n_hot;
+	struct hot_range hot[HOT_MAX];
+	struct list_head waiters;
+
+	struct dstline_table *lines;
+
+	/* The chain (see engine_chain_begin()). */
+	bool chain_running;
+	struct xfer *chain_next;
+};
+
+static void
+on_check(uv_check_t *h)
+{
+	engine_flush(h->data);
+}
+
+static void
+on_nudge(uv_idle_t *h)
+{
+	/* Nothing to do: an active idle handle only keeps the loop from
+	 * sleeping in epoll_wait() until the flush has run. */
+	(void)h;
+}
+
+/* Something now waits for the flush: keep the loop turning until it runs.
+ * Work queued from a timer callback would otherwise wait for the next I/O. */
+static void
+nudge(struct engine *e)
+{
+	if (e->nudging)
+		return;
+	e->nudging = true;
+	uv_idle_start(&e->nudge, on_nudge);
+}
+
+int
+engine_new(uv_loop_t *loop, struct engine **ret)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+	int r;
+
+	if (!e)
+		return -ENOMEM;
+	e->lines = dstline_table_new();
+	if (!e->lines) {
+		free(e);
+		return -ENOMEM;
+	}
+	e->loop = loop;
+	list_init(&e->waiters);
+	r = uv_check_init(loop, &e->check);
+	if (r == 0)
+		r = uv_idle_init(loop, &e->nudge);
+	if (r < 0) {
+		/* uv_check_init() cannot fail on Linux; nothing to close. */
+		dstline_table_free(e->lines);
+		free(e);
+		return r;
+	}
+	e->check.data = e->nudge.data = e;
+	e->handles = 2;
+	uv_check_start(&e->check, on_check);
+	uv_unref((uv_handle_t *)&e->check);
+	*ret = e;
+	return 0;
+}
+
+static void
+on_closed(uv_handle_t *h)
+{
+	struct engine *e = h->data;
+
+	if (--e->handles > 0)
+		return;
+	dstline_table_free(e->lines);
+	free(e);
+}
+
+void
+engine_free(struct engine *e)
+{
+	if (!e)
+		return;
+	engine_flush(e);
+	uv_close((uv_handle_t *)&e->check, on_closed);
+	uv_close((uv_handle_t *)&e->nudge, on_closed);
+}
+
+uv_loop_t *
+engine_loop(const struct engine *e)
+{
+	return e->loop;
+}
+
+struct dstline_table *
+engine_lines(struct engine *e)
+{
+	return e->lines;
+}
+
+static int
+cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void
+close_grave(struct engine *e)
+{
+	size_t i = 0;
+
+	qsort(e->grave, e->n_grave, sizeof(int), cmp_int);
+	while (i < e->n_grave) {
+		size_t j = i;
+
+		while (j + 1 < e->n_grave && e->grave[j + 1] == e->grave[j] + 1)
+			j++;
+		if (j == i || close_range(e->grave[i], e->grave[j], 0) < 0)
+			for (size_t k = i; k <= j; k++)
+				(void)close(e->grave[k]);
+		i = j + 1;
+	}
+	e->n_grave = 0;
+}
+
+void
+engine_flush(struct engine *e)
+{
+	e->n_hot = 0;
+	if (!e->nudging)
+		return; /* nothing was buried or deferred this turn */
+	for (int round = 0; round < FLUSH_ROUNDS; round++) {
+		struct list_head todo;
+
+		/* Descriptors first: every reply sent below finds the daemon
+		 * holding none of its request's. */
+		close_grave(e);
+		if (list_empty(&e->waiters))
+			break;
+		/* Waiters deferred while these run wait for the next round. */
+		todo = e->waiters;
+		todo.next->prev = todo.prev->next = &todo;
+		list_init(&e->waiters);
+		while (!list_empty(&todo)) {
+			struct engine_waiter *w = list_entry(todo.next, struct engine_waiter, link);
+
+			list_del(&w->link);
+			w->queued = false;
+			w->fn(w);
+		}
+	}
+	close_grave(e);
+	if (list_empty(&e->waiters) && e->nudging) {
+		e->nudging = false;
+		uv_idle_stop(&e->nudge);
+	}
+}
+
+void
+engine_defer(struct engine *e, struct engine_waiter *w)
+{
+	if (w->queued)
+		return;
+	w->queued = true;
+	list_add_tail(&e->waiters, &w->link);
+	nudge(e);
+}
+
+void
+engine_undefer(struct engine_waiter *w)
+{
+	if (!w->queued)
+		return;
+	list_del(&w->link);
+	w->queued = false;
+}
+
+int
+engine_bury(struct engine *e, int fd)
+{
+	if (fd < 0)
+		return -1;
+	if (e->n_grave == GRAVE_MAX)
+		close_grave(e);
+	e->grave[e->n_grave++] = fd;
+	nudge(e);
+	return -1;
+}
+
+bool
+engine_hot(const struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end)
+{
+	for (unsigned i = 0; i < e->n_hot; i++) {
+		const struct hot_range *h = &e->hot[i];
+
+		if (h->ino == f->ino && h->dev == f->dev && start >= h->start && end <= h->end)
+			return true;
+	}
+	return false;
+}
+
+void
+engine_hot_add(struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end)
+{
+	e->hot[e->n_hot % HOT_MAX] = (struct hot_range){f->dev, f->ino, start, end};
+	if (e->n_hot < HOT_MAX)
+		e->n_hot++;
+}
+
+void
+engine_chain_begin(struct engine *e)
+{
+	e->chain_running = true;
+	e->chain_next = NULL;
+}
+
+bool
+engine_chain_offer(struct engine *e, struct xfer *next)
+{
+	if (!e->chain_running || e->chain_next)
+		return false;
+	e->chain_next = next;
+	return true;
+}
+
+struct xfer *
+engine_chain_end(struct engine *e)
+{
+	struct xfer *next = e->chain_next;
+
+	e->chain_running = false;
+	e->chain_next = NULL;
+	return next;
+}
+
+void
+engine_chain_forget(struct engine *e, struct xfer *x)
+{
+	if (e->chain_next == x)
+		e->chain_next = NULL;
+}

@@ -1,0 +1,98 @@
+/*
+ * engine - the transfer engine of one event loop: what the transfers of that
+ * loop share. Nothing here is global, so that several loops can each have
+ * one.
+ *
+ * It owns:
+ *  - the turn's batch: the descriptors of the transfers that ended during
+ *    this loop turn (the "grave"), closed together, adjacent numbers in one
+ *    close_range(2); and the file ranges found in the page cache this turn,
+ *    which are not probed again;
+ *  - the chain: transfers whose turn at a destination came, started one
+ *    after the other from one timer callback instead of one loop turn each;
+ *  - the destination lines (dstline.h): one transfer at a time per
+ *    destination;
+ *  - the hand-off to the worker pool (pool.h), through which transfers that
+ *    could block run on threads.
+ *
+ * The flush: once per loop turn, after the I/O callbacks (a uv_check_t,
+ * where libuv drains its own per-loop queues), engine_flush() closes the
+ * grave, forgets the hot ranges, then runs the waiters deferred during the
+ * turn (engine_defer()). A connection defers itself when it has replies to
+ * send: so no client ever sees a reply while the daemon still holds the
+ * descriptors of its request. Loop thread only.
+ */
+#ifndef SFD_ENGINE_H
+#define SFD_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "list.h"
+
+struct engine;
+struct fdinfo;
+struct xfer;
+struct dstline_table;
+
+/* Embedded in what wants to run at the next flush. */
+struct engine_waiter {
+	struct list_head link;
+	void (*fn)(struct engine_waiter *w);
+	bool queued;
+};
+
+/*
+ * engine_new() - an engine for @loop. Its handles do not keep the loop
+ * alive, except while something waits for a flush.
+ * Return: 0 and *ret, or a negative errno.
+ */
+int engine_new(uv_loop_t *loop, struct engine **ret);
+
+/*
+ * engine_free() - flush one last time and close the engine's handles; the
+ * memory goes once the loop has run their close callbacks. Every transfer
+ * must have finished. NULL is a no-op.
+ */
+void engine_free(struct engine *e);
+
+/* engine_flush() - the turn's end (see above); also called by engine_free(). */
+void engine_flush(struct engine *e);
+
+/* engine_defer() - run @w->fn at the next flush (once, however many times it
+ * is deferred before). */
+void engine_defer(struct engine *e, struct engine_waiter *w);
+
+/* engine_undefer() - take @w back (its owner is going away). */
+void engine_undefer(struct engine_waiter *w);
+
+uv_loop_t *engine_loop(const struct engine *e);
+
+/* ---- for the transfers (xfer*.c) ---------------------------------------- */
+
+/* engine_bury() - close @fd at the next flush. Return: -1, for the caller's
+ * variable. */
+int engine_bury(struct engine *e, int fd);
+
+/* engine_hot() - was [start, end) of this file found in the page cache this
+ * turn? Its pages were just read, the last an eviction would take. */
+bool engine_hot(const struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end);
+void engine_hot_add(struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end);
+
+struct dstline_table *engine_lines(struct engine *e);
+
+/*
+ * The chain. engine_chain_begin() and engine_chain_end() bracket the
+ * starting of a transfer whose turn came; engine_chain_offer() is asked, by
+ * a transfer that finishes, whether its successor @next can be started by
+ * the chain now running (then it returns true and engine_chain_end() hands
+ * it back) instead of from a timer of its own.
+ */
+void engine_chain_begin(struct engine *e);
+bool engine_chain_offer(struct engine *e, struct xfer *next);
+struct xfer *engine_chain_end(struct engine *e);
+/* engine_chain_forget() - @x is finishing: it is no longer the one to start next. */
+void engine_chain_forget(struct engine *e, struct xfer *x);
+
+#endif

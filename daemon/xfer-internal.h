@@ -1,0 +1,125 @@
+/*
+ * xfer-internal.h - what the two halves of a transfer share: xfer.c (the
+ * methods, xfer_step(), the loop runner, finishing) and xfer-worker.c (worker
+ * jobs, the kick signal, time slices). Not for other modules.
+ */
+#ifndef SFD_XFER_INTERNAL_H
+#define SFD_XFER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "dstline.h"
+#include "validate.h"
+#include "xfer.h"
+
+/* A worker blocked in sendfile/splice/poll is interrupted with this signal
+ * (its handler does nothing and is installed without SA_RESTART). */
+#define KICK_SIGNAL (SIGRTMIN + 2)
+/* Re-send the kick this often while a cancelled worker job is still running:
+ * a kick that lands just before the thread enters the kernel is lost. */
+#define KICK_INTERVAL_MS 20
+/* A worker job that has run this long (a peer that reads slowly, or not at
+ * all) is interrupted and queued again behind the others, so that a few
+ * stuck destinations cannot hold every worker thread. */
+#define SLICE_MS 200
+/* Worker jobs move this many chunks before returning to the loop, which
+ * re-queues them; a blocked worker costs a thread, not the loop. */
+#define WORKER_CHUNKS 8
+
+/* xfer_step()'s private "no zero-copy method applies and fallback is off":
+ * outside the errno range, so that a real EOPNOTSUPP cannot be mistaken for
+ * it. */
+#define XFER_ENOZEROCOPY 4096
+
+enum method {
+	M_SENDFILE,      /* sendfile(dst, src, &off): seekable source */
+	M_SPLICE,        /* splice(src pipe -> dst) */
+	M_SPLICE_BUFFER, /* splice(src -> own pipe -> dst): socket or device source */
+	M_COPY,          /* read/pread + write: the fallback */
+};
+
+enum wait {
+	WAIT_NONE = 0,
+	WAIT_DST, /* for the destination to become writable */
+	WAIT_SRC, /* for the source to become readable */
+};
+
+struct xfer {
+	struct engine *engine;
+	uv_loop_t *loop;
+	xfer_done_fn done;
+	void *userdata;
+	struct xfer_params p;
+	struct fdinfo dinfo, sinfo;
+	int dst, src;
+
+	enum method method;
+	bool zero_copy_proven; /* a zero-copy call has moved bytes: EINVAL is real */
+	bool started;
+	bool finished;
+	bool eof;
+	bool short_write;    /* the last sendfile() took less than offered */
+	bool no_zero_copy;   /* known before starting: fail NOT_AVAILABLE */
+	bool cold;           /* on a worker only while its file is read from disk */
+	uint64_t probed_end; /* the page cache held the source up to here */
+	uint64_t sent;       /* bytes delivered to the destination */
+	uint64_t limit;      /* bytes to send; UINT64_MAX: until EOF */
+	enum wait wait;
+
+	/* Its place among the transfers to the same destination (dstline.h). */
+	struct dstline_item line;
+	bool has_key; /* line.dev and line.ino are known */
+
+	/* M_SPLICE_BUFFER: our own pipe and the bytes sitting in it. */
+	int pipe_rd, pipe_wr;
+	size_t piped;
+	/* M_COPY: bytes read and not yet written. */
+	char *buf;
+	size_t buf_len, buf_off;
+
+	/* Loop mode. */
+	uv_poll_t dst_poll, src_poll;
+	bool dst_poll_init, src_poll_init;
+	uv_poll_t *watching; /* the handle armed now, if any */
+	int pending_closes;
+
+	/* Worker mode. */
+	bool on_worker;
+	bool job_queued;
+	uv_work_t work;
+	uv_timer_t kick_timer;
+	bool kick_timer_init;
+	pthread_mutex_t mtx; /* guards cancel, yield, in_syscall, thread, job_start */
+	bool cancel;
+	bool yield;        /* give the thread back: the job's time is up */
+	int64_t job_start; /* CLOCK_MONOTONIC ms when the running job began, or 0 */
+	bool in_syscall;
+	pthread_t thread;
+	int job_err; /* the job's outcome: 0 = more to do, 1 = done, <0 = errno */
+
+	int final_status, final_error;
+	const char *final_msg;
+};
+
+/* xfer.c */
+ssize_t xfer_step(struct xfer *x, size_t budget);
+bool xfer_range_done(const struct xfer *x);
+void xfer_finish(struct xfer *x, int status, int err, const char *msg);
+void xfer_finish_error(struct xfer *x, int err);
+void xfer_run_loop(struct xfer *x, size_t budget);
+void xfer_own_line(struct xfer *x);
+
+/* xfer-worker.c */
+/* xfer_queue_job() - run the transfer on a worker for a time slice. */
+void xfer_queue_job(struct xfer *x);
+/* xfer_kick() - interrupt the worker's syscall, if it is in one. */
+void xfer_kick(struct xfer *x);
+/* xfer_kick_timer() - the transfer's one timer: set it up on first use. */
+int xfer_kick_timer(struct xfer *x);
+int xfer_start_kick_timer(struct xfer *x, uint64_t period_ms);
+
+#endif

@@ -1,0 +1,185 @@
+/*
+ * xfer-worker.c - transfers on worker threads: the job a worker runs, its
+ * time slice, and the signal that interrupts a worker blocked in a syscall
+ * (cancellation, or a slice that has run out).
+ *
+ * A job moves up to WORKER_CHUNKS chunks with xfer_step() (xfer.c), waiting
+ * in poll(2) when the kernel says EAGAIN, then returns to the loop, which
+ * queues it again behind the others or finishes the transfer.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include "macro.h"
+#include "pool.h"
+#include "xfer-internal.h"
+
+static void
+kick_handler(int sig)
+{
+	(void)sig;
+}
+
+int
+xfer_global_init(void)
+{
+	struct sigaction sa = {.sa_handler = kick_handler};
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(KICK_SIGNAL, &sa, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+static void
+work_cb(uv_work_t *w)
+{
+	struct xfer *x = w->data;
+	size_t budget = x->p.chunk * WORKER_CHUNKS, moved = 0;
+
+	x->job_err = 0;
+	pthread_mutex_lock(&x->mtx);
+	x->thread = pthread_self();
+	x->job_start = mono_ms();
+	pthread_mutex_unlock(&x->mtx);
+
+	while (!xfer_range_done(x) && moved < budget) {
+		ssize_t n;
+
+		/* Checking cancel and announcing the syscall under one lock
+		 * means a canceller either sees us in the syscall (and kicks)
+		 * or we see its flag. */
+		pthread_mutex_lock(&x->mtx);
+		if (x->cancel) {
+			x->job_err = -ECANCELED;
+			goto out_locked;
+		}
+		if (x->yield)
+			goto out_locked; /* job_err 0: more to do, queued again */
+		x->in_syscall = true;
+		pthread_mutex_unlock(&x->mtx);
+
+		n = xfer_step(x, budget - moved);
+		if (n == -EAGAIN) {
+			struct pollfd pfd = {
+			        .fd = x->wait == WAIT_SRC ? x->src : x->dst,
+			        .events = x->wait == WAIT_SRC ? POLLIN : POLLOUT,
+			};
+
+			(void)poll(&pfd, 1, -1);
+		}
+
+		pthread_mutex_lock(&x->mtx);
+		x->in_syscall = false;
+		pthread_mutex_unlock(&x->mtx);
+
+		if (n == -EINTR || n == -EAGAIN)
+			continue;
+		if (n < 0) {
+			x->job_err = (int)n;
+			pthread_mutex_lock(&x->mtx);
+			goto out_locked;
+		}
+		__atomic_store_n(&x->sent, x->sent + n, __ATOMIC_RELAXED);
+		moved += n;
+	}
+	x->job_err = xfer_range_done(x) ? 1 : 0;
+	pthread_mutex_lock(&x->mtx);
+out_locked:
+	x->yield = false;
+	x->job_start = 0;
+	pthread_mutex_unlock(&x->mtx);
+}
+
+static void
+after_work_cb(uv_work_t *w, int status)
+{
+	struct xfer *x = w->data;
+
+	x->job_queued = false;
+	if (x->kick_timer_init)
+		uv_timer_stop(&x->kick_timer);
+	if (status == UV_ECANCELED || x->job_err == -ECANCELED)
+		xfer_finish_error(x, ECANCELED);
+	else if (x->job_err < 0)
+		xfer_finish_error(x, -x->job_err);
+	else if (x->job_err == 1)
+		xfer_finish(x, WIRE_STATUS_OK, 0, NULL);
+	else if (x->cancel)
+		xfer_finish_error(x, ECANCELED);
+	else if (x->cold) {
+		/* The disk has been read: back to the loop, which probes again. */
+		x->cold = false;
+		x->on_worker = false;
+		xfer_run_loop(x, x->p.chunk);
+	} else
+		xfer_queue_job(x);
+}
+
+void
+xfer_queue_job(struct xfer *x)
+{
+	int r;
+
+	xfer_own_line(x);
+	x->work.data = x;
+	r = pool_queue_work(x->loop, &x->work, work_cb, after_work_cb);
+	if (r < 0) {
+		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot queue work");
+		return;
+	}
+	x->job_queued = true;
+	/* Watches the job's time slice (see SLICE_MS). */
+	(void)xfer_start_kick_timer(x, SLICE_MS / 4);
+}
+
+void
+xfer_kick(struct xfer *x)
+{
+	pthread_mutex_lock(&x->mtx);
+	if (x->in_syscall)
+		pthread_kill(x->thread, KICK_SIGNAL);
+	pthread_mutex_unlock(&x->mtx);
+}
+
+static void
+on_kick_timer(uv_timer_t *t)
+{
+	struct xfer *x = t->data;
+
+	pthread_mutex_lock(&x->mtx);
+	/* Cancelled: interrupt until the job notices. Running past its slice:
+	 * ask it to yield, and interrupt a syscall that may never return. */
+	if (!x->cancel && x->job_start && mono_ms() - x->job_start >= SLICE_MS)
+		x->yield = true;
+	if ((x->cancel || x->yield) && x->in_syscall)
+		pthread_kill(x->thread, KICK_SIGNAL);
+	pthread_mutex_unlock(&x->mtx);
+}
+
+int
+xfer_kick_timer(struct xfer *x)
+{
+	int r;
+
+	if (x->kick_timer_init)
+		return 0;
+	r = uv_timer_init(x->loop, &x->kick_timer);
+	if (r < 0)
+		return r;
+	x->kick_timer.data = x;
+	x->kick_timer_init = true;
+	return 0;
+}
+
+int
+xfer_start_kick_timer(struct xfer *x, uint64_t period_ms)
+{
+	int r = xfer_kick_timer(x);
+
+	if (r < 0)
+		return r;
+	return uv_timer_start(&x->kick_timer, on_kick_timer, period_ms, period_ms);
+}
