@@ -359,21 +359,20 @@ func (c *Client) SendFile(ctx context.Context, dst, src syscall.Conn, offset, co
 		req.ID = c.ids.Add(1)
 		rec, _ := wire.AppendRequest(make([]byte, 0, 32), &req)
 		ch := make(chan reply, 1)
-		var sendErr, ctlErr error
+		sent := false
+		var sendErr, srcErr error
 		// The descriptors are valid, and cannot be closed and reused by
 		// another goroutine, while Control runs.
-		ctlErr = draw.Control(func(dfd uintptr) {
-			ctlErr2 := sraw.Control(func(sfd uintptr) {
+		dstErr := draw.Control(func(dfd uintptr) {
+			srcErr = sraw.Control(func(sfd uintptr) {
+				sent = true
 				sendErr = cn.send(rec, syscall.UnixRights(int(dfd), int(sfd)), req.ID, ch)
 			})
-			if ctlErr2 != nil {
-				ctlErr = ctlErr2
-			}
 		})
 		runtime.KeepAlive(dst)
 		runtime.KeepAlive(src)
-		if ctlErr != nil {
-			return fail(ErrInvalidArgument, syscall.EBADF, ctlErr)
+		if !sent {
+			return fail(ErrInvalidArgument, syscall.EBADF, errors.Join(dstErr, srcErr))
 		}
 		if sendErr == errConnDead {
 			// The connection ended before the record could be sent.
