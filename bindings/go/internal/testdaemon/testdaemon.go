@@ -107,6 +107,34 @@ func Start(t testing.TB, args ...string) *Daemon {
 	return d
 }
 
+// StartAt starts a daemon on the socket path of another one (to take over
+// from it); it is killed when the test ends.
+func StartAt(t testing.TB, path string, args ...string) *Daemon {
+	t.Helper()
+	dir := filepath.Dir(path)
+	d := &Daemon{Path: path, Dir: dir, bin: Binary(t), args: args,
+		log: filepath.Join(dir, fmt.Sprintf("daemon-%d.log", time.Now().UnixNano()))}
+	t.Cleanup(d.Kill)
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Signal sends sig to the daemon without waiting.
+func (d *Daemon) Signal(sig syscall.Signal) { d.cmd.Process.Signal(sig) }
+
+// Wait waits (up to 60 s) for the daemon to exit, and returns how it did.
+func (d *Daemon) Wait() error {
+	select {
+	case err := <-d.wait:
+		d.wait <- err
+		return err
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("sendfiled did not exit")
+	}
+}
+
 // Start starts the daemon process (again) and waits until it accepts.
 func (d *Daemon) Start() error {
 	logf, err := os.OpenFile(d.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
