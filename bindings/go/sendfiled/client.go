@@ -68,6 +68,10 @@ const (
 	retryMax      = 50
 	retryStep     = 10 * time.Millisecond
 	retryMaxPause = 50 * time.Millisecond
+	// After connecting failed for good, calls in the next retryQuiet
+	// try to connect once, without waiting, so that callers that fall
+	// back to sending in-process when the daemon is away do so at once.
+	retryQuiet = time.Second
 )
 
 // Options are the optional parameters of SendFile. The zero value (or a nil
@@ -138,6 +142,7 @@ type Client struct {
 	closed bool
 
 	dialMu sync.Mutex // one goroutine dials while the others wait for it
+	gaveUp time.Time  // when connecting failed last, under dialMu
 	wg     sync.WaitGroup
 }
 
@@ -236,6 +241,7 @@ func (c *Client) get(ctx context.Context, attempts *int) (*conn, error) {
 		}
 		uc, err := dial(ctx, c.path)
 		if err == nil {
+			c.gaveUp = time.Time{}
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			if c.closed {
@@ -245,15 +251,15 @@ func (c *Client) get(ctx context.Context, attempts *int) (*conn, error) {
 			return c.adopt(uc), nil
 		}
 		// While nothing listens (a daemon that binds its own socket is
-		// restarting), wait and try again.
+		// restarting), wait and try again; but not again and again for
+		// every call while the daemon stays away.
 		if ctx.Err() != nil || (err != syscall.ECONNREFUSED && err != syscall.ENOENT &&
-			err != syscall.EAGAIN) || *attempts+1 >= retryMax {
+			err != syscall.EAGAIN) || *attempts+1 >= retryMax ||
+			time.Since(c.gaveUp) < retryQuiet || !pause(ctx, *attempts+1) {
+			c.gaveUp = time.Now()
 			return nil, &Error{Op: "dial", Path: c.path, Kind: ErrUnavailable, Err: err}
 		}
 		*attempts++
-		if !pause(ctx, *attempts) {
-			return nil, &Error{Op: "dial", Path: c.path, Kind: ErrUnavailable, Err: err}
-		}
 	}
 }
 
@@ -321,7 +327,9 @@ func pause(ctx context.Context, attempt int) bool {
 // nothing with (it answered StatusShuttingDown, or closed the connection
 // without reading it) is sent again on a new connection. A request the
 // daemon may have started is never sent twice: if the connection ends after
-// the daemon read it, the error matches ErrUnavailable.
+// the daemon read it, the error matches ErrUnavailable. While nothing
+// listens on the socket, connecting is retried for up to about 2.4 s (never
+// past ctx); once that has failed, calls in the next second try once.
 func (c *Client) SendFile(ctx context.Context, dst, src syscall.Conn, offset, count int64, opts *Options) (Result, error) {
 	fail := func(kind error, errno syscall.Errno, cause error) (Result, error) {
 		res := Result{Errno: errno}
