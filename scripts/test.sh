@@ -3,7 +3,8 @@
 # valgrind), integration tests against a real daemon, fuzz-corpus replay,
 # control plane, systemd integration, the raw protocol from another language,
 # the format check; the C suites again under AddressSanitizer and
-# UndefinedBehaviorSanitizer; then the Python binding's tests.
+# UndefinedBehaviorSanitizer; then the Python binding's and the Go module's
+# tests.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -23,5 +24,6 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print
 if [ -x bindings/python/run-tests.sh ]; then
 	bindings/python/run-tests.sh build-test
 fi
+bindings/go/run-tests.sh build-test
 
 echo "all test suites passed"
