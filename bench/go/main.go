@@ -11,8 +11,8 @@
 // to the end.
 //
 // For each file size, -rounds rounds run both variants back to back, the
-// order flipped every round. A run moves about -bytes bytes (at least
-// -min-requests requests). Measured per run: requests per second (wall
+// order flipped every round. A run moves about -bytes bytes (at least 4
+// requests per connection). Measured per run: requests per second (wall
 // clock), and the CPU time of the server process plus the daemon, per
 // request. The statistic reported is the median over the rounds of each;
 // the spread is the minimum and maximum.
@@ -35,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sendfiled/sendfiled/bindings/go/sendfiled"
@@ -49,7 +50,6 @@ func main() {
 	rounds := flag.Int("rounds", 7, "rounds (each runs both variants)")
 	conns := flag.Int("conns", 8, "concurrent keep-alive connections")
 	totalBytes := flag.Int64("bytes", 1<<30, "bytes per run")
-	minRequests := flag.Int("min-requests", 4000, "requests per run, at least")
 	flag.Parse()
 	if *serve != "" {
 		runServer(*serve, *socket)
@@ -70,12 +70,14 @@ func main() {
 	sock := filepath.Join(dir, "sendfiled.sock")
 	daemon := exec.Command(*daemonBin, "--socket", sock, "--log-level", "warning")
 	daemon.Stderr = os.Stderr
+	daemon.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	check(daemon.Start())
 	defer func() { daemon.Process.Kill(); daemon.Wait() }()
 	waitSocket(sock)
 
 	srv := exec.Command(os.Args[0], "-serve", dir, "-socket", sock)
 	srv.Stderr = os.Stderr
+	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := srv.StdoutPipe()
 	check(err)
 	check(srv.Start())
@@ -91,15 +93,11 @@ func main() {
 	}
 	variants := []struct{ name, addr string }{{"net/http", addrs[0]}, {"sendfiled", addrs[1]}}
 
-	fmt.Printf("conns=%d rounds=%d bytes/run=%d min-requests=%d\n",
-		*conns, *rounds, *totalBytes, *minRequests)
+	fmt.Printf("conns=%d rounds=%d bytes/run=%d\n", *conns, *rounds, *totalBytes)
 	fmt.Printf("%-6s %-10s %12s %12s %14s   %s\n", "size", "variant", "req/s", "MB/s", "CPU µs/req",
 		"req/s min..max")
 	for _, sz := range sizes {
-		n := int(*totalBytes / sz)
-		if n < *minRequests {
-			n = *minRequests
-		}
+		n := max(int(*totalBytes/sz), 4**conns)
 		res := map[string][]run{}
 		// One unmeasured run of each to warm the page cache and connections.
 		for _, v := range variants {
