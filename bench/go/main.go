@@ -46,7 +46,7 @@ func main() {
 	serve := flag.String("serve", "", "internal: serve DIR (the server process)")
 	socket := flag.String("socket", "", "internal: the daemon's socket")
 	daemonBin := flag.String("daemon", "../../build/daemon/sendfiled", "the sendfiled binary")
-	sizesFlag := flag.String("sizes", "16K,1M,32M", "file sizes")
+	sizesFlag := flag.String("sizes", "16K,256K,1M,32M", "file sizes")
 	rounds := flag.Int("rounds", 7, "rounds (each runs both variants)")
 	conns := flag.Int("conns", 8, "concurrent keep-alive connections")
 	totalBytes := flag.Int64("bytes", 1<<30, "bytes per run")
