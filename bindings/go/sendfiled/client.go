@@ -193,7 +193,7 @@ func dial(ctx context.Context, path string) (*net.UnixConn, error) {
 
 // adopt makes uc the current connection. c.mu is held.
 func (c *Client) adopt(uc *net.UnixConn) *conn {
-	cn := &conn{cl: c, uc: uc, pending: make(map[uint64]chan reply)}
+	cn := &conn{cl: c, uc: uc, pending: make(map[uint64]chan reply), done: make(chan struct{})}
 	c.conns[cn] = struct{}{}
 	c.cur = cn
 	c.wg.Add(1)
@@ -390,15 +390,24 @@ func (c *Client) SendFile(ctx context.Context, dst, src syscall.Conn, offset, co
 			attempts++
 			continue
 		}
+		if sendErr != nil && wentAway(sendErr) {
+			// The daemon closed the connection: what it said before
+			// (a refusal) explains it better than EPIPE does.
+			if e := cn.ended(); e.Kind != ErrUnavailable {
+				return Result{}, e.withOp("sendfile")
+			}
+		}
 		if sendErr != nil {
 			// The daemon went away: sendmsg never took the record.
 			if wentAway(sendErr) && attempts+1 < retryMax {
 				attempts++
-				cn.markDead()
 				continue
 			}
 			if wentAway(sendErr) {
 				return fail(ErrUnavailable, errnoOf(sendErr), sendErr)
+			}
+			if errors.Is(sendErr, net.ErrClosed) { // Close ran meanwhile
+				return fail(ErrClosed, 0, nil)
 			}
 			return fail(ErrIO, errnoOf(sendErr), sendErr)
 		}
@@ -455,8 +464,8 @@ func (c *Client) Ping(ctx context.Context) error {
 	rec, _ := wire.AppendRequest(make([]byte, 0, 16), &wire.Request{ID: id, Op: wire.OpPing})
 	ch := make(chan reply, 1)
 	if err := cn.send(rec, nil, id, ch); err != nil {
-		if cerr := cn.deadErr(); cerr != nil {
-			return cerr.withOp("ping")
+		if err == errConnDead || wentAway(err) {
+			return cn.ended().withOp("ping")
 		}
 		return &Error{Op: "ping", Path: c.path, Kind: ErrUnavailable, Err: err}
 	}
@@ -509,6 +518,15 @@ type conn struct {
 	lastSent uint64
 	draining bool   // the daemon is shutting down: send nothing new here
 	err      *Error // set once the connection has ended
+
+	done chan struct{} // closed when the connection has ended
+}
+
+// ended waits for the reader to end the connection (the daemon closed it:
+// the reader gets there once it has read what came before) and returns why.
+func (cn *conn) ended() *Error {
+	<-cn.done
+	return cn.deadErr()
 }
 
 // send sends one record with its descriptors (borrowed: the kernel passes
@@ -551,14 +569,6 @@ func (cn *conn) deadErr() *Error {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	return cn.err
-}
-
-// markDead stops new requests from using cn: the daemon has closed it, and
-// the reader ends it once it has read what came before.
-func (cn *conn) markDead() {
-	cn.mu.Lock()
-	cn.draining = true
-	cn.mu.Unlock()
 }
 
 // read reads the replies until the connection ends, and routes each to the
@@ -637,6 +647,7 @@ func (cn *conn) end(kind error, errno syscall.Errno, resetSeen bool) {
 func (cn *conn) endWith(e *Error, resetSeen bool) {
 	cn.mu.Lock()
 	cn.err = e
+	close(cn.done)
 	pending := cn.pending
 	cn.pending = nil
 	last := cn.lastSent

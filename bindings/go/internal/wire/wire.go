@@ -213,3 +213,85 @@ func DecodeResponse(p []byte) (Response, error) {
 	}
 	return r, nil
 }
+
+// DecodeRequest parses one Request record, as the daemon would: it is what
+// tests that play the daemon's part need. Reserved Sendfile fields are
+// skipped.
+func DecodeRequest(p []byte) (Request, error) {
+	var r Request
+	err := walk(p, func(field uint64, wt int, v uint64, b []byte) bool {
+		switch {
+		case field == 1 && wt == wtVarint:
+			r.ID = v
+		case field >= 2 && field <= 4 && wt == wtLen:
+			r.Op = Op(field - 1)
+			r.Offset, r.Count, r.HasCount, r.NoFallback, r.Target = 0, 0, false, false, 0
+			return walk(b, func(f uint64, wt int, v uint64, _ []byte) bool {
+				if wt != wtVarint {
+					// Only an unknown field may be something else.
+					known := (field == 2 && f <= 6) || (field == 3 && f == 1)
+					return !known
+				}
+				switch {
+				case field == 2 && f == 1:
+					r.Offset = v
+				case field == 2 && f == 2:
+					r.Count, r.HasCount = v, true
+				case field == 2 && f == 3:
+					r.NoFallback = v == 0
+				case field == 3 && f == 1:
+					r.Target = v
+				}
+				return true
+			}) == nil
+		case field <= 4:
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return Request{}, err
+	}
+	return r, nil
+}
+
+// walk calls fn for each top-level field of p: its number, wire type, and
+// value (varints) or bytes (length-delimited). fn returns false to reject.
+func walk(p []byte, fn func(field uint64, wt int, v uint64, b []byte) bool) error {
+	for i := 0; i < len(p); {
+		key, j, ok := readVarint(p, i)
+		if !ok || key>>3 == 0 {
+			return ErrMalformed
+		}
+		i = j
+		var v uint64
+		var b []byte
+		switch wt := int(key & 7); wt {
+		case wtVarint:
+			if v, i, ok = readVarint(p, i); !ok {
+				return ErrMalformed
+			}
+		case wtLen:
+			n, j, ok := readVarint(p, i)
+			if !ok || n > uint64(len(p)-j) {
+				return ErrMalformed
+			}
+			b, i = p[j:j+int(n)], j+int(n)
+		case wtI64, wtI32:
+			n := 8
+			if wt == wtI32 {
+				n = 4
+			}
+			if len(p)-i < n {
+				return ErrMalformed
+			}
+			i += n
+		default:
+			return ErrMalformed
+		}
+		if !fn(key>>3, int(key&7), v, b) {
+			return ErrMalformed
+		}
+	}
+	return nil
+}

@@ -203,3 +203,26 @@ func FuzzDecodeResponse(f *testing.F) {
 		}
 	})
 }
+
+func TestRequestRoundTrip(t *testing.T) {
+	for _, r := range []Request{
+		{ID: 1, Op: OpSendfile},
+		{ID: 2, Op: OpSendfile, Offset: 1 << 40, Count: 7, HasCount: true, NoFallback: true},
+		{ID: 1<<64 - 1, Op: OpCancel, Target: 99},
+		{ID: 3, Op: OpPing},
+	} {
+		b, err := AppendRequest(nil, &r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeRequest(b)
+		if err != nil || got != r {
+			t.Errorf("%+v -> %x -> %+v, %v", r, b, got, err)
+		}
+	}
+	for _, in := range []string{"08", "12 05 08", "0a 00", "12 02 0a 00"} {
+		if r, err := DecodeRequest(unhex(t, in)); err == nil {
+			t.Errorf("%s: decoded as %+v", in, r)
+		}
+	}
+}
