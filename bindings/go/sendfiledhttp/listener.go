@@ -55,6 +55,7 @@ type Stats struct {
 	Offloaded      atomic.Int64 // bodies (or parts) sent by the daemon
 	OffloadedBytes atomic.Int64 // their bytes
 	Fallbacks      atomic.Int64 // bodies sent in-process because the daemon declined or was away
+	Small          atomic.Int64 // bodies sent in-process because they were under MinSize
 }
 
 // Listener is a net.Listener whose connections send file bodies through
@@ -62,6 +63,14 @@ type Stats struct {
 type Listener struct {
 	net.Listener
 	client *sendfiled.Client
+	// MinSize is the smallest body (what is left of it after the first
+	// 512 bytes) handed to the daemon; smaller ones are sent in-process,
+	// with Go's own sendfile(2), which is quicker for them than a round
+	// trip to the daemon (see bench/go/RESULTS.md). It applies to copies
+	// of a known length, which is how net/http copies files. 0, the
+	// default, sends every file body through the daemon. Set it before
+	// Serve.
+	MinSize int64
 	// Stats counts the bodies sent by the daemon and in-process.
 	Stats Stats
 }
@@ -79,13 +88,13 @@ func (l *Listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return wrap(nc, l.client, &l.Stats), nil
+	return wrap(nc, l.client, &l.Stats, l.MinSize), nil
 }
 
 // NewConn wraps one connection the way a Listener does: nc must be a
 // *net.TCPConn or *net.UnixConn, else it is returned as it is.
 func NewConn(nc net.Conn, client *sendfiled.Client) net.Conn {
-	return wrap(nc, client, nil)
+	return wrap(nc, client, nil, 0)
 }
 
 // stream is what the daemon can send to, and what Go already knows how to
@@ -97,7 +106,7 @@ type stream interface {
 	CloseWrite() error
 }
 
-func wrap(nc net.Conn, client *sendfiled.Client, stats *Stats) net.Conn {
+func wrap(nc net.Conn, client *sendfiled.Client, stats *Stats, minSize int64) net.Conn {
 	s, ok := nc.(stream)
 	if !ok {
 		return nc
@@ -105,14 +114,15 @@ func wrap(nc net.Conn, client *sendfiled.Client, stats *Stats) net.Conn {
 	if stats == nil {
 		stats = new(Stats)
 	}
-	return &conn{stream: s, client: client, stats: stats}
+	return &conn{stream: s, client: client, stats: stats, minSize: minSize}
 }
 
 // conn is an accepted connection whose ReadFrom goes through the daemon.
 type conn struct {
 	stream
-	client *sendfiled.Client
-	stats  *Stats
+	client  *sendfiled.Client
+	stats   *Stats
+	minSize int64
 
 	mu            sync.Mutex
 	writeDeadline time.Time
@@ -155,6 +165,10 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 	}
 	if lr != nil && n <= 0 {
 		return 0, nil
+	}
+	if c.minSize > 0 && lr != nil && n < c.minSize {
+		c.stats.Small.Add(1)
+		return c.stream.ReadFrom(r)
 	}
 	off, err := f.Seek(0, io.SeekCurrent)
 	if err != nil {

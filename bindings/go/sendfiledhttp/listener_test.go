@@ -35,7 +35,7 @@ type server struct {
 
 // start serves one file with http.ServeContent over a listener of this
 // package, and returns an HTTP client that counts its connections.
-func start(t *testing.T, c *sendfiled.Client) *server {
+func start(t *testing.T, c *sendfiled.Client, minSize ...int64) *server {
 	t.Helper()
 	dir := t.TempDir()
 	data := make([]byte, size)
@@ -50,6 +50,9 @@ func start(t *testing.T, c *sendfiled.Client) *server {
 	}
 	s := &server{url: "http://" + l.Addr().String() + "/file.bin", data: data}
 	s.ln = sendfiledhttp.NewListener(l, c)
+	if len(minSize) > 0 {
+		s.ln.MinSize = minSize[0]
+	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, err := os.Open(path)
 		if err != nil {
@@ -215,6 +218,31 @@ func TestServeContent(t *testing.T) {
 	c.Close()
 	if n := d.WaitFDCount(base, 10*time.Second); n != base {
 		t.Errorf("the daemon holds %d descriptors, %d before", n, base)
+	}
+}
+
+// Bodies under MinSize are sent in-process, the others by the daemon.
+func TestMinSize(t *testing.T) {
+	checkLeaks(t)
+	d := testdaemon.Start(t)
+	c, err := sendfiled.Dial(d.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := start(t, c, 100000)
+	before := d.Stats(t)
+	small := s.get(t, "GET", "Range", "bytes=0-99999")
+	big := s.get(t, "GET", "Range", "bytes=0-100999")
+	if small.status != 206 || small.sum != sha256.Sum256(s.data[:100000]) ||
+		big.status != 206 || big.sum != sha256.Sum256(s.data[:101000]) {
+		t.Fatalf("%d, %d bytes; %d, %d bytes", small.status, small.n, big.status, big.n)
+	}
+	after := d.Stats(t)
+	if s.ln.Stats.Small.Load() != 1 || s.ln.Stats.Offloaded.Load() != 1 ||
+		after.BytesSent-before.BytesSent != 101000-512 {
+		t.Errorf("%d small, %d offloaded, the daemon sent %d bytes", s.ln.Stats.Small.Load(),
+			s.ln.Stats.Offloaded.Load(), after.BytesSent-before.BytesSent)
 	}
 }
 
