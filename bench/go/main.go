@@ -4,14 +4,15 @@
 //	go run . -daemon ../../build/daemon/sendfiled
 //
 // It starts a daemon on a temporary socket and a server process (this
-// program again, with -serve) that listens on two ports: one plain net/http
-// listener, and one wrapped by sendfiledhttp.NewListener. Both serve the
-// same files with http.FileServer. This process is the load: -conns
+// program again, with -serve) that listens on three ports: a plain net/http
+// listener ("net/http"), one wrapped by sendfiledhttp.NewListener
+// ("sendfiled"), and one wrapped with MinSize 256 KiB ("min256K": smaller
+// bodies sent in-process). All serve the same files with http.FileServer. This process is the load: -conns
 // keep-alive connections fetching one file over and over, reading each body
 // to the end.
 //
-// For each file size, -rounds rounds run both variants back to back, the
-// order flipped every round. A run moves about -bytes bytes (at least 4
+// For each file size, -rounds rounds run the variants back to back, the
+// order rotated every round. A run moves about -bytes bytes (at least 4
 // requests per connection). Measured per run: requests per second (wall
 // clock), and the CPU time of the server process plus the daemon, per
 // request. The statistic reported is the median over the rounds of each;
@@ -82,16 +83,18 @@ func main() {
 	check(err)
 	check(srv.Start())
 	defer func() { srv.Process.Kill(); srv.Wait() }()
-	// The server prints its two addresses: plain, then through the daemon.
+	// The server prints its addresses: plain, through the daemon, and
+	// through the daemon from minSize up.
 	sc := bufio.NewScanner(out)
 	var addrs []string
-	for len(addrs) < 2 && sc.Scan() {
+	for len(addrs) < 3 && sc.Scan() {
 		addrs = append(addrs, strings.TrimSpace(sc.Text()))
 	}
-	if len(addrs) < 2 {
+	if len(addrs) < 3 {
 		log.Fatal("the server did not start")
 	}
-	variants := []struct{ name, addr string }{{"net/http", addrs[0]}, {"sendfiled", addrs[1]}}
+	variants := []struct{ name, addr string }{{"net/http", addrs[0]}, {"sendfiled", addrs[1]},
+		{"min256K", addrs[2]}}
 
 	fmt.Printf("conns=%d rounds=%d bytes/run=%d\n", *conns, *rounds, *totalBytes)
 	fmt.Printf("%-6s %-10s %12s %12s %14s   %s\n", "size", "variant", "req/s", "MB/s", "CPU µs/req",
@@ -104,11 +107,9 @@ func main() {
 			load(v.addr, name(sz), *conns, *conns*4, srv.Process.Pid, daemon.Process.Pid)
 		}
 		for r := 0; r < *rounds; r++ {
-			order := []int{0, 1}
-			if r%2 == 1 {
-				order = []int{1, 0}
-			}
-			for _, i := range order {
+			// Each variant in each place of the order, in turn.
+			for k := range variants {
+				i := (k + r) % len(variants)
 				v := variants[i]
 				res[v.name] = append(res[v.name], load(v.addr, name(sz), *conns, n, srv.Process.Pid,
 					daemon.Process.Pid))
@@ -128,6 +129,9 @@ func main() {
 		}
 	}
 }
+
+// minSize is the MinSize of the third variant.
+const minSize = 256 << 10
 
 type run struct {
 	requests int
@@ -199,11 +203,17 @@ func runServer(dir, socket string) {
 	check(err)
 	wrapped, err := net.Listen("tcp", "127.0.0.1:0")
 	check(err)
+	mixed, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
 	fmt.Println(plain.Addr())
 	fmt.Println(wrapped.Addr())
+	fmt.Println(mixed.Addr())
 	go func() { check(http.Serve(plain, h)) }()
 	sl := sendfiledhttp.NewListener(wrapped, client)
 	go func() { check(http.Serve(sl, h)) }()
+	ml := sendfiledhttp.NewListener(mixed, client)
+	ml.MinSize = minSize
+	go func() { check(http.Serve(ml, h)) }()
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	<-ctx.Done()
