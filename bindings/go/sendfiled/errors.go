@@ -47,6 +47,7 @@ func (s Status) String() string {
 // Method tells how the daemon moved the bytes.
 type Method int32
 
+// The methods, with the wire's values.
 const (
 	MethodNone      Method = 0
 	MethodSendfile  Method = 1 // sendfile(2), zero-copy
