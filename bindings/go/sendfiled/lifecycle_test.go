@@ -175,3 +175,42 @@ func TestErrorStrings(t *testing.T) {
 		t.Error("String methods")
 	}
 }
+
+// Past the daemon's limit of requests in flight on a connection, a request
+// fails with ErrLimit and EBUSY, sending nothing.
+func TestLimit(t *testing.T) {
+	_, c := setup(t, "--max-in-flight", "2")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		p := newIdlePeer(t)
+		f := open(t, largePath)
+		go func() {
+			_, err := c.SendFile(ctx, p.Conn, f, 0, 0, nil)
+			done <- err
+		}()
+		// In flight once the peer sees its first byte.
+		if _, err := p.server.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newPeer(t)
+	f := open(t, smallPath)
+	res, err := c.SendFile(context.Background(), p.Conn, f, 0, 0, nil)
+	if !errors.Is(err, sendfiled.ErrLimit) || !errors.Is(err, syscall.EBUSY) || res.Status != sendfiled.StatusLimit {
+		t.Errorf("a third request: %+v, %v; want ErrLimit and EBUSY", res, err)
+	}
+	if res.BytesSent != 0 || position(t, f) != 0 {
+		t.Errorf("sent %d", res.BytesSent)
+	}
+	cancel()
+	for i := 0; i < 2; i++ {
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("a transfer in flight: %v, want context.Canceled", err)
+		}
+	}
+	if got := p.finish(t); got.n != 0 {
+		t.Errorf("the third peer received %d bytes", got.n)
+	}
+}
