@@ -131,7 +131,9 @@ func (rawFD) Write(func(uintptr) bool) error { return errors.ErrUnsupported }
 
 // Client is a connection to the daemon. It is safe for concurrent use by
 // multiple goroutines; requests from all of them share the connection.
-// When the daemon restarts, the Client connects again by itself.
+// When the daemon restarts, the Client connects again by itself. When the
+// daemon refuses this user (its allow-list), that call and every later one
+// fail with ErrPermissionDenied (and syscall.EACCES).
 type Client struct {
 	path string
 	ids  atomic.Uint64
@@ -140,6 +142,9 @@ type Client struct {
 	cur    *conn              // where new requests go; nil when none is usable
 	conns  map[*conn]struct{} // every open connection (old ones finish their requests)
 	closed bool
+	// The daemon refused this user (its allow-list): every later call
+	// fails the same way, as with libsendfiled.
+	refused *Error
 
 	dialMu sync.Mutex // one goroutine dials while the others wait for it
 	gaveUp time.Time  // when connecting failed last, under dialMu
@@ -229,7 +234,7 @@ func (c *Client) Close() error {
 // get returns a connection to send a request on, connecting (again) when
 // there is none: at first use after a daemon went away, or once the daemon
 // said it is shutting down. *attempts counts connects that failed.
-func (c *Client) get(ctx context.Context, attempts *int) (*conn, error) {
+func (c *Client) get(ctx context.Context, attempts *int) (*conn, *Error) {
 	if cn, err := c.usable(); cn != nil || err != nil {
 		return cn, err
 	}
@@ -263,11 +268,14 @@ func (c *Client) get(ctx context.Context, attempts *int) (*conn, error) {
 	}
 }
 
-func (c *Client) usable() (*conn, error) {
+func (c *Client) usable() (*conn, *Error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, &Error{Op: "sendfile", Path: c.path, Kind: ErrClosed}
+	}
+	if c.refused != nil {
+		return nil, c.refused
 	}
 	if cn := c.cur; cn != nil {
 		cn.mu.Lock()
@@ -362,7 +370,7 @@ func (c *Client) SendFile(ctx context.Context, dst, src syscall.Conn, offset, co
 		}
 		cn, err := c.get(ctx, &attempts)
 		if err != nil {
-			return Result{}, err
+			return Result{}, err.withOp("sendfile")
 		}
 		req.ID = c.ids.Add(1)
 		rec, _ := wire.AppendRequest(make([]byte, 0, 32), &req)
@@ -458,7 +466,7 @@ func (c *Client) Ping(ctx context.Context) error {
 	attempts := 0
 	cn, err := c.get(ctx, &attempts)
 	if err != nil {
-		return err
+		return err.withOp("ping")
 	}
 	id := c.ids.Add(1)
 	rec, _ := wire.AppendRequest(make([]byte, 0, 16), &wire.Request{ID: id, Op: wire.OpPing})
@@ -658,6 +666,9 @@ func (cn *conn) endWith(e *Error, resetSeen bool) {
 	cn.uc.Close()
 	c := cn.cl
 	c.mu.Lock()
+	if e.Kind == ErrPermissionDenied && c.refused == nil {
+		c.refused = e
+	}
 	delete(c.conns, cn)
 	if c.cur == cn {
 		c.cur = nil

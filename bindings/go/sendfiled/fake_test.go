@@ -222,9 +222,27 @@ func TestFakeRefused(t *testing.T) {
 	// The allow-list refusal: id 0, PERMISSION_DENIED, EACCES; then the end.
 	reply(t, c1, []byte{0x08, 0, 0x10, 9, 0x18, byte(syscall.EACCES)})
 	c1.Close()
-	err = c.Ping(context.Background())
-	if !errors.Is(err, sendfiled.ErrPermissionDenied) || !errors.Is(err, syscall.EACCES) {
-		t.Errorf("Ping: %v, want ErrPermissionDenied and EACCES", err)
+	// Whether the refusal has been read yet or not, and every time after.
+	// (A bound on the wait, so that a client that waits for a reply
+	// that cannot come fails the test instead of hanging it.)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := 0; i < 3; i++ {
+		err = c.Ping(ctx)
+		if !errors.Is(err, sendfiled.ErrPermissionDenied) || !errors.Is(err, syscall.EACCES) {
+			t.Errorf("Ping: %v, want ErrPermissionDenied and EACCES", err)
+		}
+		p := newPeer(t)
+		_, err = c.SendFile(context.Background(), p.Conn, open(t, smallPath), 0, 0, nil)
+		if !errors.Is(err, sendfiled.ErrPermissionDenied) {
+			t.Errorf("SendFile: %v, want ErrPermissionDenied", err)
+		}
+		p.finish(t)
+	}
+	select {
+	case <-fk.conns:
+		t.Error("the client connected again after the refusal")
+	default:
 	}
 }
 
