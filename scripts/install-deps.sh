@@ -43,3 +43,25 @@ if [ "${1:-0}" -lt 1 ] || { [ "${1:-0}" -eq 1 ] && [ "${2:-0}" -lt 87 ]; }; then
 	echo "install-deps.sh: $(rustc --version) is too old: the Rust client needs 1.87 or later (rustup update)" >&2
 	exit 1
 fi
+
+# The Go module (bindings/go) needs Go 1.21 or later, with cgo for the race
+# detector: Debian's golang-go when no go is on PATH.
+if ! command -v go >/dev/null 2>&1; then
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+	echo "installing: golang-go" >&2
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends golang-go >&2
+fi
+if ! command -v go >/dev/null 2>&1; then
+	echo "install-deps.sh: no Go toolchain (go) after installing golang-go" >&2
+	exit 1
+fi
+gov=$(go env GOVERSION | sed 's/^go//')
+case $gov in
+1.[0-9] | 1.[0-9].* | 1.1[0-9] | 1.1[0-9].* | 1.20 | 1.20.*)
+	echo "install-deps.sh: Go $gov is too old for bindings/go (1.21 or later needed;" \
+		"on bookworm: apt-get install -t bookworm-backports golang-go)" >&2
+	exit 1
+	;;
+esac

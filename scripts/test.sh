@@ -4,8 +4,8 @@
 # control plane, systemd integration, the raw protocol from another language,
 # an install into a temporary prefix, the format check; the C suites again
 # under AddressSanitizer and UndefinedBehaviorSanitizer; then the bindings'
-# own tests (Python, Node.js; Rust: clippy, tests against the daemon, docs),
-# and the conformance cases through every client.
+# own tests (Python, Node.js, Go with the race detector; Rust: clippy, tests
+# against the daemon, docs), and the conformance cases through every client.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -26,6 +26,7 @@ if [ -x bindings/python/run-tests.sh ]; then
 	bindings/python/run-tests.sh build-test
 fi
 bindings/node/run-tests.sh build-test
+bindings/go/run-tests.sh build-test
 bindings/rust/run-tests.sh build-test
 
 # Every client against the one list of conformance cases (after the

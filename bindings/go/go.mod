@@ -1,0 +1,3 @@
+module github.com/sendfiled/sendfiled/bindings/go
+
+go 1.21
