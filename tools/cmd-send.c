@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "sendfilectl.h"
+#include "size.h"
 #include "wire.h"
 #include "sendfiled.h"
 
@@ -40,6 +41,7 @@ usage(FILE *f)
 	           "Options:\n"
 	           "  -o, --offset N      start at byte N of FILE (default 0)\n"
 	           "  -n, --count N       send N bytes (default: to the end of FILE)\n"
+	           "                      N is in bytes, or with a suffix: 4K, 1M, 2G (binary)\n"
 	           "      --no-fallback   fail rather than copy through user space when no\n"
 	           "                      zero-copy method applies\n"
 	           "  -t, --timeout-ms N  cancel the transfer after N milliseconds (default: -1,\n"
@@ -220,11 +222,11 @@ parse_args(int argc, char **argv, struct send_opts *ret)
 	while ((c = getopt_long(argc, argv, "o:n:t:jh", options, NULL)) != -1) {
 		switch (c) {
 		case 'o':
-			if (sfctl_parse_u64(optarg, &o.offset) < 0 || o.offset > INT64_MAX)
+			if (size_parse(optarg, &o.offset) < 0 || o.offset > INT64_MAX)
 				return sfctl_usage_error("send", "bad offset '%s'", optarg);
 			break;
 		case 'n':
-			if (sfctl_parse_u64(optarg, &o.count) < 0 || o.count == 0)
+			if (size_parse(optarg, &o.count) < 0 || o.count == 0)
 				return sfctl_usage_error("send",
 				                         "bad count '%s': give a positive number, "
 				                         "or no --count to send to the end",

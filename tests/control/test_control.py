@@ -198,6 +198,28 @@ def test_status_stats_metrics_limits(d):
     assert lim["max_in_flight_per_conn"] == 1024 and lim["max_record"] == 4096
 
 
+def test_send_sizes_with_suffixes(d):
+    """README's own example: --offset and --count take K, M, G suffixes, as
+    the daemon's sizes do."""
+    path = make_file(2 << 20)
+    try:
+        addr, t, res = receiver()
+        out = json.loads(d.ctl("send", "--offset", "4K", "--count", "1M", "--json",
+                               path, addr).stdout)
+        t.join(10)
+        assert out["status"] == "ok" and out["bytes_sent"] == 1 << 20, out
+        assert out["final_offset"] == 4096 + (1 << 20), out
+        with open(path, "rb") as f:
+            f.seek(4096)
+            want = hashlib.sha256(f.read(1 << 20)).hexdigest()
+        assert res["n"] == 1 << 20 and res["sha"].hexdigest() == want
+        for bad in ("1.5M", "1MB", "-1K", "1T"):
+            r = d.ctl("send", "--count", bad, path, addr, check=False)
+            assert r.returncode == 2 and bad in r.stderr, (bad, r)
+    finally:
+        os.unlink(path)
+
+
 def test_watch_list_cancel(d):
     path = make_file(64 << 20)
     try:
