@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
@@ -42,6 +44,44 @@ endpoint_url(const struct sfctl_global *g, bool events, char *url, size_t size)
 }
 
 /*
+ * Is there a socket at @url's path to dial? nng would dial a missing one again
+ * and again until the timeout, and then only say that nothing answered. A
+ * daemon that re-creates a dead listener unlinks its socket and binds it
+ * again at once, so a missing path is looked at a few more times, for a
+ * fifth of a second, before it is called missing.
+ * Return: 0, or a negative errno after saying on stderr what is wrong.
+ */
+static int
+endpoint_present(const char *url, const char *what)
+{
+	const char *path = url + strlen("ipc://");
+	struct stat st;
+	int r = 0;
+
+	for (int tries = 0; tries < 5; tries++) {
+		r = stat(path, &st) < 0 ? -errno : 0;
+		if (r != -ENOENT)
+			break;
+		nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
+	}
+	if (r == 0 && !S_ISSOCK(st.st_mode))
+		r = -ENOTSOCK;
+	/* Connecting to a socket needs write permission on it. */
+	if (r == 0 && access(path, W_OK) < 0)
+		r = -errno;
+	if (r == -ENOENT)
+		sfctl_error("no daemon %s socket at %s (is sendfiled running? with --no-control?)",
+		            what, path);
+	else if (r == -EACCES)
+		sfctl_error("%s socket %s: permission denied (it is for the daemon's user, its "
+		            "group with a socket group, and root)",
+		            what, path);
+	else if (r < 0)
+		sfctl_error("%s socket %s: %s", what, path, strerror(-r));
+	return r;
+}
+
+/*
  * One request, one reply. The dial does not wait: if the listener is being
  * re-created, nng reconnects and REQ re-sends within the timeout.
  * Return: SFCTL_EXIT_OK with *ret (free with ..._free_unpacked), or an exit code.
@@ -60,6 +100,8 @@ call(const struct sfctl_global *g, const Sendfiled__Control__V1__ControlRequest 
 		sfctl_error("control socket path too long");
 		return SFCTL_EXIT_USAGE;
 	}
+	if (endpoint_present(url, "control") < 0)
+		return SFCTL_EXIT_UNREACHABLE;
 	rv = nng_req0_open(&s);
 	if (rv != 0) {
 		sfctl_error("cannot open an nng socket: %s", nng_strerror(rv));
@@ -100,8 +142,9 @@ call(const struct sfctl_global *g, const Sendfiled__Control__V1__ControlRequest 
 		return SFCTL_EXIT_UNREACHABLE;
 	}
 	if ((*ret)->has_error && (*ret)->error) {
-		sfctl_error("%s (%s)", (*ret)->message ? (*ret)->message : "failed",
-		            strerror((*ret)->error));
+		/* The daemon's message says what its errno would, in its terms. */
+		sfctl_error("%s", (*ret)->message && *(*ret)->message ? (*ret)->message
+		                                                      : strerror((*ret)->error));
 		sendfiled__control__v1__control_response__free_unpacked(*ret, NULL);
 		return SFCTL_EXIT_FAILED;
 	}
@@ -110,38 +153,51 @@ call(const struct sfctl_global *g, const Sendfiled__Control__V1__ControlRequest 
 
 static Sendfiled__Control__V1__Empty empty = SENDFILED__CONTROL__V1__EMPTY__INIT;
 
-/* Parse "[--json]" for the commands that only take that. */
+/* Parse "[--json]" for the commands that only take that, and the global
+ * options. Return: the index of the first operand; -1 when --help was
+ * shown; or -SFCTL_EXIT_USAGE. */
 static int
-json_only(const char *cmd, int argc, char **argv, bool *json, const char *help)
+json_only(struct sfctl_global *g, const char *cmd, int argc, char **argv, bool *json,
+          const char *help)
 {
-	static const struct option opts[] = {
-	        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
-	int o;
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     SFCTL_GLOBAL_OPTIONS,
+	                                     SFCTL_GLOBAL_TIMEOUT,
+	                                     {0}};
+	int o, r;
 
-	while ((o = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "jh" SFCTL_GLOBAL_SHORT "t:", opts, NULL)) != -1) {
+		r = sfctl_global_option(g, o, optarg);
+		if (r == -EINVAL)
+			return -SFCTL_EXIT_USAGE;
+		if (r == 0)
+			continue;
 		if (o == 'j') {
 			*json = true;
 		} else if (o == 'h') {
 			printf("Usage: sendfilectl %s %s\n", cmd, help);
 			return -1;
 		} else {
-			return sfctl_usage_error(cmd, "bad option");
+			/* getopt has said what was wrong. */
+			fprintf(stderr, "Try 'sendfilectl %s --help'.\n", cmd);
+			return -SFCTL_EXIT_USAGE;
 		}
 	}
 	return optind;
 }
 
 int
-sfctl_cmd_status(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_status(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
 	bool json = false;
-	int r = json_only("status", argc, argv, &json, "[--json]\nShow the daemon's state.");
+	int r = json_only(g, "status", argc, argv, &json, "[--json]\nShow the daemon's state.");
 	Sendfiled__Control__V1__Status *s;
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc)
 		return sfctl_usage_error("status", "unexpected argument");
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_STATUS;
@@ -193,17 +249,17 @@ get_stats(const struct sfctl_global *g, Sendfiled__Control__V1__ControlResponse 
 }
 
 int
-sfctl_cmd_stats(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_stats(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlResponse *resp;
 	Sendfiled__Control__V1__Stats *s;
 	bool json = false;
-	int r = json_only("stats", argc, argv, &json,
+	int r = json_only(g, "stats", argc, argv, &json,
 	                  "[--json]\nShow counters: connections, requests, bytes, by status, by "
 	                  "method, per uid.");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc)
 		return sfctl_usage_error("stats", "unexpected argument");
 	r = get_stats(g, &resp);
@@ -266,16 +322,16 @@ sfctl_cmd_stats(const struct sfctl_global *g, int argc, char **argv)
 }
 
 int
-sfctl_cmd_metrics(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_metrics(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlResponse *resp;
 	Sendfiled__Control__V1__Stats *s;
 	bool json = false;
-	int r = json_only("metrics", argc, argv, &json,
+	int r = json_only(g, "metrics", argc, argv, &json,
 	                  "\nPrint the counters in Prometheus text exposition format.");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc || json)
 		return sfctl_usage_error("metrics", "unexpected argument");
 	r = get_stats(g, &resp);
@@ -325,15 +381,15 @@ sfctl_cmd_metrics(const struct sfctl_global *g, int argc, char **argv)
 }
 
 int
-sfctl_cmd_list(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_list(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
 	bool json = false;
-	int r = json_only("list", argc, argv, &json, "[--json]\nList the transfers in flight.");
+	int r = json_only(g, "list", argc, argv, &json, "[--json]\nList the transfers in flight.");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc)
 		return sfctl_usage_error("list", "unexpected argument");
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_LIST;
@@ -386,18 +442,18 @@ sfctl_cmd_list(const struct sfctl_global *g, int argc, char **argv)
 }
 
 int
-sfctl_cmd_cancel(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_cancel(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__CancelTransfer c = SENDFILED__CONTROL__V1__CANCEL_TRANSFER__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
 	bool json = false;
 	uint64_t id;
-	int r = json_only("cancel", argc, argv, &json,
+	int r = json_only(g, "cancel", argc, argv, &json,
 	                  "TRANSFER\nCancel a transfer (its id as shown by 'list').");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc - 1 || sfctl_parse_u64(argv[r], &id) < 0)
 		return sfctl_usage_error("cancel", "expected one transfer id");
 	c.has_transfer = true;
@@ -413,17 +469,17 @@ sfctl_cmd_cancel(const struct sfctl_global *g, int argc, char **argv)
 }
 
 int
-sfctl_cmd_drain(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_drain(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
 	bool json = false;
-	int r = json_only("drain", argc, argv, &json,
+	int r = json_only(g, "drain", argc, argv, &json,
 	                  "\nStop accepting, let transfers in flight finish (up to the drain "
 	                  "timeout), then exit.");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc)
 		return sfctl_usage_error("drain", "unexpected argument");
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_DRAIN;
@@ -437,17 +493,17 @@ sfctl_cmd_drain(const struct sfctl_global *g, int argc, char **argv)
 }
 
 int
-sfctl_cmd_log_level(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_log_level(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__SetLogLevel l = SENDFILED__CONTROL__V1__SET_LOG_LEVEL__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
 	bool json = false;
-	int r = json_only("log-level", argc, argv, &json,
+	int r = json_only(g, "log-level", argc, argv, &json,
 	                  "LEVEL\nSet the daemon's log level: err, warning, notice, info, debug.");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc - 1)
 		return sfctl_usage_error("log-level", "expected one level");
 	l.level = argv[r];
@@ -462,16 +518,16 @@ sfctl_cmd_log_level(const struct sfctl_global *g, int argc, char **argv)
 }
 
 int
-sfctl_cmd_limits(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_limits(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__Limits *l;
 	Sendfiled__Control__V1__ControlResponse *resp;
 	bool json = false;
-	int r = json_only("limits", argc, argv, &json, "[--json]\nShow the daemon's limits.");
+	int r = json_only(g, "limits", argc, argv, &json, "[--json]\nShow the daemon's limits.");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc)
 		return sfctl_usage_error("limits", "unexpected argument");
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_LIMITS;
@@ -577,22 +633,29 @@ print_event(const Sendfiled__Control__V1__Event *ev, bool json)
 
 /* Return: -1 to go on, or an exit code. */
 static int
-watch_options(int argc, char **argv, bool *json, uint64_t *count)
+watch_options(struct sfctl_global *g, int argc, char **argv, bool *json, uint64_t *count)
 {
 	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
 	                                     {"count", required_argument, NULL, 'n'},
 	                                     {"help", no_argument, NULL, 'h'},
+	                                     SFCTL_GLOBAL_OPTIONS,
+	                                     SFCTL_GLOBAL_TIMEOUT,
 	                                     {0}};
-	int o;
+	int o, r;
 
-	while ((o = getopt_long(argc, argv, "jn:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "jn:h" SFCTL_GLOBAL_SHORT "t:", opts, NULL)) != -1) {
+		r = sfctl_global_option(g, o, optarg);
+		if (r == -EINVAL)
+			return SFCTL_EXIT_USAGE;
+		if (r == 0)
+			continue;
 		switch (o) {
 		case 'j':
 			*json = true;
 			break;
 		case 'n':
 			if (sfctl_parse_u64(optarg, count) < 0)
-				return sfctl_usage_error("watch", "bad --count");
+				return sfctl_usage_error("watch", "bad --count '%s'", optarg);
 			break;
 		case 'h':
 			printf("Usage: sendfilectl watch [--json] [--count N]\n"
@@ -600,7 +663,9 @@ watch_options(int argc, char **argv, bool *json, uint64_t *count)
 			       "interrupted or N events.\n");
 			return SFCTL_EXIT_OK;
 		default:
-			return sfctl_usage_error("watch", "bad option");
+			/* getopt has said what was wrong. */
+			fputs("Try 'sendfilectl watch --help'.\n", stderr);
+			return SFCTL_EXIT_USAGE;
 		}
 	}
 	if (optind != argc)
@@ -688,7 +753,7 @@ next_event(struct watch *w, Sendfiled__Control__V1__Event **ret, int *ret_exit)
 }
 
 int
-sfctl_cmd_watch(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_watch(struct sfctl_global *g, int argc, char **argv)
 {
 	struct watch w = {.silence = WATCH_SILENCE_MS};
 	struct sigaction sa = {.sa_handler = on_stop};
@@ -696,14 +761,19 @@ sfctl_cmd_watch(const struct sfctl_global *g, int argc, char **argv)
 	bool json = false;
 	int r, rv;
 
-	r = watch_options(argc, argv, &json, &count);
+	r = watch_options(g, argc, argv, &json, &count);
 	if (r >= 0)
 		return r;
 	if (endpoint_url(g, true, w.url, sizeof(w.url)) < 0)
 		return sfctl_usage_error("watch", "events socket path too long");
+	if (endpoint_present(w.url, "events") < 0)
+		return SFCTL_EXIT_UNREACHABLE;
 	rv = watch_dial(w.url, 0, &w.s, &w.d);
 	if (rv != 0) {
-		sfctl_error("events socket %s: %s", w.url + 6, nng_strerror(rv));
+		/* A socket left by a daemon that is gone. */
+		sfctl_error("events socket %s: %s", w.url + 6,
+		            rv == NNG_ECONNREFUSED ? "nothing listens on it (is sendfiled running?)"
+		                                   : nng_strerror(rv));
 		return SFCTL_EXIT_UNREACHABLE;
 	}
 	w.last = mono_ms();

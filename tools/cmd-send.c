@@ -32,7 +32,7 @@ struct send_opts {
 static void
 usage(FILE *f)
 {
-	fprintf(f, "Usage: sendfilectl [--socket PATH] send [OPTIONS] FILE HOST:PORT\n"
+	fprintf(f, "Usage: sendfilectl send [OPTIONS] FILE HOST:PORT\n"
 	           "\n"
 	           "Send FILE to a TCP peer through the daemon: sendfilectl opens both, and the\n"
 	           "daemon copies the bytes zero-copy. Write an IPv6 address in brackets:\n"
@@ -47,7 +47,8 @@ usage(FILE *f)
 	           "  -t, --timeout-ms N  cancel the transfer after N milliseconds (default: -1,\n"
 	           "                      wait for ever)\n"
 	           "  -j, --json          print the daemon's answer as one JSON object on stdout\n"
-	           "  -h, --help          show this help\n");
+	           "  -h, --help          show this help\n"
+	           "  -s, -c, -e          the global options (sendfilectl --help), here too\n");
 }
 
 /*
@@ -90,16 +91,23 @@ parse_dest(const char *dest, char *spec, size_t size, char **ret_host, char **re
 	return split_dest(spec, ret_host, ret_port);
 }
 
-static bool
-dest_ok(const char *dest)
+/* What is wrong with the form of @dest, or NULL. A port in digits is
+ * checked here; a service name ("http") is left to the resolver. */
+static const char *
+dest_problem(const char *dest)
 {
 	char spec[NI_MAXHOST + NI_MAXSERV + 4];
 	char *host, *port;
+	uint64_t v;
 
-	return parse_dest(dest, spec, sizeof(spec), &host, &port) == 0;
+	if (parse_dest(dest, spec, sizeof(spec), &host, &port) < 0)
+		return "expected HOST:PORT or [IPV6]:PORT";
+	if (strchr("0123456789+-", *port) && (sfctl_parse_u64(port, &v) < 0 || v < 1 || v > 65535))
+		return "the port must be 1..65535";
+	return NULL;
 }
 
-/* @dest has passed dest_ok(). Return: a connected TCP socket, or -1 after
+/* @dest has passed dest_problem(). Return: a connected TCP socket, or -1 after
  * saying why. */
 static int
 connect_dest(const char *dest)
@@ -169,8 +177,13 @@ print_human(const struct sfd_result *res)
 	}
 	if (!*detail && res->error)
 		detail = strerror(res->error);
-	fprintf(stderr, "sendfilectl: %s%s%s", sfd_status_str(res->status), *detail ? ": " : "",
-	        detail);
+	/* The daemon's message often names the status already ("cancelled",
+	 * "the destination's peer closed the connection"): say it once. */
+	if (*detail && strcasestr(detail, sfd_status_str(res->status)))
+		fprintf(stderr, "sendfilectl: %s", detail);
+	else
+		fprintf(stderr, "sendfilectl: %s%s%s", sfd_status_str(res->status),
+		        *detail ? ": " : "", detail);
 	/* After a failure mid-way the file position has moved: say where. */
 	if (res->bytes_sent > 0)
 		fprintf(stderr, " (sent %" PRIu64 " bytes, final offset %" PRIu64 ")",
@@ -201,9 +214,10 @@ print_timeout(const struct send_opts *o, int in_fd)
 	}
 }
 
-/* Return: 0 and *ret; -1 when --help was shown; or SFCTL_EXIT_USAGE. */
+/* Return: 0 and *ret (and the global options in *g); -1 when --help was
+ * shown; or SFCTL_EXIT_USAGE. */
 static int
-parse_args(int argc, char **argv, struct send_opts *ret)
+parse_args(struct sfctl_global *g, int argc, char **argv, struct send_opts *ret)
 {
 	enum { OPT_NO_FALLBACK = 0x100 };
 	static const struct option options[] = {
@@ -213,13 +227,21 @@ parse_args(int argc, char **argv, struct send_opts *ret)
 	        {"timeout-ms", required_argument, NULL, 't'},
 	        {"json", no_argument, NULL, 'j'},
 	        {"help", no_argument, NULL, 'h'},
+	        SFCTL_GLOBAL_OPTIONS,
 	        {0},
 	};
 	struct send_opts o = {.timeout_ms = -1};
+	const char *problem;
 	uint64_t v;
-	int c;
+	int c, r;
 
-	while ((c = getopt_long(argc, argv, "o:n:t:jh", options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:n:t:jh" SFCTL_GLOBAL_SHORT, options, NULL)) != -1) {
+		/* Here -t is the transfer's timeout, not the control plane's. */
+		r = c == 't' ? -ENOENT : sfctl_global_option(g, c, optarg);
+		if (r == -EINVAL)
+			return SFCTL_EXIT_USAGE;
+		if (r == 0)
+			continue;
 		switch (c) {
 		case 'o':
 			if (size_parse(optarg, &o.offset) < 0 || o.offset > INT64_MAX)
@@ -259,15 +281,15 @@ parse_args(int argc, char **argv, struct send_opts *ret)
 	o.file = argv[optind];
 	o.dest = argv[optind + 1];
 	/* Check its form now, so that a typo is a usage error. */
-	if (!dest_ok(o.dest))
-		return sfctl_usage_error(
-		        "send", "bad destination '%s': expected HOST:PORT or [IPV6]:PORT", o.dest);
+	problem = dest_problem(o.dest);
+	if (problem)
+		return sfctl_usage_error("send", "bad destination '%s': %s", o.dest, problem);
 	*ret = o;
 	return 0;
 }
 
 int
-sfctl_cmd_send(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_send(struct sfctl_global *g, int argc, char **argv)
 {
 	struct sfd_client *client = NULL;
 	struct sfd_result res;
@@ -277,7 +299,7 @@ sfctl_cmd_send(const struct sfctl_global *g, int argc, char **argv)
 	int status;
 	int r;
 
-	r = parse_args(argc, argv, &o);
+	r = parse_args(g, argc, argv, &o);
 	if (r != 0)
 		return r < 0 ? SFCTL_EXIT_OK : r;
 
@@ -289,6 +311,13 @@ sfctl_cmd_send(const struct sfctl_global *g, int argc, char **argv)
 	/* The daemon before the peer: no point connecting to one we cannot
 	 * serve. */
 	r = sfd_client_open(g->socket_path, &client);
+	if (r == -ENOENT || r == -ECONNREFUSED) {
+		sfctl_error("no daemon at %s (%s: is sendfiled running?)",
+		            sfctl_socket_path(g, path, sizeof(path)),
+		            r == -ENOENT ? "no such socket" : "nothing listens on it");
+		status = SFCTL_EXIT_UNREACHABLE;
+		goto close_file;
+	}
 	if (r < 0) {
 		sfctl_error("cannot reach the daemon at %s: %s",
 		            sfctl_socket_path(g, path, sizeof(path)), strerror(-r));

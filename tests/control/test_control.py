@@ -220,6 +220,117 @@ def test_send_sizes_with_suffixes(d):
         os.unlink(path)
 
 
+def test_missing_control_socket_is_named(d):
+    """No control socket: say which path is missing, at once (not after the
+    timeout, which is an hour here), for requests and for watch."""
+    tmp = tempfile.mkdtemp(prefix="sfd-ctl-")
+    try:
+        sock = os.path.join(tmp, "sendfiled.sock")
+        for cmd, name in ((["status"], "control.sock"), (["watch"], "events.sock")):
+            r = subprocess.run([CTL, "--socket", sock, "--timeout-ms", "3600000", *cmd],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 3, r
+            assert f"no daemon {name.split('.')[0]} socket at {tmp}/{name}" in r.stderr, r
+            assert "refused" not in r.stderr, r
+    finally:
+        os.rmdir(tmp)
+    # A daemon without a control plane: the same, beside its data socket.
+    tmp = tempfile.mkdtemp(prefix="sfd-ctl-")
+    sock = os.path.join(tmp, "sendfiled.sock")
+    p = spawn([DAEMON, "--socket", sock, "--no-control"], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.01)
+        r = subprocess.run([CTL, "--timeout-ms", "3600000", "list", "--socket", sock],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 3 and f"no daemon control socket at {tmp}/control.sock" in r.stderr, r
+    finally:
+        p.terminate()
+        p.wait(10)
+        for f in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, f))
+        os.rmdir(tmp)
+
+
+def test_global_options_after_the_command(d):
+    st = subprocess.run([CTL, "status", "--json", "-s", d.sock], capture_output=True, text=True,
+                        timeout=20)
+    assert st.returncode == 0 and json.loads(st.stdout)["pid"] == d.proc.pid, st
+    r = subprocess.run([CTL, "list", "--socket", d.sock, "--timeout-ms", "10000"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0 and r.stdout.startswith("TRANSFER"), r
+    r = subprocess.run([CTL, "status", "-c", d.control], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 0 and str(d.proc.pid) in r.stdout, r
+    path = make_file(1 << 20)
+    try:
+        # Before the operands, after them, and -t as send's own timeout.
+        for args in (["--socket", d.sock, "--json", path], ["--json", path],
+                     ["-t", "60000", "-s", d.sock, "--json", path]):
+            addr, t, res = receiver()
+            argv = [CTL, "send", *args, addr]
+            if "--socket" not in args and "-s" not in args:
+                argv += ["--socket", d.sock]
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            t.join(10)
+            assert r.returncode == 0, (argv, r)
+            assert json.loads(r.stdout)["bytes_sent"] == 1 << 20 and res["n"] == 1 << 20
+    finally:
+        os.unlink(path)
+    r = subprocess.run([CTL, "status", "--timeout-ms", "soon", "-s", d.sock],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "soon" in r.stderr, r
+
+
+def test_send_usage_errors_and_local_failures(d):
+    path = make_file(4096)
+    try:
+        for dest in ("127.0.0.1:99999", "127.0.0.1:0", "[::1]:65536", "localhost:-1",
+                     "nohost", "[::1]"):
+            r = d.ctl("send", path, dest, check=False)
+            assert r.returncode == 2 and "bad destination" in r.stderr, (dest, r)
+        r = d.ctl("send", path + ".missing", "127.0.0.1:9", check=False)
+        assert r.returncode == 4 and "cannot open" in r.stderr, r
+        # A port nobody listens on (one just released): a local failure.
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        r = d.ctl("send", path, f"127.0.0.1:{port}", check=False)
+        assert r.returncode == 4 and "cannot connect" in r.stderr, r
+    finally:
+        os.unlink(path)
+    usage = subprocess.run([CTL, "--help"], capture_output=True, text=True).stdout
+    for code in ("0 success", "1 the daemon", "2 usage", "3 the daemon", "4 a local"):
+        assert code in " ".join(usage.split()), (code, usage)
+
+
+def test_cancelled_said_once(d):
+    """A cancelled send says "cancelled" once, not "cancelled: cancelled"."""
+    path = make_file(64 << 20)
+    try:
+        addr, t, res = receiver(pause=30)
+        send = spawn([CTL, "--socket", d.sock, "send", path, addr],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        transfers = []
+        for _ in range(200):
+            transfers = json.loads(d.ctl("list", "--json").stdout)
+            if transfers:
+                break
+            time.sleep(0.05)
+        assert len(transfers) == 1, transfers
+        d.ctl("cancel", str(transfers[0]["transfer"]))
+        out, err = send.communicate(timeout=30)
+        assert send.returncode == 1, (out, err)
+        assert err.startswith("sendfilectl: cancelled") and err.count("cancel") == 1, err
+        r = d.ctl("cancel", str(transfers[0]["transfer"]), check=False)
+        assert r.returncode == 1 and r.stderr.strip() == "sendfilectl: no such transfer in flight", r
+    finally:
+        os.unlink(path)
+
+
 def test_watch_list_cancel(d):
     path = make_file(64 << 20)
     try:
