@@ -52,7 +52,7 @@ endpoint_url(const struct sfctl_global *g, bool events, char *url, size_t size)
  * Return: 0, or a negative errno after saying on stderr what is wrong.
  */
 static int
-endpoint_present(const char *url, const char *what)
+endpoint_present(const char *url, const char *what, bool quiet)
 {
 	const char *path = url + strlen("ipc://");
 	struct stat st;
@@ -69,6 +69,8 @@ endpoint_present(const char *url, const char *what)
 	/* Connecting to a socket needs write permission on it. */
 	if (r == 0 && access(path, W_OK) < 0)
 		r = -errno;
+	if (r == 0 || quiet)
+		return r;
 	if (r == -ENOENT)
 		sfctl_error("no daemon %s socket at %s (is sendfiled running? with --no-control?)",
 		            what, path);
@@ -76,39 +78,45 @@ endpoint_present(const char *url, const char *what)
 		sfctl_error("%s socket %s: permission denied (it is for the daemon's user, its "
 		            "group with a socket group, and root)",
 		            what, path);
-	else if (r < 0)
+	else
 		sfctl_error("%s socket %s: %s", what, path, strerror(-r));
 	return r;
 }
 
+/* How an exchange with the control plane went, for call() to report. */
+enum outcome {
+	CALL_OK,
+	CALL_NO_ENDPOINT, /* no socket to dial, said by endpoint_present() unless quiet */
+	CALL_NO_ANSWER,   /* nng failed or timed out: *ret_nng says how */
+	CALL_BAD_REPLY,   /* the reply does not parse */
+};
+
 /*
- * One request, one reply. The dial does not wait: if the listener is being
- * re-created, nng reconnects and REQ re-sends within the timeout.
- * Return: SFCTL_EXIT_OK with *ret (free with ..._free_unpacked), or an exit code.
+ * One request, one reply, waiting up to @timeout_ms. The dial does not wait:
+ * if the listener is being re-created, nng reconnects and REQ re-sends within
+ * the timeout. Says nothing on stderr but what endpoint_present() says
+ * without @quiet.
+ * Return: CALL_OK with *ret (free with ..._free_unpacked), or another outcome.
  */
-static int
-call(const struct sfctl_global *g, const Sendfiled__Control__V1__ControlRequest *req,
-     Sendfiled__Control__V1__ControlResponse **ret)
+static enum outcome
+exchange(const char *url, int timeout_ms, bool quiet,
+         const Sendfiled__Control__V1__ControlRequest *req,
+         Sendfiled__Control__V1__ControlResponse **ret, int *ret_nng)
 {
-	char url[200];
 	nng_socket s;
 	nng_msg *m = NULL;
 	size_t len;
 	int rv;
 
-	if (endpoint_url(g, false, url, sizeof(url)) < 0) {
-		sfctl_error("control socket path too long");
-		return SFCTL_EXIT_USAGE;
-	}
-	if (endpoint_present(url, "control") < 0)
-		return SFCTL_EXIT_UNREACHABLE;
+	if (endpoint_present(url, "control", quiet) < 0)
+		return CALL_NO_ENDPOINT;
 	rv = nng_req0_open(&s);
 	if (rv != 0) {
-		sfctl_error("cannot open an nng socket: %s", nng_strerror(rv));
-		return SFCTL_EXIT_UNREACHABLE;
+		*ret_nng = rv;
+		return CALL_NO_ANSWER;
 	}
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, g->timeout_ms);
-	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, g->timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms);
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, 1000);
 	nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 50);
 	nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 500);
@@ -127,17 +135,44 @@ call(const struct sfctl_global *g, const Sendfiled__Control__V1__ControlRequest 
 	if (rv == 0)
 		rv = nng_recvmsg(s, &m, 0);
 	if (rv != 0) {
-		sfctl_error("control socket %s: %s", url + 6,
-		            rv == NNG_ETIMEDOUT ? "no answer (is sendfiled running?)"
-		                                : nng_strerror(rv));
 		nng_close(s);
-		return SFCTL_EXIT_UNREACHABLE;
+		*ret_nng = rv;
+		return CALL_NO_ANSWER;
 	}
 	*ret = sendfiled__control__v1__control_response__unpack(NULL, nng_msg_len(m),
 	                                                        nng_msg_body(m));
 	nng_msg_free(m);
 	nng_close(s);
-	if (!*ret) {
+	return *ret ? CALL_OK : CALL_BAD_REPLY;
+}
+
+/*
+ * One request, one reply, with the global timeout; what goes wrong is said on
+ * stderr.
+ * Return: SFCTL_EXIT_OK with *ret (free with ..._free_unpacked), or an exit code.
+ */
+static int
+call(const struct sfctl_global *g, const Sendfiled__Control__V1__ControlRequest *req,
+     Sendfiled__Control__V1__ControlResponse **ret)
+{
+	char url[200];
+	int rv = 0;
+
+	if (endpoint_url(g, false, url, sizeof(url)) < 0) {
+		sfctl_error("control socket path too long");
+		return SFCTL_EXIT_USAGE;
+	}
+	switch (exchange(url, g->timeout_ms, false, req, ret, &rv)) {
+	case CALL_OK:
+		break;
+	case CALL_NO_ENDPOINT:
+		return SFCTL_EXIT_UNREACHABLE;
+	case CALL_NO_ANSWER:
+		sfctl_error("control socket %s: %s", url + 6,
+		            rv == NNG_ETIMEDOUT ? "no answer (is sendfiled running?)"
+		                                : nng_strerror(rv));
+		return SFCTL_EXIT_UNREACHABLE;
+	case CALL_BAD_REPLY:
 		sfctl_error("control socket %s: reply does not parse", url + 6);
 		return SFCTL_EXIT_UNREACHABLE;
 	}
@@ -439,6 +474,47 @@ sfctl_cmd_list(struct sfctl_global *g, int argc, char **argv)
 		printf("]\n");
 	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
 	return SFCTL_EXIT_OK;
+}
+
+int
+sfctl_transfer_progress(const struct sfctl_global *g, int timeout_ms, uint64_t offset,
+                        uint64_t *transfer, uint64_t *ret_sent)
+{
+	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
+	Sendfiled__Control__V1__ControlResponse *resp;
+	char url[200];
+	int r = -ENOENT;
+	int rv;
+
+	if (endpoint_url(g, false, url, sizeof(url)) < 0)
+		return -ENOTCONN;
+	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_LIST;
+	req.list = &empty;
+	switch (exchange(url, timeout_ms, true, &req, &resp, &rv)) {
+	case CALL_OK:
+		break;
+	case CALL_NO_ENDPOINT:
+		return -ENOTCONN;
+	default:
+		return -EAGAIN;
+	}
+	for (size_t i = 0; resp->list && i < resp->list->n_transfers; i++) {
+		const Sendfiled__Control__V1__Transfer *t = resp->list->transfers[i];
+
+		/* Ours: the one we found before, or, the first time, the one this
+		 * process (the daemon knows its pid from the connection) started
+		 * at this offset: a process of ours has one in flight. */
+		if (*transfer ? t->transfer != *transfer
+		              : t->pid != (uint32_t)getpid() || t->uid != (uint32_t)getuid() ||
+		                        t->offset != offset)
+			continue;
+		*transfer = t->transfer;
+		*ret_sent = t->bytes_sent;
+		r = 0;
+		break;
+	}
+	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
+	return r;
 }
 
 int
@@ -766,7 +842,7 @@ sfctl_cmd_watch(struct sfctl_global *g, int argc, char **argv)
 		return r;
 	if (endpoint_url(g, true, w.url, sizeof(w.url)) < 0)
 		return sfctl_usage_error("watch", "events socket path too long");
-	if (endpoint_present(w.url, "events") < 0)
+	if (endpoint_present(w.url, "events", false) < 0)
 		return SFCTL_EXIT_UNREACHABLE;
 	rv = watch_dial(w.url, 0, &w.s, &w.d);
 	if (rv != 0) {

@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "progress.h"
 #include "sendfilectl.h"
 #include "size.h"
 #include "wire.h"
@@ -25,6 +27,7 @@ struct send_opts {
 	unsigned flags;
 	int timeout_ms;
 	bool json;
+	bool no_progress;
 	const char *file;
 	const char *dest;
 };
@@ -47,6 +50,8 @@ usage(FILE *f)
 	           "  -t, --timeout-ms N  cancel the transfer after N milliseconds (default: -1,\n"
 	           "                      wait for ever)\n"
 	           "  -j, --json          print the daemon's answer as one JSON object on stdout\n"
+	           "      --no-progress   no progress line (there is one only when stderr is a\n"
+	           "                      terminal and the control plane answers)\n"
 	           "  -h, --help          show this help\n"
 	           "  -s, -c, -e          the global options (sendfilectl --help), here too\n");
 }
@@ -214,16 +219,33 @@ print_timeout(const struct send_opts *o, int in_fd)
 	}
 }
 
+/* The bytes the transfer will send if all goes well, for the progress line:
+ * --count, else what a regular file holds past the offset; 0 when unknown. */
+static uint64_t
+range_size(const struct send_opts *o, int in_fd)
+{
+	struct stat st;
+
+	if (fstat(in_fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return o->count;
+	if ((uint64_t)st.st_size <= o->offset)
+		return 0;
+	if (o->count && o->count < (uint64_t)st.st_size - o->offset)
+		return o->count;
+	return (uint64_t)st.st_size - o->offset;
+}
+
 /* Return: 0 and *ret (and the global options in *g); -1 when --help was
  * shown; or SFCTL_EXIT_USAGE. */
 static int
 parse_args(struct sfctl_global *g, int argc, char **argv, struct send_opts *ret)
 {
-	enum { OPT_NO_FALLBACK = 0x100 };
+	enum { OPT_NO_FALLBACK = 0x100, OPT_NO_PROGRESS };
 	static const struct option options[] = {
 	        {"offset", required_argument, NULL, 'o'},
 	        {"count", required_argument, NULL, 'n'},
 	        {"no-fallback", no_argument, NULL, OPT_NO_FALLBACK},
+	        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
 	        {"timeout-ms", required_argument, NULL, 't'},
 	        {"json", no_argument, NULL, 'j'},
 	        {"help", no_argument, NULL, 'h'},
@@ -256,6 +278,9 @@ parse_args(struct sfctl_global *g, int argc, char **argv, struct send_opts *ret)
 			break;
 		case OPT_NO_FALLBACK:
 			o.flags |= SFD_NO_FALLBACK;
+			break;
+		case OPT_NO_PROGRESS:
+			o.no_progress = true;
 			break;
 		case 't':
 			if (strcmp(optarg, "-1") == 0)
@@ -292,6 +317,7 @@ int
 sfctl_cmd_send(struct sfctl_global *g, int argc, char **argv)
 {
 	struct sfd_client *client = NULL;
+	struct progress *progress = NULL;
 	struct sfd_result res;
 	struct send_opts o = {0};
 	char path[256];
@@ -330,8 +356,12 @@ sfctl_cmd_send(struct sfctl_global *g, int argc, char **argv)
 		goto free_client;
 	}
 
+	/* A progress line for people watching, never for a pipe or a file. */
+	if (!o.no_progress && isatty(STDERR_FILENO))
+		progress_start(g, o.offset, range_size(&o, in_fd), &progress);
 	r = sfd_client_sendfile(client, out_fd, in_fd, o.offset, o.count, o.flags, o.timeout_ms,
 	                        &res);
+	progress_stop(progress);
 	if (r == -ETIMEDOUT) {
 		print_timeout(&o, in_fd);
 		status = SFCTL_EXIT_FAILED;

@@ -55,6 +55,18 @@ int sfctl_cmd_log_level(struct sfctl_global *g, int argc, char **argv);
 int sfctl_cmd_limits(struct sfctl_global *g, int argc, char **argv);
 
 /*
+ * sfctl_transfer_progress() - how far a transfer of this process has got, as
+ * the control plane's `list` shows it, asked quietly (nothing on stderr) and
+ * waiting up to @timeout_ms. @transfer: in, the daemon's id of the transfer,
+ * or 0 to find the one this process started at @offset; out, its id once found.
+ * Return: 0 and *ret_sent; -ENOENT when it is not in flight (not yet, or no
+ * longer); -ENOTCONN when there is no control plane to ask; -EAGAIN when it
+ * did not answer in time.
+ */
+int sfctl_transfer_progress(const struct sfctl_global *g, int timeout_ms, uint64_t offset,
+                            uint64_t *transfer, uint64_t *ret_sent);
+
+/*
  * The global options' entries for a command's getopt_long() table, and their
  * short letters for its option string. --timeout-ms (-t) is separate: `send`
  * has a -t of its own, the transfer's timeout, which wins after its name.

@@ -7,6 +7,9 @@ Standard library only; prints the plain 'N passed, N failed' summary.
 import hashlib
 import json
 import os
+import pty
+import re
+import select
 import signal
 import socket
 import struct
@@ -329,6 +332,147 @@ def test_cancelled_said_once(d):
         assert r.returncode == 1 and r.stderr.strip() == "sendfilectl: no such transfer in flight", r
     finally:
         os.unlink(path)
+
+
+def held_receiver():
+    """A TCP receiver that reads nothing until its event is set, then reads
+    everything: returns (address, event, thread, result dict)."""
+    lis = socket.socket()
+    lis.bind(("127.0.0.1", 0))
+    lis.listen(1)
+    go = threading.Event()
+    res = {"n": 0}
+
+    def run():
+        c, _ = lis.accept()
+        lis.close()
+        go.wait(120)
+        while True:
+            b = c.recv(1 << 20)
+            if not b:
+                break
+            res["n"] += len(b)
+        c.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return "127.0.0.1:%d" % lis.getsockname()[1], go, t, res
+
+
+def send_on_pty(sock, path, addr, until=None):
+    """`sendfilectl send` with its stderr on a pseudo-terminal. Reads the
+    terminal until `until` (a compiled pattern) appears in it, or until the
+    command ends; returns (the process, what the terminal has shown so far,
+    the master side, still open)."""
+    master, slave = pty.openpty()
+    p = spawn([CTL, "--socket", sock, "send", path, addr], stdout=subprocess.PIPE,
+              stderr=slave, text=True)
+    os.close(slave)
+    shown = b""
+    while until is None or not until.search(shown.decode(errors="replace")):
+        r, _, _ = select.select([master], [], [], 60)
+        assert r, f"the terminal showed nothing more: {shown!r}"
+        try:
+            b = os.read(master, 4096)
+        except OSError:  # EIO: the command has ended
+            b = b""
+        if not b:
+            break
+        shown += b
+    return p, shown, master
+
+
+def read_to_end(master):
+    shown = b""
+    while True:
+        try:
+            b = os.read(master, 4096)
+        except OSError:
+            b = b""
+        if not b:
+            break
+        shown += b
+    os.close(master)
+    return shown
+
+
+PROGRESS = re.compile(r"\d+% \[[#-]{20}\] [0-9.]+ (B|KiB|MiB) of 64\.0 MiB, "
+                      r"[0-9.]+ (B|KiB|MiB|GiB)/s, (\d+:\d\d|--:--) left")
+
+
+def test_send_progress_on_a_terminal(d):
+    """On a terminal, `send` shows how far the daemon has got; the line is
+    erased before the result is printed."""
+    path = make_file(64 << 20)
+    try:
+        addr, go, t, res = held_receiver()
+        # The receiver reads nothing until the line has been seen: however
+        # slow this machine, the transfer is still in flight when it is drawn.
+        p, shown, master = send_on_pty(d.sock, path, addr, until=PROGRESS)
+        assert PROGRESS.search(shown.decode()), shown
+        go.set()
+        out, _ = p.communicate(timeout=120)
+        shown += read_to_end(master)
+        t.join(30)
+        assert p.returncode == 0 and out.startswith("sent 67108864 bytes"), out
+        assert res["n"] == 64 << 20
+        assert shown.endswith(b"\r\x1b[K"), shown[-200:]
+    finally:
+        os.unlink(path)
+
+
+def test_send_quiet_without_a_terminal(d):
+    """Into a pipe, or without a control plane, `send` draws no progress."""
+    path = make_file(64 << 20)
+    try:
+        addr, go, t, res = held_receiver()
+        p = spawn([CTL, "--socket", d.sock, "send", path, addr], stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE, text=True)
+        for _ in range(400):
+            transfers = json.loads(d.ctl("list", "--json").stdout)
+            if transfers and transfers[0]["bytes_sent"] > 0:
+                break
+            time.sleep(0.05)
+        assert transfers and transfers[0]["bytes_sent"] > 0, transfers
+        # Several periods of the progress line (half a second): a line
+        # drawn on a pipe would be there by now.
+        time.sleep(2)
+        go.set()
+        out, err = p.communicate(timeout=120)
+        t.join(30)
+        assert p.returncode == 0 and out.startswith("sent 67108864 bytes"), (out, err)
+        assert err == "", err
+    finally:
+        os.unlink(path)
+    # A terminal, but no control plane to ask: nothing to show.
+    d.stop()
+    tmp = tempfile.mkdtemp(prefix="sfd-ctl-")
+    sock = os.path.join(tmp, "sendfiled.sock")
+    nd = spawn([DAEMON, "--socket", sock, "--no-control"], stderr=subprocess.DEVNULL)
+    path = make_file(64 << 20)
+    try:
+        for _ in range(500):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.01)
+        addr, go, t, res = held_receiver()
+        master, slave = pty.openpty()
+        p = spawn([CTL, "--socket", sock, "send", path, addr], stdout=subprocess.PIPE,
+                  stderr=slave, text=True)
+        os.close(slave)
+        time.sleep(2)
+        go.set()
+        out, _ = p.communicate(timeout=120)
+        shown = read_to_end(master)
+        assert p.returncode == 0 and out.startswith("sent 67108864 bytes"), out
+        assert shown == b"", shown
+    finally:
+        os.unlink(path)
+        nd.terminate()
+        nd.wait(10)
+        for f in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, f))
+        os.rmdir(tmp)
 
 
 def test_watch_list_cancel(d):
