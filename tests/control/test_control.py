@@ -475,6 +475,26 @@ def test_send_quiet_without_a_terminal(d):
         os.rmdir(tmp)
 
 
+def test_man_page_covers_the_cli(d):
+    """sendfilectl(1) documents every command --help lists, every option of
+    the global and send --help, and every exit status."""
+    page = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                        "sendfilectl.1")
+    with open(page) as f:
+        man = f.read().replace("\\-", "-")
+    usage = subprocess.run([CTL, "--help"], capture_output=True, text=True).stdout
+    commands = re.findall(r"^  ([a-z-]+) ", usage, re.M)
+    assert "send" in commands and "watch" in commands, usage
+    for c in commands:
+        assert re.search(rf"^\.SS {c}\b", man, re.M), c
+    send = subprocess.run([CTL, "send", "--help"], capture_output=True, text=True).stdout
+    for opt in set(re.findall(r"--[a-z][a-z-]+", usage + send)):
+        assert opt in man, opt
+    exits = man[man.index(".SH EXIT STATUS"):man.index(".SH ENVIRONMENT")]
+    for code in range(5):
+        assert f".B {code}\n" in exits, code
+
+
 def test_watch_list_cancel(d):
     path = make_file(64 << 20)
     try:
