@@ -75,8 +75,8 @@ endpoint_present(const char *url, const char *what, bool quiet)
 		sfctl_error("no daemon %s socket at %s (is sendfiled running? with --no-control?)",
 		            what, path);
 	else if (r == -EACCES)
-		sfctl_error("%s socket %s: permission denied (it is for the daemon's user, its "
-		            "group with a socket group, and root)",
+		sfctl_error("%s socket %s: permission denied (it serves the daemon's user, root, "
+		            "and its socket group if it has one)",
 		            what, path);
 	else
 		sfctl_error("%s socket %s: %s", what, path, strerror(-r));
