@@ -15,6 +15,7 @@
 #include "conf.h"
 #include "log.h"
 #include "macro.h"
+#include "size.h"
 #include "sockpath.h"
 #include "xfer.h"
 
@@ -56,45 +57,6 @@ parse_uint(const char *s, unsigned long long min, unsigned long long max, unsign
 	if (errno || *end || v < min || v > max)
 		return -EINVAL;
 	*ret = v;
-	return 0;
-}
-
-/* A byte count with an optional binary suffix: 512K, 2M, 1G. */
-static int
-parse_size(const char *s, unsigned long long *ret)
-{
-	unsigned long long v, mult = 1;
-	char *end;
-
-	if (!isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k':
-	case 'K':
-		mult = 1ull << 10;
-		break;
-	case 'm':
-	case 'M':
-		mult = 1ull << 20;
-		break;
-	case 'g':
-	case 'G':
-		mult = 1ull << 30;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end && end[1])
-		return -EINVAL;
-	if (v > ULLONG_MAX / mult)
-		return -EINVAL;
-	*ret = v * mult;
 	return 0;
 }
 
@@ -317,10 +279,13 @@ parse_number_item(const struct conf_item *it, struct conf *cfg, const char *valu
 {
 	bool size = !it->what;
 	unsigned long long v;
+	uint64_t bytes = 0;
 	int r;
 
 	(void)append;
-	r = size ? parse_size(value, &v) : parse_uint(value, 0, ULLONG_MAX, &v);
+	r = size ? size_parse(value, &bytes) : parse_uint(value, 0, ULLONG_MAX, &v);
+	if (size)
+		v = bytes;
 	if (r < 0 || v < it->min || v > it->max) {
 		if (size)
 			snprintf(err, errsize, "bad size '%s' (%llu..%llu bytes; K, M, G suffixes)",

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
@@ -42,31 +44,79 @@ endpoint_url(const struct sfctl_global *g, bool events, char *url, size_t size)
 }
 
 /*
- * One request, one reply. The dial does not wait: if the listener is being
- * re-created, nng reconnects and REQ re-sends within the timeout.
- * Return: SFCTL_EXIT_OK with *ret (free with ..._free_unpacked), or an exit code.
+ * Is there a socket at @url's path to dial? nng would dial a missing one again
+ * and again until the timeout, and then only say that nothing answered. A
+ * daemon that re-creates a dead listener unlinks its socket and binds it
+ * again at once, so a missing path is looked at a few more times, for a
+ * fifth of a second, before it is called missing.
+ * Return: 0, or a negative errno after saying on stderr what is wrong.
  */
 static int
-call(const struct sfctl_global *g, const Sendfiled__Control__V1__ControlRequest *req,
-     Sendfiled__Control__V1__ControlResponse **ret)
+endpoint_present(const char *url, const char *what, bool quiet)
 {
-	char url[200];
+	const char *path = url + strlen("ipc://");
+	struct stat st;
+	int r = 0;
+
+	for (int tries = 0; tries < 5; tries++) {
+		r = stat(path, &st) < 0 ? -errno : 0;
+		if (r != -ENOENT)
+			break;
+		nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
+	}
+	if (r == 0 && !S_ISSOCK(st.st_mode))
+		r = -ENOTSOCK;
+	/* Connecting to a socket needs write permission on it. */
+	if (r == 0 && access(path, W_OK) < 0)
+		r = -errno;
+	if (r == 0 || quiet)
+		return r;
+	if (r == -ENOENT)
+		sfctl_error("no daemon %s socket at %s (is sendfiled running? with --no-control?)",
+		            what, path);
+	else if (r == -EACCES)
+		sfctl_error("%s socket %s: permission denied (it serves the daemon's user, root, "
+		            "and its socket group if it has one)",
+		            what, path);
+	else
+		sfctl_error("%s socket %s: %s", what, path, strerror(-r));
+	return r;
+}
+
+/* How an exchange with the control plane went, for call() to report. */
+enum outcome {
+	CALL_OK,
+	CALL_NO_ENDPOINT, /* no socket to dial, said by endpoint_present() unless quiet */
+	CALL_NO_ANSWER,   /* nng failed or timed out: *ret_nng says how */
+	CALL_BAD_REPLY,   /* the reply does not parse */
+};
+
+/*
+ * One request, one reply, waiting up to @timeout_ms. The dial does not wait:
+ * if the listener is being re-created, nng reconnects and REQ re-sends within
+ * the timeout. Says nothing on stderr but what endpoint_present() says
+ * without @quiet.
+ * Return: CALL_OK with *ret (free with ..._free_unpacked), or another outcome.
+ */
+static enum outcome
+exchange(const char *url, int timeout_ms, bool quiet,
+         const Sendfiled__Control__V1__ControlRequest *req,
+         Sendfiled__Control__V1__ControlResponse **ret, int *ret_nng)
+{
 	nng_socket s;
 	nng_msg *m = NULL;
 	size_t len;
 	int rv;
 
-	if (endpoint_url(g, false, url, sizeof(url)) < 0) {
-		sfctl_error("control socket path too long");
-		return SFCTL_EXIT_USAGE;
-	}
+	if (endpoint_present(url, "control", quiet) < 0)
+		return CALL_NO_ENDPOINT;
 	rv = nng_req0_open(&s);
 	if (rv != 0) {
-		sfctl_error("cannot open an nng socket: %s", nng_strerror(rv));
-		return SFCTL_EXIT_UNREACHABLE;
+		*ret_nng = rv;
+		return CALL_NO_ANSWER;
 	}
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, g->timeout_ms);
-	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, g->timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms);
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, 1000);
 	nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 50);
 	nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 500);
@@ -85,23 +135,51 @@ call(const struct sfctl_global *g, const Sendfiled__Control__V1__ControlRequest 
 	if (rv == 0)
 		rv = nng_recvmsg(s, &m, 0);
 	if (rv != 0) {
-		sfctl_error("control socket %s: %s", url + 6,
-		            rv == NNG_ETIMEDOUT ? "no answer (is sendfiled running?)"
-		                                : nng_strerror(rv));
 		nng_close(s);
-		return SFCTL_EXIT_UNREACHABLE;
+		*ret_nng = rv;
+		return CALL_NO_ANSWER;
 	}
 	*ret = sendfiled__control__v1__control_response__unpack(NULL, nng_msg_len(m),
 	                                                        nng_msg_body(m));
 	nng_msg_free(m);
 	nng_close(s);
-	if (!*ret) {
+	return *ret ? CALL_OK : CALL_BAD_REPLY;
+}
+
+/*
+ * One request, one reply, with the global timeout; what goes wrong is said on
+ * stderr.
+ * Return: SFCTL_EXIT_OK with *ret (free with ..._free_unpacked), or an exit code.
+ */
+static int
+call(const struct sfctl_global *g, const Sendfiled__Control__V1__ControlRequest *req,
+     Sendfiled__Control__V1__ControlResponse **ret)
+{
+	char url[200];
+	int rv = 0;
+
+	if (endpoint_url(g, false, url, sizeof(url)) < 0) {
+		sfctl_error("control socket path too long");
+		return SFCTL_EXIT_USAGE;
+	}
+	switch (exchange(url, g->timeout_ms, false, req, ret, &rv)) {
+	case CALL_OK:
+		break;
+	case CALL_NO_ENDPOINT:
+		return SFCTL_EXIT_UNREACHABLE;
+	case CALL_NO_ANSWER:
+		sfctl_error("control socket %s: %s", url + 6,
+		            rv == NNG_ETIMEDOUT ? "no answer (is sendfiled running?)"
+		                                : nng_strerror(rv));
+		return SFCTL_EXIT_UNREACHABLE;
+	case CALL_BAD_REPLY:
 		sfctl_error("control socket %s: reply does not parse", url + 6);
 		return SFCTL_EXIT_UNREACHABLE;
 	}
 	if ((*ret)->has_error && (*ret)->error) {
-		sfctl_error("%s (%s)", (*ret)->message ? (*ret)->message : "failed",
-		            strerror((*ret)->error));
+		/* The daemon's message says what its errno would, in its terms. */
+		sfctl_error("%s", (*ret)->message && *(*ret)->message ? (*ret)->message
+		                                                      : strerror((*ret)->error));
 		sendfiled__control__v1__control_response__free_unpacked(*ret, NULL);
 		return SFCTL_EXIT_FAILED;
 	}
@@ -110,38 +188,51 @@ call(const struct sfctl_global *g, const Sendfiled__Control__V1__ControlRequest 
 
 static Sendfiled__Control__V1__Empty empty = SENDFILED__CONTROL__V1__EMPTY__INIT;
 
-/* Parse "[--json]" for the commands that only take that. */
+/* Parse "[--json]" for the commands that only take that, and the global
+ * options. Return: the index of the first operand; -1 when --help was
+ * shown; or -SFCTL_EXIT_USAGE. */
 static int
-json_only(const char *cmd, int argc, char **argv, bool *json, const char *help)
+json_only(struct sfctl_global *g, const char *cmd, int argc, char **argv, bool *json,
+          const char *help)
 {
-	static const struct option opts[] = {
-	        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
-	int o;
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     SFCTL_GLOBAL_OPTIONS,
+	                                     SFCTL_GLOBAL_TIMEOUT,
+	                                     {0}};
+	int o, r;
 
-	while ((o = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "jh" SFCTL_GLOBAL_SHORT "t:", opts, NULL)) != -1) {
+		r = sfctl_global_option(g, o, optarg);
+		if (r == -EINVAL)
+			return -SFCTL_EXIT_USAGE;
+		if (r == 0)
+			continue;
 		if (o == 'j') {
 			*json = true;
 		} else if (o == 'h') {
 			printf("Usage: sendfilectl %s %s\n", cmd, help);
 			return -1;
 		} else {
-			return sfctl_usage_error(cmd, "bad option");
+			/* getopt has said what was wrong. */
+			fprintf(stderr, "Try 'sendfilectl %s --help'.\n", cmd);
+			return -SFCTL_EXIT_USAGE;
 		}
 	}
 	return optind;
 }
 
 int
-sfctl_cmd_status(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_status(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
 	bool json = false;
-	int r = json_only("status", argc, argv, &json, "[--json]\nShow the daemon's state.");
+	int r = json_only(g, "status", argc, argv, &json, "[--json]\nShow the daemon's state.");
 	Sendfiled__Control__V1__Status *s;
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc)
 		return sfctl_usage_error("status", "unexpected argument");
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_STATUS;
@@ -193,17 +284,17 @@ get_stats(const struct sfctl_global *g, Sendfiled__Control__V1__ControlResponse 
 }
 
 int
-sfctl_cmd_stats(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_stats(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlResponse *resp;
 	Sendfiled__Control__V1__Stats *s;
 	bool json = false;
-	int r = json_only("stats", argc, argv, &json,
+	int r = json_only(g, "stats", argc, argv, &json,
 	                  "[--json]\nShow counters: connections, requests, bytes, by status, by "
 	                  "method, per uid.");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc)
 		return sfctl_usage_error("stats", "unexpected argument");
 	r = get_stats(g, &resp);
@@ -266,16 +357,16 @@ sfctl_cmd_stats(const struct sfctl_global *g, int argc, char **argv)
 }
 
 int
-sfctl_cmd_metrics(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_metrics(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlResponse *resp;
 	Sendfiled__Control__V1__Stats *s;
 	bool json = false;
-	int r = json_only("metrics", argc, argv, &json,
+	int r = json_only(g, "metrics", argc, argv, &json,
 	                  "\nPrint the counters in Prometheus text exposition format.");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc || json)
 		return sfctl_usage_error("metrics", "unexpected argument");
 	r = get_stats(g, &resp);
@@ -325,15 +416,15 @@ sfctl_cmd_metrics(const struct sfctl_global *g, int argc, char **argv)
 }
 
 int
-sfctl_cmd_list(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_list(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
 	bool json = false;
-	int r = json_only("list", argc, argv, &json, "[--json]\nList the transfers in flight.");
+	int r = json_only(g, "list", argc, argv, &json, "[--json]\nList the transfers in flight.");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc)
 		return sfctl_usage_error("list", "unexpected argument");
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_LIST;
@@ -386,18 +477,59 @@ sfctl_cmd_list(const struct sfctl_global *g, int argc, char **argv)
 }
 
 int
-sfctl_cmd_cancel(const struct sfctl_global *g, int argc, char **argv)
+sfctl_transfer_progress(const struct sfctl_global *g, int timeout_ms, uint64_t offset,
+                        uint64_t *transfer, uint64_t *ret_sent)
+{
+	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
+	Sendfiled__Control__V1__ControlResponse *resp;
+	char url[200];
+	int r = -ENOENT;
+	int rv;
+
+	if (endpoint_url(g, false, url, sizeof(url)) < 0)
+		return -ENOTCONN;
+	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_LIST;
+	req.list = &empty;
+	switch (exchange(url, timeout_ms, true, &req, &resp, &rv)) {
+	case CALL_OK:
+		break;
+	case CALL_NO_ENDPOINT:
+		return -ENOTCONN;
+	default:
+		return -EAGAIN;
+	}
+	for (size_t i = 0; resp->list && i < resp->list->n_transfers; i++) {
+		const Sendfiled__Control__V1__Transfer *t = resp->list->transfers[i];
+
+		/* Ours: the one we found before, or, the first time, the one this
+		 * process (the daemon knows its pid from the connection) started
+		 * at this offset: a process of ours has one in flight. */
+		if (*transfer ? t->transfer != *transfer
+		              : t->pid != (uint32_t)getpid() || t->uid != (uint32_t)getuid() ||
+		                        t->offset != offset)
+			continue;
+		*transfer = t->transfer;
+		*ret_sent = t->bytes_sent;
+		r = 0;
+		break;
+	}
+	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
+	return r;
+}
+
+int
+sfctl_cmd_cancel(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__CancelTransfer c = SENDFILED__CONTROL__V1__CANCEL_TRANSFER__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
 	bool json = false;
 	uint64_t id;
-	int r = json_only("cancel", argc, argv, &json,
+	int r = json_only(g, "cancel", argc, argv, &json,
 	                  "TRANSFER\nCancel a transfer (its id as shown by 'list').");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc - 1 || sfctl_parse_u64(argv[r], &id) < 0)
 		return sfctl_usage_error("cancel", "expected one transfer id");
 	c.has_transfer = true;
@@ -413,17 +545,17 @@ sfctl_cmd_cancel(const struct sfctl_global *g, int argc, char **argv)
 }
 
 int
-sfctl_cmd_drain(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_drain(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
 	bool json = false;
-	int r = json_only("drain", argc, argv, &json,
+	int r = json_only(g, "drain", argc, argv, &json,
 	                  "\nStop accepting, let transfers in flight finish (up to the drain "
 	                  "timeout), then exit.");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc)
 		return sfctl_usage_error("drain", "unexpected argument");
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_DRAIN;
@@ -437,17 +569,17 @@ sfctl_cmd_drain(const struct sfctl_global *g, int argc, char **argv)
 }
 
 int
-sfctl_cmd_log_level(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_log_level(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__SetLogLevel l = SENDFILED__CONTROL__V1__SET_LOG_LEVEL__INIT;
 	Sendfiled__Control__V1__ControlResponse *resp;
 	bool json = false;
-	int r = json_only("log-level", argc, argv, &json,
+	int r = json_only(g, "log-level", argc, argv, &json,
 	                  "LEVEL\nSet the daemon's log level: err, warning, notice, info, debug.");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc - 1)
 		return sfctl_usage_error("log-level", "expected one level");
 	l.level = argv[r];
@@ -462,16 +594,16 @@ sfctl_cmd_log_level(const struct sfctl_global *g, int argc, char **argv)
 }
 
 int
-sfctl_cmd_limits(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_limits(struct sfctl_global *g, int argc, char **argv)
 {
 	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
 	Sendfiled__Control__V1__Limits *l;
 	Sendfiled__Control__V1__ControlResponse *resp;
 	bool json = false;
-	int r = json_only("limits", argc, argv, &json, "[--json]\nShow the daemon's limits.");
+	int r = json_only(g, "limits", argc, argv, &json, "[--json]\nShow the daemon's limits.");
 
 	if (r < 0)
-		return SFCTL_EXIT_OK;
+		return r == -1 ? SFCTL_EXIT_OK : -r;
 	if (r != argc)
 		return sfctl_usage_error("limits", "unexpected argument");
 	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_LIMITS;
@@ -577,22 +709,29 @@ print_event(const Sendfiled__Control__V1__Event *ev, bool json)
 
 /* Return: -1 to go on, or an exit code. */
 static int
-watch_options(int argc, char **argv, bool *json, uint64_t *count)
+watch_options(struct sfctl_global *g, int argc, char **argv, bool *json, uint64_t *count)
 {
 	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
 	                                     {"count", required_argument, NULL, 'n'},
 	                                     {"help", no_argument, NULL, 'h'},
+	                                     SFCTL_GLOBAL_OPTIONS,
+	                                     SFCTL_GLOBAL_TIMEOUT,
 	                                     {0}};
-	int o;
+	int o, r;
 
-	while ((o = getopt_long(argc, argv, "jn:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "jn:h" SFCTL_GLOBAL_SHORT "t:", opts, NULL)) != -1) {
+		r = sfctl_global_option(g, o, optarg);
+		if (r == -EINVAL)
+			return SFCTL_EXIT_USAGE;
+		if (r == 0)
+			continue;
 		switch (o) {
 		case 'j':
 			*json = true;
 			break;
 		case 'n':
 			if (sfctl_parse_u64(optarg, count) < 0)
-				return sfctl_usage_error("watch", "bad --count");
+				return sfctl_usage_error("watch", "bad --count '%s'", optarg);
 			break;
 		case 'h':
 			printf("Usage: sendfilectl watch [--json] [--count N]\n"
@@ -600,7 +739,9 @@ watch_options(int argc, char **argv, bool *json, uint64_t *count)
 			       "interrupted or N events.\n");
 			return SFCTL_EXIT_OK;
 		default:
-			return sfctl_usage_error("watch", "bad option");
+			/* getopt has said what was wrong. */
+			fputs("Try 'sendfilectl watch --help'.\n", stderr);
+			return SFCTL_EXIT_USAGE;
 		}
 	}
 	if (optind != argc)
@@ -688,7 +829,7 @@ next_event(struct watch *w, Sendfiled__Control__V1__Event **ret, int *ret_exit)
 }
 
 int
-sfctl_cmd_watch(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_watch(struct sfctl_global *g, int argc, char **argv)
 {
 	struct watch w = {.silence = WATCH_SILENCE_MS};
 	struct sigaction sa = {.sa_handler = on_stop};
@@ -696,14 +837,19 @@ sfctl_cmd_watch(const struct sfctl_global *g, int argc, char **argv)
 	bool json = false;
 	int r, rv;
 
-	r = watch_options(argc, argv, &json, &count);
+	r = watch_options(g, argc, argv, &json, &count);
 	if (r >= 0)
 		return r;
 	if (endpoint_url(g, true, w.url, sizeof(w.url)) < 0)
 		return sfctl_usage_error("watch", "events socket path too long");
+	if (endpoint_present(w.url, "events", false) < 0)
+		return SFCTL_EXIT_UNREACHABLE;
 	rv = watch_dial(w.url, 0, &w.s, &w.d);
 	if (rv != 0) {
-		sfctl_error("events socket %s: %s", w.url + 6, nng_strerror(rv));
+		/* A socket left by a daemon that is gone. */
+		sfctl_error("events socket %s: %s", w.url + 6,
+		            rv == NNG_ECONNREFUSED ? "nothing listens on it (is sendfiled running?)"
+		                                   : nng_strerror(rv));
 		return SFCTL_EXIT_UNREACHABLE;
 	}
 	w.last = mono_ms();

@@ -12,9 +12,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "progress.h"
 #include "sendfilectl.h"
+#include "size.h"
 #include "wire.h"
 #include "sendfiled.h"
 
@@ -24,6 +27,7 @@ struct send_opts {
 	unsigned flags;
 	int timeout_ms;
 	bool json;
+	bool no_progress;
 	const char *file;
 	const char *dest;
 };
@@ -31,7 +35,7 @@ struct send_opts {
 static void
 usage(FILE *f)
 {
-	fprintf(f, "Usage: sendfilectl [--socket PATH] send [OPTIONS] FILE HOST:PORT\n"
+	fprintf(f, "Usage: sendfilectl send [OPTIONS] FILE HOST:PORT\n"
 	           "\n"
 	           "Send FILE to a TCP peer through the daemon: sendfilectl opens both, and the\n"
 	           "daemon copies the bytes zero-copy. Write an IPv6 address in brackets:\n"
@@ -40,12 +44,16 @@ usage(FILE *f)
 	           "Options:\n"
 	           "  -o, --offset N      start at byte N of FILE (default 0)\n"
 	           "  -n, --count N       send N bytes (default: to the end of FILE)\n"
+	           "                      N is in bytes, or with a suffix: 4K, 1M, 2G (binary)\n"
 	           "      --no-fallback   fail rather than copy through user space when no\n"
 	           "                      zero-copy method applies\n"
 	           "  -t, --timeout-ms N  cancel the transfer after N milliseconds (default: -1,\n"
 	           "                      wait for ever)\n"
 	           "  -j, --json          print the daemon's answer as one JSON object on stdout\n"
-	           "  -h, --help          show this help\n");
+	           "      --no-progress   no progress line (there is one only when stderr is a\n"
+	           "                      terminal and the control plane answers)\n"
+	           "  -h, --help          show this help\n"
+	           "  -s, -c, -e          the global options (sendfilectl --help), here too\n");
 }
 
 /*
@@ -88,16 +96,23 @@ parse_dest(const char *dest, char *spec, size_t size, char **ret_host, char **re
 	return split_dest(spec, ret_host, ret_port);
 }
 
-static bool
-dest_ok(const char *dest)
+/* What is wrong with the form of @dest, or NULL. A port in digits is
+ * checked here; a service name ("http") is left to the resolver. */
+static const char *
+dest_problem(const char *dest)
 {
 	char spec[NI_MAXHOST + NI_MAXSERV + 4];
 	char *host, *port;
+	uint64_t v;
 
-	return parse_dest(dest, spec, sizeof(spec), &host, &port) == 0;
+	if (parse_dest(dest, spec, sizeof(spec), &host, &port) < 0)
+		return "expected HOST:PORT or [IPV6]:PORT";
+	if (strchr("0123456789+-", *port) && (sfctl_parse_u64(port, &v) < 0 || v < 1 || v > 65535))
+		return "the port must be 1..65535";
+	return NULL;
 }
 
-/* @dest has passed dest_ok(). Return: a connected TCP socket, or -1 after
+/* @dest has passed dest_problem(). Return: a connected TCP socket, or -1 after
  * saying why. */
 static int
 connect_dest(const char *dest)
@@ -167,8 +182,13 @@ print_human(const struct sfd_result *res)
 	}
 	if (!*detail && res->error)
 		detail = strerror(res->error);
-	fprintf(stderr, "sendfilectl: %s%s%s", sfd_status_str(res->status), *detail ? ": " : "",
-	        detail);
+	/* The daemon's message often names the status already ("cancelled",
+	 * "the destination's peer closed the connection"): say it once. */
+	if (*detail && strcasestr(detail, sfd_status_str(res->status)))
+		fprintf(stderr, "sendfilectl: %s", detail);
+	else
+		fprintf(stderr, "sendfilectl: %s%s%s", sfd_status_str(res->status),
+		        *detail ? ": " : "", detail);
 	/* After a failure mid-way the file position has moved: say where. */
 	if (res->bytes_sent > 0)
 		fprintf(stderr, " (sent %" PRIu64 " bytes, final offset %" PRIu64 ")",
@@ -199,32 +219,58 @@ print_timeout(const struct send_opts *o, int in_fd)
 	}
 }
 
-/* Return: 0 and *ret; -1 when --help was shown; or SFCTL_EXIT_USAGE. */
-static int
-parse_args(int argc, char **argv, struct send_opts *ret)
+/* The bytes the transfer will send if all goes well, for the progress line:
+ * --count, else what a regular file holds past the offset; 0 when unknown. */
+static uint64_t
+range_size(const struct send_opts *o, int in_fd)
 {
-	enum { OPT_NO_FALLBACK = 0x100 };
+	struct stat st;
+
+	if (fstat(in_fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return o->count;
+	if ((uint64_t)st.st_size <= o->offset)
+		return 0;
+	if (o->count && o->count < (uint64_t)st.st_size - o->offset)
+		return o->count;
+	return (uint64_t)st.st_size - o->offset;
+}
+
+/* Return: 0 and *ret (and the global options in *g); -1 when --help was
+ * shown; or SFCTL_EXIT_USAGE. */
+static int
+parse_args(struct sfctl_global *g, int argc, char **argv, struct send_opts *ret)
+{
+	enum { OPT_NO_FALLBACK = 0x100, OPT_NO_PROGRESS };
 	static const struct option options[] = {
 	        {"offset", required_argument, NULL, 'o'},
 	        {"count", required_argument, NULL, 'n'},
 	        {"no-fallback", no_argument, NULL, OPT_NO_FALLBACK},
+	        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
 	        {"timeout-ms", required_argument, NULL, 't'},
 	        {"json", no_argument, NULL, 'j'},
 	        {"help", no_argument, NULL, 'h'},
+	        SFCTL_GLOBAL_OPTIONS,
 	        {0},
 	};
 	struct send_opts o = {.timeout_ms = -1};
+	const char *problem;
 	uint64_t v;
-	int c;
+	int c, r;
 
-	while ((c = getopt_long(argc, argv, "o:n:t:jh", options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:n:t:jh" SFCTL_GLOBAL_SHORT, options, NULL)) != -1) {
+		/* Here -t is the transfer's timeout, not the control plane's. */
+		r = c == 't' ? -ENOENT : sfctl_global_option(g, c, optarg);
+		if (r == -EINVAL)
+			return SFCTL_EXIT_USAGE;
+		if (r == 0)
+			continue;
 		switch (c) {
 		case 'o':
-			if (sfctl_parse_u64(optarg, &o.offset) < 0 || o.offset > INT64_MAX)
+			if (size_parse(optarg, &o.offset) < 0 || o.offset > INT64_MAX)
 				return sfctl_usage_error("send", "bad offset '%s'", optarg);
 			break;
 		case 'n':
-			if (sfctl_parse_u64(optarg, &o.count) < 0 || o.count == 0)
+			if (size_parse(optarg, &o.count) < 0 || o.count == 0)
 				return sfctl_usage_error("send",
 				                         "bad count '%s': give a positive number, "
 				                         "or no --count to send to the end",
@@ -232,6 +278,9 @@ parse_args(int argc, char **argv, struct send_opts *ret)
 			break;
 		case OPT_NO_FALLBACK:
 			o.flags |= SFD_NO_FALLBACK;
+			break;
+		case OPT_NO_PROGRESS:
+			o.no_progress = true;
 			break;
 		case 't':
 			if (strcmp(optarg, "-1") == 0)
@@ -257,17 +306,18 @@ parse_args(int argc, char **argv, struct send_opts *ret)
 	o.file = argv[optind];
 	o.dest = argv[optind + 1];
 	/* Check its form now, so that a typo is a usage error. */
-	if (!dest_ok(o.dest))
-		return sfctl_usage_error(
-		        "send", "bad destination '%s': expected HOST:PORT or [IPV6]:PORT", o.dest);
+	problem = dest_problem(o.dest);
+	if (problem)
+		return sfctl_usage_error("send", "bad destination '%s': %s", o.dest, problem);
 	*ret = o;
 	return 0;
 }
 
 int
-sfctl_cmd_send(const struct sfctl_global *g, int argc, char **argv)
+sfctl_cmd_send(struct sfctl_global *g, int argc, char **argv)
 {
 	struct sfd_client *client = NULL;
+	struct progress *progress = NULL;
 	struct sfd_result res;
 	struct send_opts o = {0};
 	char path[256];
@@ -275,7 +325,7 @@ sfctl_cmd_send(const struct sfctl_global *g, int argc, char **argv)
 	int status;
 	int r;
 
-	r = parse_args(argc, argv, &o);
+	r = parse_args(g, argc, argv, &o);
 	if (r != 0)
 		return r < 0 ? SFCTL_EXIT_OK : r;
 
@@ -287,6 +337,13 @@ sfctl_cmd_send(const struct sfctl_global *g, int argc, char **argv)
 	/* The daemon before the peer: no point connecting to one we cannot
 	 * serve. */
 	r = sfd_client_open(g->socket_path, &client);
+	if (r == -ENOENT || r == -ECONNREFUSED) {
+		sfctl_error("no daemon at %s (%s: is sendfiled running?)",
+		            sfctl_socket_path(g, path, sizeof(path)),
+		            r == -ENOENT ? "no such socket" : "nothing listens on it");
+		status = SFCTL_EXIT_UNREACHABLE;
+		goto close_file;
+	}
 	if (r < 0) {
 		sfctl_error("cannot reach the daemon at %s: %s",
 		            sfctl_socket_path(g, path, sizeof(path)), strerror(-r));
@@ -299,8 +356,12 @@ sfctl_cmd_send(const struct sfctl_global *g, int argc, char **argv)
 		goto free_client;
 	}
 
+	/* A progress line for people watching, never for a pipe or a file. */
+	if (!o.no_progress && isatty(STDERR_FILENO))
+		progress_start(g, o.offset, range_size(&o, in_fd), &progress);
 	r = sfd_client_sendfile(client, out_fd, in_fd, o.offset, o.count, o.flags, o.timeout_ms,
 	                        &res);
+	progress_stop(progress);
 	if (r == -ETIMEDOUT) {
 		print_timeout(&o, in_fd);
 		status = SFCTL_EXIT_FAILED;

@@ -34,15 +34,15 @@ static const struct sfctl_command commands[] = {
 static void
 usage(FILE *f)
 {
-	fprintf(f, "Usage: sendfilectl [--socket PATH] COMMAND [ARGS...]\n"
+	fprintf(f, "Usage: sendfilectl [OPTIONS] COMMAND [ARGS...]\n"
 	           "       sendfilectl --help | --version\n"
 	           "\n"
 	           "The command-line client of sendfiled, the zero-copy file sending daemon.\n"
 	           "\n"
 	           "Options:\n"
 	           "  -s, --socket PATH  the daemon's data socket (default: $SENDFILED_SOCKET,\n"
-	           "                     else $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock, else\n"
-	           "                     /run/sendfiled/sendfiled.sock)\n"
+	           "                     else $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock if it\n"
+	           "                     exists, else /run/sendfiled/sendfiled.sock)\n"
 	           "  -c, --control PATH the control socket (default: control.sock beside the\n"
 	           "                     data socket)\n"
 	           "  -e, --events PATH  the events socket (default: events.sock beside it)\n"
@@ -55,7 +55,10 @@ usage(FILE *f)
 		fprintf(f, "  %s %s\n      %s\n", commands[i].name, commands[i].synopsis,
 		        commands[i].summary);
 	fprintf(f, "\n"
-	           "Run 'sendfilectl COMMAND --help' for a command's options.\n"
+	           "The options above may also follow the command; after 'send', --timeout-ms\n"
+	           "and -t are the transfer's own (see 'sendfilectl send --help').\n"
+	           "Run 'sendfilectl COMMAND --help' for a command's options, and\n"
+	           "'man sendfilectl' for more.\n"
 	           "\n"
 	           "Exit status: 0 success, 1 the daemon answered with an error, 2 usage error,\n"
 	           "3 the daemon could not be reached, 4 a local file or destination could not\n"
@@ -136,38 +139,54 @@ sfctl_json_string(FILE *f, const char *s)
 }
 
 int
+sfctl_global_option(struct sfctl_global *g, int opt, const char *arg)
+{
+	uint64_t v;
+
+	switch (opt) {
+	case 's':
+		g->socket_path = arg;
+		return 0;
+	case 'c':
+		g->control_path = arg;
+		return 0;
+	case 'e':
+		g->events_path = arg;
+		return 0;
+	case 't':
+		if (sfctl_parse_u64(arg, &v) < 0 || v > 3600000) {
+			sfctl_usage_error(NULL, "bad --timeout-ms '%s' (0..3600000)", arg);
+			return -EINVAL;
+		}
+		g->timeout_ms = (int)v;
+		return 0;
+	default:
+		return -ENOENT;
+	}
+}
+
+int
 main(int argc, char **argv)
 {
 	static const struct option options[] = {
-	        {"socket", required_argument, NULL, 's'},
-	        {"control", required_argument, NULL, 'c'},
-	        {"events", required_argument, NULL, 'e'},
-	        {"timeout-ms", required_argument, NULL, 't'},
+	        SFCTL_GLOBAL_OPTIONS,
+	        SFCTL_GLOBAL_TIMEOUT,
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},
 	        {0},
 	};
 	struct sfctl_global g = {.timeout_ms = 5000};
-	uint64_t v;
-	int o;
+	int o, r;
 
-	/* "+": stop at the command's name, whose options are its own. */
-	while ((o = getopt_long(argc, argv, "+s:c:e:t:hV", options, NULL)) != -1) {
+	/* "+": stop at the command's name; what follows is the command's to
+	 * parse (the global options included). */
+	while ((o = getopt_long(argc, argv, "+" SFCTL_GLOBAL_SHORT "t:hV", options, NULL)) != -1) {
+		r = sfctl_global_option(&g, o, optarg);
+		if (r == -EINVAL)
+			return SFCTL_EXIT_USAGE;
+		if (r == 0)
+			continue;
 		switch (o) {
-		case 's':
-			g.socket_path = optarg;
-			break;
-		case 'c':
-			g.control_path = optarg;
-			break;
-		case 'e':
-			g.events_path = optarg;
-			break;
-		case 't':
-			if (sfctl_parse_u64(optarg, &v) < 0 || v > 3600000)
-				return sfctl_usage_error(NULL, "bad --timeout-ms: %s", optarg);
-			g.timeout_ms = (int)v;
-			break;
 		case 'h':
 			usage(stdout);
 			return SFCTL_EXIT_OK;

@@ -7,6 +7,9 @@ Standard library only; prints the plain 'N passed, N failed' summary.
 import hashlib
 import json
 import os
+import pty
+import re
+import select
 import signal
 import socket
 import struct
@@ -196,6 +199,300 @@ def test_status_stats_metrics_limits(d):
         assert l.startswith("#") or len(l.rsplit(" ", 1)) == 2, l
     lim = json.loads(d.ctl("limits", "--json").stdout)
     assert lim["max_in_flight_per_conn"] == 1024 and lim["max_record"] == 4096
+
+
+def test_send_sizes_with_suffixes(d):
+    """README's own example: --offset and --count take K, M, G suffixes, as
+    the daemon's sizes do."""
+    path = make_file(2 << 20)
+    try:
+        addr, t, res = receiver()
+        out = json.loads(d.ctl("send", "--offset", "4K", "--count", "1M", "--json",
+                               path, addr).stdout)
+        t.join(10)
+        assert out["status"] == "ok" and out["bytes_sent"] == 1 << 20, out
+        assert out["final_offset"] == 4096 + (1 << 20), out
+        with open(path, "rb") as f:
+            f.seek(4096)
+            want = hashlib.sha256(f.read(1 << 20)).hexdigest()
+        assert res["n"] == 1 << 20 and res["sha"].hexdigest() == want
+        for bad in ("1.5M", "1MB", "-1K", "1T"):
+            r = d.ctl("send", "--count", bad, path, addr, check=False)
+            assert r.returncode == 2 and bad in r.stderr, (bad, r)
+    finally:
+        os.unlink(path)
+
+
+def test_missing_control_socket_is_named(d):
+    """No control socket: say which path is missing, at once (not after the
+    timeout, which is an hour here), for requests and for watch."""
+    tmp = tempfile.mkdtemp(prefix="sfd-ctl-")
+    try:
+        sock = os.path.join(tmp, "sendfiled.sock")
+        for cmd, name in ((["status"], "control.sock"), (["watch"], "events.sock")):
+            r = subprocess.run([CTL, "--socket", sock, "--timeout-ms", "3600000", *cmd],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 3, r
+            assert f"no daemon {name.split('.')[0]} socket at {tmp}/{name}" in r.stderr, r
+            assert "refused" not in r.stderr, r
+    finally:
+        os.rmdir(tmp)
+    # A daemon without a control plane: the same, beside its data socket.
+    tmp = tempfile.mkdtemp(prefix="sfd-ctl-")
+    sock = os.path.join(tmp, "sendfiled.sock")
+    p = spawn([DAEMON, "--socket", sock, "--no-control"], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.01)
+        r = subprocess.run([CTL, "--timeout-ms", "3600000", "list", "--socket", sock],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 3 and f"no daemon control socket at {tmp}/control.sock" in r.stderr, r
+    finally:
+        p.terminate()
+        p.wait(10)
+        for f in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, f))
+        os.rmdir(tmp)
+
+
+def test_global_options_after_the_command(d):
+    st = subprocess.run([CTL, "status", "--json", "-s", d.sock], capture_output=True, text=True,
+                        timeout=20)
+    assert st.returncode == 0 and json.loads(st.stdout)["pid"] == d.proc.pid, st
+    r = subprocess.run([CTL, "list", "--socket", d.sock, "--timeout-ms", "10000"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0 and r.stdout.startswith("TRANSFER"), r
+    r = subprocess.run([CTL, "status", "-c", d.control], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 0 and str(d.proc.pid) in r.stdout, r
+    path = make_file(1 << 20)
+    try:
+        # Before the operands, after them, and -t as send's own timeout.
+        for args in (["--socket", d.sock, "--json", path], ["--json", path],
+                     ["-t", "60000", "-s", d.sock, "--json", path]):
+            addr, t, res = receiver()
+            argv = [CTL, "send", *args, addr]
+            if "--socket" not in args and "-s" not in args:
+                argv += ["--socket", d.sock]
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            t.join(10)
+            assert r.returncode == 0, (argv, r)
+            assert json.loads(r.stdout)["bytes_sent"] == 1 << 20 and res["n"] == 1 << 20
+    finally:
+        os.unlink(path)
+    r = subprocess.run([CTL, "status", "--timeout-ms", "soon", "-s", d.sock],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "soon" in r.stderr, r
+
+
+def test_send_usage_errors_and_local_failures(d):
+    path = make_file(4096)
+    try:
+        for dest in ("127.0.0.1:99999", "127.0.0.1:0", "[::1]:65536", "localhost:-1",
+                     "nohost", "[::1]"):
+            r = d.ctl("send", path, dest, check=False)
+            assert r.returncode == 2 and "bad destination" in r.stderr, (dest, r)
+        r = d.ctl("send", path + ".missing", "127.0.0.1:9", check=False)
+        assert r.returncode == 4 and "cannot open" in r.stderr, r
+        # A port nobody listens on (one just released): a local failure.
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        r = d.ctl("send", path, f"127.0.0.1:{port}", check=False)
+        assert r.returncode == 4 and "cannot connect" in r.stderr, r
+    finally:
+        os.unlink(path)
+    usage = subprocess.run([CTL, "--help"], capture_output=True, text=True).stdout
+    for code in ("0 success", "1 the daemon", "2 usage", "3 the daemon", "4 a local"):
+        assert code in " ".join(usage.split()), (code, usage)
+
+
+def test_cancelled_said_once(d):
+    """A cancelled send says "cancelled" once, not "cancelled: cancelled"."""
+    path = make_file(64 << 20)
+    try:
+        addr, t, res = receiver(pause=30)
+        send = spawn([CTL, "--socket", d.sock, "send", path, addr],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        transfers = []
+        for _ in range(200):
+            transfers = json.loads(d.ctl("list", "--json").stdout)
+            if transfers:
+                break
+            time.sleep(0.05)
+        assert len(transfers) == 1, transfers
+        d.ctl("cancel", str(transfers[0]["transfer"]))
+        out, err = send.communicate(timeout=30)
+        assert send.returncode == 1, (out, err)
+        assert err.startswith("sendfilectl: cancelled") and err.count("cancel") == 1, err
+        r = d.ctl("cancel", str(transfers[0]["transfer"]), check=False)
+        assert r.returncode == 1 and r.stderr.strip() == "sendfilectl: no such transfer in flight", r
+    finally:
+        os.unlink(path)
+
+
+def held_receiver():
+    """A TCP receiver that reads nothing until its event is set, then reads
+    everything: returns (address, event, thread, result dict)."""
+    lis = socket.socket()
+    lis.bind(("127.0.0.1", 0))
+    lis.listen(1)
+    go = threading.Event()
+    res = {"n": 0}
+
+    def run():
+        c, _ = lis.accept()
+        lis.close()
+        go.wait(120)
+        while True:
+            b = c.recv(1 << 20)
+            if not b:
+                break
+            res["n"] += len(b)
+        c.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return "127.0.0.1:%d" % lis.getsockname()[1], go, t, res
+
+
+def send_on_pty(sock, path, addr, until=None):
+    """`sendfilectl send` with its stderr on a pseudo-terminal. Reads the
+    terminal until `until` (a compiled pattern) appears in it, or until the
+    command ends; returns (the process, what the terminal has shown so far,
+    the master side, still open)."""
+    master, slave = pty.openpty()
+    p = spawn([CTL, "--socket", sock, "send", path, addr], stdout=subprocess.PIPE,
+              stderr=slave, text=True)
+    os.close(slave)
+    shown = b""
+    while until is None or not until.search(shown.decode(errors="replace")):
+        r, _, _ = select.select([master], [], [], 60)
+        assert r, f"the terminal showed nothing more: {shown!r}"
+        try:
+            b = os.read(master, 4096)
+        except OSError:  # EIO: the command has ended
+            b = b""
+        if not b:
+            break
+        shown += b
+    return p, shown, master
+
+
+def read_to_end(master):
+    shown = b""
+    while True:
+        try:
+            b = os.read(master, 4096)
+        except OSError:
+            b = b""
+        if not b:
+            break
+        shown += b
+    os.close(master)
+    return shown
+
+
+PROGRESS = re.compile(r"\d+% \[[#-]{20}\] [0-9.]+ (B|KiB|MiB) of 64\.0 MiB, "
+                      r"[0-9.]+ (B|KiB|MiB|GiB)/s, (\d+:\d\d|--:--) left")
+
+
+def test_send_progress_on_a_terminal(d):
+    """On a terminal, `send` shows how far the daemon has got; the line is
+    erased before the result is printed."""
+    path = make_file(64 << 20)
+    try:
+        addr, go, t, res = held_receiver()
+        # The receiver reads nothing until the line has been seen: however
+        # slow this machine, the transfer is still in flight when it is drawn.
+        p, shown, master = send_on_pty(d.sock, path, addr, until=PROGRESS)
+        assert PROGRESS.search(shown.decode()), shown
+        go.set()
+        out, _ = p.communicate(timeout=120)
+        shown += read_to_end(master)
+        t.join(30)
+        assert p.returncode == 0 and out.startswith("sent 67108864 bytes"), out
+        assert res["n"] == 64 << 20
+        assert shown.endswith(b"\r\x1b[K"), shown[-200:]
+    finally:
+        os.unlink(path)
+
+
+def test_send_quiet_without_a_terminal(d):
+    """Into a pipe, or without a control plane, `send` draws no progress."""
+    path = make_file(64 << 20)
+    try:
+        addr, go, t, res = held_receiver()
+        p = spawn([CTL, "--socket", d.sock, "send", path, addr], stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE, text=True)
+        for _ in range(400):
+            transfers = json.loads(d.ctl("list", "--json").stdout)
+            if transfers and transfers[0]["bytes_sent"] > 0:
+                break
+            time.sleep(0.05)
+        assert transfers and transfers[0]["bytes_sent"] > 0, transfers
+        # Several periods of the progress line (half a second): a line
+        # drawn on a pipe would be there by now.
+        time.sleep(2)
+        go.set()
+        out, err = p.communicate(timeout=120)
+        t.join(30)
+        assert p.returncode == 0 and out.startswith("sent 67108864 bytes"), (out, err)
+        assert err == "", err
+    finally:
+        os.unlink(path)
+    # A terminal, but no control plane to ask: nothing to show.
+    d.stop()
+    tmp = tempfile.mkdtemp(prefix="sfd-ctl-")
+    sock = os.path.join(tmp, "sendfiled.sock")
+    nd = spawn([DAEMON, "--socket", sock, "--no-control"], stderr=subprocess.DEVNULL)
+    path = make_file(64 << 20)
+    try:
+        for _ in range(500):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.01)
+        addr, go, t, res = held_receiver()
+        master, slave = pty.openpty()
+        p = spawn([CTL, "--socket", sock, "send", path, addr], stdout=subprocess.PIPE,
+                  stderr=slave, text=True)
+        os.close(slave)
+        time.sleep(2)
+        go.set()
+        out, _ = p.communicate(timeout=120)
+        shown = read_to_end(master)
+        assert p.returncode == 0 and out.startswith("sent 67108864 bytes"), out
+        assert shown == b"", shown
+    finally:
+        os.unlink(path)
+        nd.terminate()
+        nd.wait(10)
+        for f in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, f))
+        os.rmdir(tmp)
+
+
+def test_man_page_covers_the_cli(d):
+    """sendfilectl(1) documents every command --help lists, every option of
+    the global and send --help, and every exit status."""
+    page = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                        "sendfilectl.1")
+    with open(page) as f:
+        man = f.read().replace("\\-", "-")
+    usage = subprocess.run([CTL, "--help"], capture_output=True, text=True).stdout
+    commands = re.findall(r"^  ([a-z-]+) ", usage, re.M)
+    assert "send" in commands and "watch" in commands, usage
+    for c in commands:
+        assert re.search(rf"^\.SS {c}\b", man, re.M), c
+    send = subprocess.run([CTL, "send", "--help"], capture_output=True, text=True).stdout
+    for opt in set(re.findall(r"--[a-z][a-z-]+", usage + send)):
+        assert opt in man, opt
+    exits = man[man.index(".SH EXIT STATUS"):man.index(".SH ENVIRONMENT")]
+    for code in range(5):
+        assert f".B {code}\n" in exits, code
 
 
 def test_watch_list_cancel(d):

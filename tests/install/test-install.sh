@@ -92,7 +92,8 @@ pcdir=$(dirname "$(find "$prefix" -name sendfiled.pc | head -n1)")
 [ -f "$libdir/libsendfiled.so.0" ] || fail "no libsendfiled.so.0 in $prefix"
 [ -f "$pcdir/sendfiled.pc" ] || fail "no sendfiled.pc in $prefix"
 for f in sbin/sendfiled bin/sendfilectl include/sendfiled.h share/man/man8/sendfiled.8 \
-	share/man/man5/sendfiled.conf.5 etc/sendfiled/sendfiled.conf.example; do
+	share/man/man5/sendfiled.conf.5 share/man/man1/sendfilectl.1 \
+	etc/sendfiled/sendfiled.conf.example; do
 	[ -e "$prefix/$f" ] || fail "$prefix/$f is missing"
 done
 if [ -e "$prefix/lib/systemd/system/sendfiled.service" ]; then

@@ -316,6 +316,9 @@ def test_no_daemon_falls_back_and_warns_once(tmp_path, files, caplog):
     warnings = [r for r in caplog.records if r.name == "sendfiled"]
     assert len(warnings) == 1, warnings
     assert missing in warnings[0].getMessage()
+    # Formatted the usual way, the logger's name is said once.
+    line = logging.Formatter(logging.BASIC_FORMAT).format(warnings[0])
+    assert line.startswith("WARNING:sendfiled:") and line.count("sendfiled:") == 1, line
 
 
 def test_no_daemon_uvloop_uses_its_own(tmp_path, files):

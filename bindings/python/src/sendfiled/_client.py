@@ -252,7 +252,9 @@ def _warn_once(e: BaseException) -> None:
         if "unavailable" in _warned:
             return
         _warned.add("unavailable")
-    log.warning("sendfiled: %s; sending in-process instead", e)
+    # The logger's name is "sendfiled" already: logging's formats print it
+    # ("WARNING:sendfiled:..."), so the message does not repeat it.
+    log.warning("%s; sending in-process instead", e)
 
 
 def daemon_reached() -> None:
