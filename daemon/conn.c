@@ -455,7 +455,11 @@ static const char *
 record_refusal(const struct conn *c, const struct wire_request *req, const struct fdmsg_record *rec,
                int decoded, struct refusal *no)
 {
-	if (rec->error || decoded < 0)
+	if (rec->error == EMFILE)
+		/* Our limit, not the client's mistake: it may retry later. */
+		*no = (struct refusal){WIRE_STATUS_LIMIT, EMFILE,
+		                       "the daemon is out of descriptors"};
+	else if (rec->error || decoded < 0)
 		*no = (struct refusal){WIRE_STATUS_PROTOCOL, rec->error ? rec->error : EBADMSG,
 		                       rec->error == EMSGSIZE ? "record too large"
 		                       : rec->error           ? "bad descriptors in the record"
