@@ -330,6 +330,8 @@ admissible(struct conn *c, const struct wire_request *req, const struct fdmsg_re
 		r = validate_dst(rec->fds[0], dinfo, &msg);
 	if (r == 0)
 		r = validate_src(rec->fds[1], sinfo, &msg);
+	if (r == 0)
+		r = validate_range(req, rec->fds[1], sinfo, &msg);
 	if (r == 0 && sinfo->kind != FD_KIND_FILE && req->offset != 0) {
 		r = -ESPIPE;
 		msg = "offset must be 0 for a source that cannot seek";
