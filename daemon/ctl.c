@@ -21,7 +21,9 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
 
 #include "config.h"
 #include "control.pb-c.h"
@@ -414,6 +416,33 @@ endpoint_paths(struct endpoint *ep, const char *given, const char *data_path, co
 	return 0;
 }
 
+/*
+ * Make @ep's path ours to listen on. A socket another daemon still listens on
+ * is refused: two daemons sharing a control plane would answer for each
+ * other. A stale one, left by a daemon that died, is replaced (nng would
+ * refuse to listen on it). A complete nng dial (with @open_peer, the peer's
+ * protocol) tells them apart; a bare connect() would not, and could stop a
+ * live nng 1.5.2 listener (see ctl-probe.c).
+ * Return: 0, -EADDRINUSE, or a negative errno.
+ */
+static int
+claim_path(struct endpoint *ep, int (*open_peer)(nng_socket *))
+{
+	nng_socket s;
+	int rv;
+
+	rv = open_peer(&s);
+	if (rv != 0)
+		return nng_to_errno(rv);
+	rv = nng_dial(s, ep->url, NULL, 0);
+	nng_close(s);
+	if (rv == 0)
+		return -EADDRINUSE;
+	if (unlink(ep->path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
 /* nng thread: open both sockets, listen, and wait for the first request.
  * Return: 0, or a negative errno with nothing left open. */
 static int
@@ -439,9 +468,11 @@ nng_setup(struct ctl *ctl)
 	nng_socket_set_size(ctl->rep.sock, NNG_OPT_RECVMAXSZ, CTL_RECV_MAX);
 	nng_socket_set_size(ctl->pub.sock, NNG_OPT_RECVMAXSZ, CTL_RECV_MAX);
 
-	/* Stale socket files from a crashed daemon would make nng refuse. */
-	unlink(ctl->rep.path);
-	unlink(ctl->pub.path);
+	r = claim_path(&ctl->rep, nng_req0_open);
+	if (r == 0)
+		r = claim_path(&ctl->pub, nng_sub0_open);
+	if (r < 0)
+		goto fail;
 	r = ctl_listen_endpoint(ctl, &ctl->rep);
 	if (r == 0)
 		r = ctl_listen_endpoint(ctl, &ctl->pub);
