@@ -1253,6 +1253,95 @@ def allow_list_refusal():
         eq(d.stop(), 0, "daemon exit status")
 
 
+def refused_sender(path, uid, daemon_pid, records):
+    """Connect as `uid` in a forked child and send `records` (each with two
+    descriptors) before the daemon has even accepted (it is stopped with
+    SIGSTOP meanwhile); then read. Returns what the child's first two reads
+    gave: a reply, end of file (b""), or the name of the error."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    sent_r, sent_w = os.pipe2(os.O_CLOEXEC)
+    os.kill(daemon_pid, signal.SIGSTOP)
+    try:
+        pid = os.fork()
+        if pid == 0:  # child: plain system calls only, then _exit
+            status = 1
+            try:
+                os.close(r)
+                os.close(sent_r)
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                s.settimeout(10)
+                s.connect(path)
+                a, b = os.pipe2(os.O_CLOEXEC)
+                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [b, a]))]
+                for rec in records:
+                    s.sendmsg([rec], anc)
+                os.write(sent_w, b"s")
+                out = []
+                for _ in range(2):
+                    try:
+                        out.append(b"R" + s.recv(MAX_RECORD))
+                    except OSError as exc:
+                        out.append(b"E" + errno.errorcode.get(exc.errno, "?").encode())
+                os.write(w, b"".join(struct.pack("<I", len(x)) + x for x in out))
+                status = 0
+            except BaseException as exc:
+                try:
+                    os.write(w, repr(exc).encode())
+                except OSError:
+                    pass
+            os._exit(status)
+        os.close(w)
+        os.close(sent_w)
+        check(os.read(sent_r, 1) == b"s", "the refused child sent its records")
+    finally:
+        os.kill(daemon_pid, signal.SIGCONT)
+    os.close(sent_r)
+    out = b""
+    while chunk := os.read(r, 65536):
+        out += chunk
+    os.close(r)
+    _, st = os.waitpid(pid, 0)
+    check(os.waitstatus_to_exitcode(st) == 0, f"child failed: {out!r}")
+    got = []
+    while out:
+        (n,) = struct.unpack("<I", out[:4])
+        item, out = out[4:4 + n], out[4 + n:]
+        got.append(Response(item[1:]) if item[:1] == b"R" and len(item) > 1
+                   else (b"" if item == b"R" else item[1:].decode()))
+    return got
+
+
+@test
+def allow_list_refusal_of_an_early_sender():
+    # A refused client that sends before it reads (with descriptors) still reads
+    # the refusal first, then end of file, never ECONNRESET; the daemon keeps
+    # none of what it sent. As root, the refused client is a child running as
+    # nobody; otherwise the test cannot be refused by uid and is skipped.
+    if os.getuid() != 0:
+        note("allow-list refusal of an early sender: needs root to run as another uid")
+        return
+    workdir = os.path.join(TMP, "allow-early")
+    os.makedirs(workdir)
+    os.chmod(TMP, 0o711)
+    os.chmod(workdir, 0o711)
+    d = Daemon(os.environ["SENDFILED_BIN"], workdir,
+               ["--allow-uid", "1", "--socket-mode", "0666"])
+    try:
+        got = refused_sender(d.path, 65534, d.proc.pid,
+                             [req_ping(1), req_sendfile(2), req_ping(3)])
+        eq(len(got), 2, "two reads")
+        check(isinstance(got[0], Response), f"the refusal first, got {got[0]!r}")
+        eq(got[0].id, 0, "refusal id")
+        expect(got[0], PERMISSION_DENIED, errno.EACCES, "refusal")
+        eq(got[1], b"", "end of file after the refusal")
+        eq(d.settle_fds(d.baseline), d.baseline, "daemon descriptors after the refusal")
+    finally:
+        eq(d.stop(), 0, "daemon exit status")
+
+
 @test
 def limits_and_shutdown():
     d = Daemon(os.environ["SENDFILED_BIN"], os.path.join(TMP, "limits"),
