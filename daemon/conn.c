@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "account.h"
+#include "config.h"
 #include "conn.h"
 #include "engine.h"
 #include "fdmsg.h"
@@ -424,8 +425,18 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 static void
 handle_ping(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec)
 {
+	/* Who answers, so that a client can tell what it may ask for. No
+	 * optional feature is implemented: features stays 0. */
+	struct wire_response resp = {
+	        .id = req->id,
+	        .has_ping = true,
+	        .protocol_version = WIRE_PROTOCOL_VERSION,
+	};
+
 	(void)rec;
-	reply_status(c, req->id, WIRE_STATUS_OK, 0, NULL);
+	snprintf(resp.daemon_version, sizeof(resp.daemon_version), "%s", SFD_VERSION);
+	account_reply(c->env->account, WIRE_STATUS_OK);
+	queue_reply(c, &resp);
 }
 
 static void

@@ -175,12 +175,26 @@ expect_daemon_holds_connection_only(void)
 static void
 test_ping(void **state)
 {
+	struct wire_response r;
 	int sock = raw_connect();
 
 	(void)state;
 	/* docs/PROTOCOL.md's example bytes: id 3, ping. */
 	raw_send(sock, "\x08\x03\x22\x00", 4, NULL, 0);
-	expect_reply(sock, 3, SFD_STATUS_OK, 0);
+	assert_int_equal(raw_recv(sock, &r, 5000), 1);
+	assert_int_equal(r.id, 3);
+	assert_int_equal(r.status, SFD_STATUS_OK);
+	/* Who answered: protocol 1, a version, no optional features. */
+	assert_true(r.has_ping);
+	assert_int_equal(r.protocol_version, 1);
+	assert_true(r.daemon_version[0] != '\0');
+	assert_int_equal(r.features, 0);
+	/* Only a Ping's reply says so. */
+	raw_request(sock, &(struct wire_request){.op = WIRE_OP_CANCEL, .id = 4, .target = 9}, NULL,
+	            0);
+	assert_int_equal(raw_recv(sock, &r, 5000), 1);
+	assert_int_equal(r.id, 4);
+	assert_false(r.has_ping);
 	close(sock);
 }
 

@@ -158,11 +158,32 @@ def req_ping(rid):
     return f_varint(1, rid) + f_bytes(4, b"")
 
 
+class PingInfo:
+    """A Ping's reply's PingInfo: protocol_version, daemon_version, features."""
+
+    def __init__(self, raw):
+        self.protocol_version = 0
+        self.daemon_version = ""
+        self.features = []
+        for num, wire_type, value in parse_fields(bytes(raw)):
+            if num == 1 and wire_type == WT_VARINT:
+                self.protocol_version = value
+            elif num == 2 and wire_type == WT_LEN:
+                self.daemon_version = value.decode("utf-8", "replace")
+            elif num == 3 and wire_type == WT_VARINT:
+                self.features.append(value)
+            elif num == 3 and wire_type == WT_LEN:  # packed
+                pos = 0
+                while pos < len(value):
+                    v, pos = dec_varint(value, pos)
+                    self.features.append(v)
+
+
 class Response:
     """A decoded Response; `present` holds the names of the fields on the wire."""
 
     NAMES = {1: "id", 2: "status", 3: "error", 4: "message", 5: "bytes_sent",
-             6: "final_offset", 7: "method", 8: "short_source"}
+             6: "final_offset", 7: "method", 8: "short_source", 9: "ping"}
 
     def __init__(self, raw):
         self.raw = bytes(raw)
@@ -174,11 +195,12 @@ class Response:
         self.final_offset = 0
         self.method = METHOD_NONE
         self.short_source = False
+        self.ping = None
         self.present = set()
         self.unknown = []
         for num, wire_type, value in parse_fields(self.raw):
             name = self.NAMES.get(num)
-            expected = WT_LEN if num == 4 else WT_VARINT
+            expected = WT_LEN if num in (4, 9) else WT_VARINT
             if name is None or wire_type != expected:
                 self.unknown.append((num, wire_type))
                 continue
@@ -190,6 +212,8 @@ class Response:
                 value = value.decode("utf-8", "replace")
             elif name == "short_source":
                 value = bool(value)
+            elif name == "ping":
+                value = PingInfo(value)
             setattr(self, name, value)  # last one wins, as protobuf says
 
     def __repr__(self):
@@ -573,6 +597,12 @@ def ping():
     eq(resp.error, 0, "error")
     check("method" not in resp.present or resp.method == METHOD_NONE,
           f"ping names no method: {resp!r}")
+    # Who answered (field 9, PingInfo): protocol 1, a version string, and the
+    # optional features it implements: none yet.
+    check(resp.ping is not None, f"ping info in the reply: {resp.raw.hex()}")
+    eq(resp.ping.protocol_version, 1, "protocol_version")
+    check(resp.ping.daemon_version != "", "daemon_version")
+    eq(resp.ping.features, [], "features")
 
 
 @test
