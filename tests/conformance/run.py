@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parent.parent
-ALL_CLIENTS = ["c", "python", "node", "rust"]
+ALL_CLIENTS = ["c", "python", "node", "go", "rust"]
 FIELDS = ["name", "source", "path", "size", "offset", "count", "fallback", "dest", "action",
           "at"]
 #: A /proc file that fstat reports as size 0 and sendfile(2) refuses (so it
