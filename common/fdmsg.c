@@ -2,10 +2,12 @@
  * fdmsg.c - record + SCM_RIGHTS helpers shared by the daemon and the client.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "fdmsg.h"
 #include "macro.h"
@@ -58,10 +60,29 @@ union ctlbuf {
 	struct cmsghdr align;
 };
 
-/* Judge one received message: take its descriptors, fill @rec. Return: 1 for
- * a record, 0 for end of stream. */
+/*
+ * Is our own descriptor table full? The kernel also truncates the control
+ * data (MSG_CTRUNC) when it cannot install a passed descriptor, and then the
+ * record was not wrong: the receiver was out of room. A probe with
+ * F_DUPFD_CLOEXEC tells, and it must run before the descriptors that did
+ * arrive are closed, since they may have taken the last free slots.
+ */
+static bool
+table_full(int sock)
+{
+	int fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+
+	if (fd >= 0) {
+		close(fd);
+		return false;
+	}
+	return errno == EMFILE || errno == ENFILE;
+}
+
+/* Judge one message received on @sock: take its descriptors, fill @rec.
+ * Return: 1 for a record, 0 for end of stream. */
 static int
-judge(struct msghdr *msg, size_t n, struct fdmsg_record *rec)
+judge(int sock, struct msghdr *msg, size_t n, struct fdmsg_record *rec)
 {
 	int got[CTL_FDS];
 	size_t ngot = 0;
@@ -96,6 +117,10 @@ judge(struct msghdr *msg, size_t n, struct fdmsg_record *rec)
 	if (msg->msg_flags & MSG_TRUNC) {
 		fdmsg_close_all(got, ngot);
 		rec->error = EMSGSIZE;
+	} else if ((msg->msg_flags & MSG_CTRUNC) && !bad && ngot <= FDMSG_MAX_FDS &&
+	           table_full(sock)) {
+		fdmsg_close_all(got, ngot);
+		rec->error = EMFILE;
 	} else if ((msg->msg_flags & MSG_CTRUNC) || bad || ngot > FDMSG_MAX_FDS) {
 		fdmsg_close_all(got, ngot);
 		rec->error = EBADMSG;
@@ -124,7 +149,7 @@ fdmsg_recv_record(int sock, struct fdmsg_record *rec, int flags)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	return judge(&msg, (size_t)n, rec);
+	return judge(sock, &msg, (size_t)n, rec);
 }
 
 int
@@ -153,7 +178,7 @@ fdmsg_recv_records(int sock, struct fdmsg_record *recs, size_t n, int flags)
 	if (got < 0)
 		return -errno;
 	for (int i = 0; i < got; i++) {
-		if (judge(&mm[i].msg_hdr, mm[i].msg_len, &recs[i]) == 0) {
+		if (judge(sock, &mm[i].msg_hdr, mm[i].msg_len, &recs[i]) == 0) {
 			/* End of stream: what came before it still counts; the
 			 * caller sees an empty record and stops. Records the
 			 * kernel already gave us after it are judged only to
@@ -165,7 +190,7 @@ fdmsg_recv_records(int sock, struct fdmsg_record *recs, size_t n, int flags)
 				struct fdmsg_record scratch = {.buf = recs[j].buf,
 				                               .cap = recs[j].cap};
 
-				if (judge(&mm[j].msg_hdr, mm[j].msg_len, &scratch) > 0)
+				if (judge(sock, &mm[j].msg_hdr, mm[j].msg_len, &scratch) > 0)
 					fdmsg_close_all(scratch.fds, scratch.nfds);
 			}
 			return i + 1;

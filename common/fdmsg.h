@@ -26,7 +26,9 @@ ssize_t fdmsg_send(int sock, const void *buf, size_t len, const int *fds, size_t
  * @fds (room for FDMSG_MAX_FDS), their number in *ret_nfds.
  * On a truncated record (data or control: MSG_TRUNC/MSG_CTRUNC), on more than
  * FDMSG_MAX_FDS descriptors, or on a foreign control message, every received
- * descriptor is closed and -EMSGSIZE (data) or -EBADMSG (control) returned.
+ * descriptor is closed and -EMSGSIZE (data) or -EBADMSG (control) returned;
+ * -EMFILE when the control data was cut because our own descriptor table is
+ * full.
  * Return: the record's length (0 means the peer closed), or a negative errno
  * (-EAGAIN with MSG_DONTWAIT).
  */
@@ -39,8 +41,10 @@ struct fdmsg_record {
 	size_t len; /* out: bytes of data kept (at most cap) */
 	int fds[FDMSG_MAX_FDS];
 	size_t nfds;
-	int error; /* out: 0; EMSGSIZE (data truncated) or EBADMSG (bad control
-	            * data): the record's descriptors are already closed */
+	int error; /* out: 0; EMSGSIZE (data truncated), EBADMSG (bad control
+	            * data) or EMFILE (our descriptor table was full, so the
+	            * kernel could not give us the record's descriptors): the
+	            * record's descriptors are already closed */
 };
 
 /*

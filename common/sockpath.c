@@ -25,8 +25,8 @@ sockpath_default(char *buf, size_t size)
 		return fmt(buf, size, s, "");
 	s = getenv("XDG_RUNTIME_DIR");
 	if (s && *s)
-		return fmt(buf, size, s, "/sendfiled/sendfiled.sock");
-	return fmt(buf, size, "/run/sendfiled", "/sendfiled.sock");
+		return fmt(buf, size, s, "/sendfiled/" SOCKPATH_DEFAULT_NAME);
+	return fmt(buf, size, "/run/sendfiled/", SOCKPATH_DEFAULT_NAME);
 }
 
 int
@@ -66,6 +66,8 @@ int
 sockpath_endpoint(const char *given, const char *data_path, const char *name, char *buf,
                   size_t size)
 {
+	const char *slash, *base;
+	size_t stem;
 	int n;
 
 	if (given && *given) {
@@ -74,5 +76,18 @@ sockpath_endpoint(const char *given, const char *data_path, const char *name, ch
 	}
 	if (!data_path || !*data_path)
 		return -EDESTADDRREQ;
-	return sockpath_sibling(data_path, name, buf, size);
+	slash = strrchr(data_path, '/');
+	base = slash ? slash + 1 : data_path;
+	/* The default name keeps the names the control plane always had, so
+	 * existing units, scripts and habits still find it; a directory holds
+	 * one sendfiled.sock, so these cannot be shared either. */
+	if (!*base || strcmp(base, SOCKPATH_DEFAULT_NAME) == 0)
+		return sockpath_sibling(data_path, name, buf, size);
+	stem = strlen(base);
+	if (stem > strlen(SOCKPATH_SUFFIX) &&
+	    strcmp(base + stem - strlen(SOCKPATH_SUFFIX), SOCKPATH_SUFFIX) == 0)
+		stem -= strlen(SOCKPATH_SUFFIX);
+	n = snprintf(buf, size, "%.*s%.*s.%s", (int)(base - data_path), data_path, (int)stem, base,
+	             name);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : n;
 }

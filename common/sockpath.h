@@ -31,15 +31,22 @@ int sockpath_client_default(char *buf, size_t size);
  */
 int sockpath_sibling(const char *path, const char *name, char *buf, size_t size);
 
+/* The data socket's default name, and what its name usually ends in. */
+#define SOCKPATH_DEFAULT_NAME "sendfiled.sock"
+#define SOCKPATH_SUFFIX ".sock"
+
 /* The names of the control-plane sockets beside the data socket. */
 #define SOCKPATH_CONTROL "control.sock"
 #define SOCKPATH_EVENTS "events.sock"
 
 /*
  * sockpath_endpoint() - where a control-plane socket is, the one place this
- * rule lives: @given when set (non-NULL and not ""), else @name beside the
- * data socket @data_path, so that two daemons whose data sockets share a
- * directory never share a control plane.
+ * rule lives: @given when set (non-NULL and not ""), else derived from the
+ * data socket @data_path, in its directory, so that two daemons whose data
+ * sockets share a directory never share a control plane: NAME.sock (or NAME)
+ * gives NAME.@name ("/run/x/a.sock" -> "/run/x/a.control.sock"), except the
+ * default name, sendfiled.sock, which gives @name itself
+ * ("/run/sendfiled/control.sock").
  * Return: length written to @buf; -ENAMETOOLONG; -EDESTADDRREQ when nothing
  * is given and the data socket has no path to put it beside.
  */

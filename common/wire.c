@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "macro.h"
@@ -13,6 +14,9 @@
 #include "wire.h"
 
 #define SAME_VALUE(a, b) _Static_assert((int)(a) == (int)(b), #a " must equal " #b)
+SAME_VALUE(WIRE_FEATURE_DEADLINE, SENDFILED__V1__FEATURE__FEATURE_DEADLINE);
+SAME_VALUE(WIRE_FEATURE_RATE_LIMIT, SENDFILED__V1__FEATURE__FEATURE_RATE_LIMIT);
+SAME_VALUE(WIRE_FEATURE_CLOSE_WHEN_DONE, SENDFILED__V1__FEATURE__FEATURE_CLOSE_WHEN_DONE);
 SAME_VALUE(WIRE_STATUS_OK, SENDFILED__V1__STATUS__OK);
 SAME_VALUE(WIRE_STATUS_NOT_AVAILABLE, SENDFILED__V1__STATUS__NOT_AVAILABLE);
 SAME_VALUE(WIRE_STATUS_INVALID_ARGUMENT, SENDFILED__V1__STATUS__INVALID_ARGUMENT);
@@ -283,6 +287,17 @@ wire_response_decode(const void *buf, size_t len, struct wire_response *ret_resp
 		strncpy(r.message, m->message, sizeof(r.message) - 1);
 		r.message[sizeof(r.message) - 1] = '\0';
 	}
+	if (m->ping) {
+		r.has_ping = true;
+		r.protocol_version = m->ping->protocol_version;
+		if (m->ping->daemon_version)
+			snprintf(r.daemon_version, sizeof(r.daemon_version), "%s",
+			         m->ping->daemon_version);
+		/* Features this decoder does not know are not ours to report. */
+		for (size_t i = 0; i < m->ping->n_features; i++)
+			if (m->ping->features[i] > 0 && m->ping->features[i] < 32)
+				r.features |= 1u << m->ping->features[i];
+	}
 	sendfiled__v1__response__free_unpacked(m, &arena.allocator);
 	*ret_resp = r;
 	return 0;
@@ -292,6 +307,8 @@ ssize_t
 wire_response_encode(const struct wire_response *resp, void *buf, size_t cap)
 {
 	Sendfiled__V1__Response m = SENDFILED__V1__RESPONSE__INIT;
+	Sendfiled__V1__PingInfo ping = SENDFILED__V1__PING_INFO__INIT;
+	Sendfiled__V1__Feature features[32];
 
 	m.has_id = true;
 	m.id = resp->id;
@@ -309,6 +326,17 @@ wire_response_encode(const struct wire_response *resp, void *buf, size_t cap)
 	m.short_source = resp->short_source;
 	if (resp->message[0])
 		m.message = (char *)resp->message;
+	if (resp->has_ping) {
+		ping.has_protocol_version = true;
+		ping.protocol_version = resp->protocol_version;
+		if (resp->daemon_version[0])
+			ping.daemon_version = (char *)resp->daemon_version;
+		for (int f = 1; f < 32; f++)
+			if (resp->features & (1u << f))
+				features[ping.n_features++] = (Sendfiled__V1__Feature)f;
+		ping.features = features;
+		m.ping = &ping;
+	}
 	if (sendfiled__v1__response__get_packed_size(&m) > cap)
 		return -EMSGSIZE;
 	return sendfiled__v1__response__pack(&m, buf);

@@ -72,6 +72,17 @@ struct wire_request {
 	uint64_t target;
 };
 
+/* The optional features of the protocol (proto Feature), as bits of
+ * wire_response.features: 1 << WIRE_FEATURE_*. */
+enum wire_feature {
+	WIRE_FEATURE_DEADLINE = 1,
+	WIRE_FEATURE_RATE_LIMIT = 2,
+	WIRE_FEATURE_CLOSE_WHEN_DONE = 3,
+};
+
+/* The data-plane protocol's version, in a Ping's reply. */
+#define WIRE_PROTOCOL_VERSION 1
+
 struct wire_response {
 	uint64_t id;
 	int status;
@@ -81,6 +92,11 @@ struct wire_response {
 	int method;
 	bool short_source;
 	char message[WIRE_MAX_MESSAGE];
+	/* A Ping's reply: has_ping, then who answered. */
+	bool has_ping;
+	uint32_t protocol_version;
+	uint32_t features; /* 1 << enum wire_feature */
+	char daemon_version[32];
 };
 
 /*

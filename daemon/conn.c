@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "account.h"
+#include "config.h"
 #include "conn.h"
 #include "engine.h"
 #include "fdmsg.h"
@@ -330,6 +331,8 @@ admissible(struct conn *c, const struct wire_request *req, const struct fdmsg_re
 		r = validate_dst(rec->fds[0], dinfo, &msg);
 	if (r == 0)
 		r = validate_src(rec->fds[1], sinfo, &msg);
+	if (r == 0)
+		r = validate_range(req, rec->fds[1], sinfo, &msg);
 	if (r == 0 && sinfo->kind != FD_KIND_FILE && req->offset != 0) {
 		r = -ESPIPE;
 		msg = "offset must be 0 for a source that cannot seek";
@@ -422,8 +425,18 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 static void
 handle_ping(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec)
 {
+	/* Who answers, so that a client can tell what it may ask for. No
+	 * optional feature is implemented: features stays 0. */
+	struct wire_response resp = {
+	        .id = req->id,
+	        .has_ping = true,
+	        .protocol_version = WIRE_PROTOCOL_VERSION,
+	};
+
 	(void)rec;
-	reply_status(c, req->id, WIRE_STATUS_OK, 0, NULL);
+	snprintf(resp.daemon_version, sizeof(resp.daemon_version), "%s", SFD_VERSION);
+	account_reply(c->env->account, WIRE_STATUS_OK);
+	queue_reply(c, &resp);
 }
 
 static void
@@ -455,7 +468,11 @@ static const char *
 record_refusal(const struct conn *c, const struct wire_request *req, const struct fdmsg_record *rec,
                int decoded, struct refusal *no)
 {
-	if (rec->error || decoded < 0)
+	if (rec->error == EMFILE)
+		/* Our limit, not the client's mistake: it may retry later. */
+		*no = (struct refusal){WIRE_STATUS_LIMIT, EMFILE,
+		                       "the daemon is out of descriptors"};
+	else if (rec->error || decoded < 0)
 		*no = (struct refusal){WIRE_STATUS_PROTOCOL, rec->error ? rec->error : EBADMSG,
 		                       rec->error == EMSGSIZE ? "record too large"
 		                       : rec->error           ? "bad descriptors in the record"

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include <nng/nng.h>
@@ -22,6 +23,9 @@
 #define CTL_RECV_MAX (64 * 1024)
 /* How long the probe waits for a listener's SP handshake. */
 #define PROBE_TIMEOUT_MS 1000
+/* How long a starting daemon waits for the one on its control socket to say
+ * whether it drains. */
+#define CLAIM_TIMEOUT_MS 5000
 /* SP protocol numbers (see nng's protocol headers): what the probe says it is. */
 #define SP_PROTO_REQ0 0x30
 #define SP_PROTO_SUB0 0x21
@@ -51,6 +55,11 @@ struct endpoint {
 	uint32_t pipes[MAX_TRACKED_PIPES];
 	unsigned n_pipes;
 	bool pipes_overflow; /* more than we track: count as connected from now on */
+	/* The socket file we listen on (0: none yet), and whether a
+	 * successor has taken its path over. */
+	dev_t dev;
+	ino_t ino;
+	bool replaced;
 };
 
 struct ctl {
@@ -105,6 +114,10 @@ void ctl_post(struct ctl *ctl, nng_msg *reply, bool rearm, nng_msg *event,
               struct endpoint *restart);
 /* ctl_listen_endpoint() - nng thread: (re)start @ep's listener. */
 int ctl_listen_endpoint(struct ctl *ctl, struct endpoint *ep);
+
+/* ctl_endpoint_ours() - is the file at @ep's path still the socket we
+ * listen on (and not a successor's)? */
+bool ctl_endpoint_ours(const struct endpoint *ep);
 
 /* ctl-requests.c */
 /* ctl_handle_request() - loop thread: answer one control request (the

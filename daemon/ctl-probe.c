@@ -33,6 +33,15 @@ ctl_restart_listener(struct ctl *ctl, struct endpoint *ep)
 {
 	int r;
 
+	/* The next daemon took the path over while we drain: what answers
+	 * there is its listener, not a dead one of ours. */
+	if (ep->replaced)
+		return;
+	if (!ctl_endpoint_ours(ep)) {
+		ep->replaced = true;
+		log_notice("control plane: %s was taken over by the next daemon", ep->path);
+		return;
+	}
 	log_warn("control plane: %s stopped answering; re-creating its listener", ep->path);
 	nng_listener_close(ep->listener);
 	unlink(ep->path);

@@ -21,7 +21,9 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
 
 #include "config.h"
 #include "control.pb-c.h"
@@ -92,7 +94,25 @@ ctl_listen_endpoint(struct ctl *ctl, struct endpoint *ep)
 		nng_listener_close(ep->listener);
 		return r;
 	}
+	{
+		struct stat st;
+
+		/* Which file is ours, to tell it from a successor's. */
+		if (stat(ep->path, &st) == 0) {
+			ep->dev = st.st_dev;
+			ep->ino = st.st_ino;
+		}
+	}
 	return 0;
+}
+
+bool
+ctl_endpoint_ours(const struct endpoint *ep)
+{
+	struct stat st;
+
+	return ep->ino != 0 && stat(ep->path, &st) == 0 && st.st_dev == ep->dev &&
+	       st.st_ino == ep->ino;
 }
 
 static void
@@ -414,6 +434,92 @@ endpoint_paths(struct endpoint *ep, const char *given, const char *data_path, co
 	return 0;
 }
 
+/* Who listens on an endpoint's path now. */
+enum holder {
+	HOLDER_NONE,     /* nobody: no file, or a stale one */
+	HOLDER_DRAINING, /* a daemon that is stopping, and has left its data socket */
+	HOLDER_LIVE,
+};
+
+/* Ask the daemon on the other end of @s (a REQ socket) whether it drains.
+ * Any doubt (no answer, no status) counts as a live daemon. */
+static enum holder
+ask_draining(nng_socket s)
+{
+	Sendfiled__Control__V1__ControlRequest req = SENDFILED__CONTROL__V1__CONTROL_REQUEST__INIT;
+	Sendfiled__Control__V1__Empty empty = SENDFILED__CONTROL__V1__EMPTY__INIT;
+	Sendfiled__Control__V1__ControlResponse *resp;
+	enum holder h = HOLDER_LIVE;
+	uint8_t buf[16];
+	nng_msg *m = NULL;
+	size_t n;
+
+	req.op_case = SENDFILED__CONTROL__V1__CONTROL_REQUEST__OP_STATUS;
+	req.status = &empty;
+	n = sendfiled__control__v1__control_request__pack(&req, buf);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, CLAIM_TIMEOUT_MS);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, CLAIM_TIMEOUT_MS);
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, CTL_RECV_MAX);
+	if (nng_send(s, buf, n, 0) != 0 || nng_recvmsg(s, &m, 0) != 0)
+		return h;
+	resp = sendfiled__control__v1__control_response__unpack(NULL, nng_msg_len(m),
+	                                                        nng_msg_body(m));
+	if (resp && resp->body_case == SENDFILED__CONTROL__V1__CONTROL_RESPONSE__BODY_STATUS &&
+	    resp->status->draining)
+		h = HOLDER_DRAINING;
+	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
+	nng_msg_free(m);
+	return h;
+}
+
+/*
+ * Who holds @ep's path? A complete nng dial (with @open_peer, the peer's
+ * protocol) tells a live listener from a stale socket file; a bare connect()
+ * would not, and could stop a live nng 1.5.2 listener (see ctl-probe.c). On
+ * the control socket (@ask), a live daemon is also asked whether it drains.
+ */
+static enum holder
+holder_of(struct endpoint *ep, int (*open_peer)(nng_socket *), bool ask)
+{
+	enum holder h = HOLDER_NONE;
+	nng_socket s;
+
+	if (open_peer(&s) != 0)
+		return HOLDER_LIVE; /* cannot tell: leave it alone */
+	if (nng_dial(s, ep->url, NULL, 0) == 0)
+		h = ask ? ask_draining(s) : HOLDER_LIVE;
+	nng_close(s);
+	return h;
+}
+
+/*
+ * Make both endpoints' paths ours to listen on. Sockets a running daemon
+ * listens on are refused: two daemons sharing a control plane would answer
+ * for each other. Those of a daemon that is draining are taken over: it has
+ * left its data socket to its successor (docs/PROTOCOL.md, section 6), and
+ * its control plane goes with it (it keeps serving the clients connected to
+ * it, and leaves the files alone when it exits). Stale files, left by a
+ * daemon that died, are replaced.
+ * Return: 0, -EADDRINUSE, or a negative errno.
+ */
+static int
+claim_paths(struct ctl *ctl)
+{
+	enum holder rep = holder_of(&ctl->rep, nng_req0_open, true);
+	enum holder pub = holder_of(&ctl->pub, nng_sub0_open, false);
+
+	if (rep == HOLDER_LIVE || (pub == HOLDER_LIVE && rep != HOLDER_DRAINING))
+		return -EADDRINUSE;
+	if (rep == HOLDER_DRAINING)
+		log_notice("control plane: taking over %s and %s from a daemon that is stopping",
+		           ctl->rep.path, ctl->pub.path);
+	if (unlink(ctl->rep.path) < 0 && errno != ENOENT)
+		return -errno;
+	if (unlink(ctl->pub.path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
 /* nng thread: open both sockets, listen, and wait for the first request.
  * Return: 0, or a negative errno with nothing left open. */
 static int
@@ -439,9 +545,9 @@ nng_setup(struct ctl *ctl)
 	nng_socket_set_size(ctl->rep.sock, NNG_OPT_RECVMAXSZ, CTL_RECV_MAX);
 	nng_socket_set_size(ctl->pub.sock, NNG_OPT_RECVMAXSZ, CTL_RECV_MAX);
 
-	/* Stale socket files from a crashed daemon would make nng refuse. */
-	unlink(ctl->rep.path);
-	unlink(ctl->pub.path);
+	r = claim_paths(ctl);
+	if (r < 0)
+		goto fail;
 	r = ctl_listen_endpoint(ctl, &ctl->rep);
 	if (r == 0)
 		r = ctl_listen_endpoint(ctl, &ctl->pub);
@@ -578,8 +684,11 @@ ctl_free(struct ctl *ctl)
 	pthread_cond_signal(&ctl->probe_cv);
 	pthread_mutex_unlock(&ctl->jobs_mtx);
 	pthread_join(ctl->thread, NULL);
-	unlink(ctl->rep.path);
-	unlink(ctl->pub.path);
+	/* A successor may have taken them over (claim_paths()). */
+	if (ctl_endpoint_ours(&ctl->rep))
+		unlink(ctl->rep.path);
+	if (ctl_endpoint_ours(&ctl->pub))
+		unlink(ctl->pub.path);
 	pthread_mutex_lock(&ctl->mtx);
 	nng_msg_free(ctl->pending);
 	ctl->pending = NULL;

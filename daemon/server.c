@@ -27,6 +27,8 @@
 #define ACCEPT_RETRY_MS 100
 /* Connections accepted per readable event of the listener. */
 #define ACCEPTS_PER_WAKE 64
+/* Records of a refused peer read and dropped, at most. */
+#define DISCARD_MAX 256
 
 struct server {
 	uv_loop_t *loop;
@@ -114,6 +116,33 @@ allowed(const struct server_config *cfg, const struct ucred *cr)
 	return false;
 }
 
+/*
+ * Close a connection we will not serve without losing what we told it.
+ * Linux reports ECONNRESET to a peer whose records were closed unread, ahead
+ * of the replies queued for it, so a client that sent before reading would
+ * see the reset first. Shut the connection (the peer can send no more and
+ * reads end of file after our reply), then read and drop what it had sent,
+ * closing any descriptors that came with it. Bounded: by what the peer could
+ * queue before the shutdown, and by DISCARD_MAX records, whatever is left
+ * then is closed unread.
+ */
+static void
+discard_and_close(int fd)
+{
+	unsigned char buf[WIRE_MAX_RECORD];
+
+	(void)shutdown(fd, SHUT_RDWR);
+	for (int i = 0; i < DISCARD_MAX; i++) {
+		struct fdmsg_record rec = {.buf = buf, .cap = sizeof(buf)};
+
+		/* 0: the end, or an empty record; either way stop. */
+		if (fdmsg_recv_record(fd, &rec, MSG_DONTWAIT) <= 0)
+			break;
+		fdmsg_close_all(rec.fds, rec.nfds);
+	}
+	safe_close(fd);
+}
+
 /* Tell a user who is not allowed why, in the one reply of id 0, and close. */
 static void
 refuse_user(int fd, const struct ucred *cr)
@@ -128,7 +157,7 @@ refuse_user(int fd, const struct ucred *cr)
 		(void)fdmsg_send(fd, buf, (size_t)n, NULL, 0, MSG_DONTWAIT);
 	log_notice("refused connection from pid %d uid %u: not in the allow-list", (int)cr->pid,
 	           (unsigned)cr->uid);
-	safe_close(fd);
+	discard_and_close(fd);
 }
 
 /* Take over an accepted connection; @fd is closed on every path. */

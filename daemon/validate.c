@@ -178,3 +178,24 @@ validate_src(int fd, struct fdinfo *ret_info, const char **ret_msg)
 	*ret_info = info;
 	return 0;
 }
+
+bool
+validate_past_end(const struct fdinfo *s, uint64_t offset)
+{
+	return s->kind == FD_KIND_FILE && s->size > 0 && offset >= (uint64_t)s->size;
+}
+
+int
+validate_range(const struct wire_request *req, int src, const struct fdinfo *s,
+               const char **ret_msg)
+{
+	struct fdinfo scratch;
+
+	if (s->kind == FD_KIND_CHAR && !req->has_count) {
+		*ret_msg = "a character device as source needs a count";
+		return -EINVAL;
+	}
+	if (validate_past_end(s, req->offset))
+		return check_flags(src, false, &scratch, ret_msg);
+	return 0;
+}

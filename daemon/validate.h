@@ -39,9 +39,25 @@ int validate_request(const struct wire_request *req, const char **ret_msg);
 int validate_dst(int fd, struct fdinfo *ret_info, const char **ret_msg);
 
 /* validate_src() - the source must be a regular file, a block or character
- * device, a pipe or a stream socket. For files, whether it is open for
+ * device, a pipe or a stream socket (see validate_range() for what a request
+ * on it must say). For files, whether it is open for
  * reading is left to the first read (EBADF): that spares a syscall per
  * request; streams must be readable here. */
 int validate_src(int fd, struct fdinfo *ret_info, const char **ret_msg);
+
+/* validate_past_end() - does @offset start at or past the end of a
+ * non-empty regular file @s, as fstat saw it? Then nothing is sent, and no
+ * syscall on the source would check its access mode. A size of 0 says
+ * nothing: /proc files have data behind it. */
+bool validate_past_end(const struct fdinfo *s, uint64_t offset);
+
+/*
+ * validate_range() - what the request asks of this source: a character
+ * device (/dev/zero never ends) needs a count; a range that sends nothing
+ * still needs a source open for reading, checked here since no read will.
+ * Return: 0, or a negative errno with a static message in *ret_msg.
+ */
+int validate_range(const struct wire_request *req, int src, const struct fdinfo *s,
+                   const char **ret_msg);
 
 #endif

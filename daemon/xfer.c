@@ -130,6 +130,10 @@ step_sendfile(struct xfer *x, size_t want)
 	off_t off = (off_t)(x->p.offset + x->sent);
 	ssize_t n = sendfile(x->dst, x->src, &off, want);
 
+	/* An offset past the file system's largest file: no data can be
+	 * there, whatever fstat said (a size-0 file, one that grew). */
+	if (n < 0 && errno == EOVERFLOW && (uint64_t)off >= (uint64_t)x->sinfo.size)
+		n = 0;
 	x->short_write = n > 0 && (size_t)n < want;
 	return outcome(x, n, WAIT_DST, true);
 }
@@ -627,7 +631,12 @@ xfer_new(struct engine *e, int dst, const struct fdinfo *dinfo, int src, const s
 	x->pipe_rd = x->pipe_wr = -1;
 	pthread_mutex_init(&x->mtx, NULL);
 
-	if (p->has_count)
+	if (validate_past_end(sinfo, p->offset))
+		/* Nothing there: sendfile() would only say so, and on a file
+		 * system whose largest file ends before the offset it says
+		 * EOVERFLOW instead. */
+		x->limit = 0;
+	else if (p->has_count)
 		x->limit = p->count;
 	else if (sinfo->kind == FD_KIND_FILE && sinfo->size > 0)
 		/* To EOF as it stood when the request came: the size from

@@ -36,11 +36,13 @@ def spawn(argv, **kw):
 
 
 class Daemon:
-    def __init__(self, *args, workdir=None):
+    def __init__(self, *args, workdir=None, name="sendfiled"):
         self.dir = workdir or tempfile.mkdtemp(prefix="sfd-ctl-")
-        self.sock = os.path.join(self.dir, "sendfiled.sock")
-        self.control = os.path.join(self.dir, "control.sock")
-        self.events = os.path.join(self.dir, "events.sock")
+        self.sock = os.path.join(self.dir, name + ".sock")
+        # Named after the data socket; the default name keeps the plain names.
+        prefix = "" if name == "sendfiled" else name + "."
+        self.control = os.path.join(self.dir, prefix + "control.sock")
+        self.events = os.path.join(self.dir, prefix + "events.sock")
         self.proc = spawn(
             [DAEMON, "--socket", self.sock, "--log-level", "info", *args],
             stderr=subprocess.PIPE,
@@ -740,6 +742,70 @@ def test_watch_outlives_daemon_restart(d):
         assert json.loads(out.splitlines()[0])["event"] in ("start", "done"), out
     finally:
         d2.stop()
+
+
+def wait_fds(d, n, seconds=10):
+    """Wait for daemon `d` to hold `n` descriptors again (nng closes a
+    dropped pipe on its own threads)."""
+    deadline = time.time() + seconds
+    while d.fds() != n and time.time() < deadline:
+        time.sleep(0.05)
+    assert d.fds() == n, f"daemon holds {d.fds()} descriptors, want {n}"
+
+
+def test_two_daemons_one_directory(d):
+    """Two daemons whose data sockets share a directory have a control plane
+    each, named after the data socket: sendfilectl -s reaches the daemon it
+    names. A daemon told to listen on a live daemon's control socket refuses
+    to start and leaves it alone; a stale socket file is replaced."""
+    base = d.fds()
+    b = Daemon(workdir=d.dir, name="b")
+    try:
+        assert b.control == os.path.join(d.dir, "b.control.sock")
+        assert os.path.exists(b.events)
+        for x in (d, b):
+            st = json.loads(x.ctl("status", "--json").stdout)
+            assert st["pid"] == x.proc.pid and st["socket"] == x.sock, st
+
+        c = spawn([DAEMON, "--socket", os.path.join(d.dir, "c.sock"),
+                   "--control-socket", d.control],
+                  stderr=subprocess.PIPE, text=True)
+        c.wait(30)
+        err = c.stderr.read()
+        assert c.returncode != 0 and "in use" in err, (c.returncode, err)
+        assert not os.path.exists(os.path.join(d.dir, "c.sock"))
+        assert not os.path.exists(os.path.join(d.dir, "c.events.sock"))
+        assert json.loads(d.ctl("status", "--json").stdout)["pid"] == d.proc.pid
+
+        # drain reaches the daemon named, and only that one.
+        assert b.ctl("drain").stdout.strip() == "draining"
+        b.proc.wait(10)
+        assert b.proc.returncode == 0
+        assert d.proc.poll() is None
+        assert json.loads(d.ctl("status", "--json").stdout)["pid"] == d.proc.pid
+        wait_fds(d, base)
+
+        # What a daemon killed with SIGKILL leaves behind is replaced.
+        stale = os.path.join(d.dir, "e.control.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.bind(stale)
+        e = spawn([DAEMON, "--socket", os.path.join(d.dir, "e.sock")],
+                  stderr=subprocess.PIPE, text=True)
+        try:
+            st = json.loads(subprocess.run(
+                [CTL, "--socket", os.path.join(d.dir, "e.sock"), "--timeout-ms", "20000",
+                 "status", "--json"], capture_output=True, text=True, timeout=30,
+                check=True).stdout)
+            # Answered on the stale socket's path: replaced.
+            assert st["pid"] == e.pid, st
+        finally:
+            e.send_signal(signal.SIGTERM)
+            e.wait(10)
+        assert e.returncode == 0, e.stderr.read()
+        assert not os.path.exists(stale)
+    finally:
+        if b.proc.poll() is None:
+            b.stop()
 
 
 def test_unreachable(d):

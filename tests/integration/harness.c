@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -52,6 +53,7 @@ static struct sink *live_sinks[MAX_SINKS];
 
 static const char *daemon_bin;
 static const char *const *extra_args;
+static unsigned daemon_nofile; /* 0: inherit the limit */
 static struct daemon dmn = {.pid = -1};
 
 /* The test process's descriptors at the start of the current test. */
@@ -98,6 +100,12 @@ void
 harness_daemon_args(const char *const *args)
 {
 	extra_args = args;
+}
+
+void
+harness_daemon_nofile(unsigned n)
+{
+	daemon_nofile = n;
 }
 
 const char *
@@ -306,6 +314,14 @@ daemon_start(void)
 		 * stdin, stdout and stderr only. */
 		close_range(3, ~0u, 0);
 		signal(SIGPIPE, SIG_DFL);
+		if (daemon_nofile > 0) {
+			/* The hard limit: the daemon raises its soft limit to
+			 * the hard one at start. */
+			struct rlimit rl = {daemon_nofile, daemon_nofile};
+
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+				_exit(126);
+		}
 		execv(daemon_bin, (char *const *)argv);
 		fprintf(stderr, "exec %s: %s\n", daemon_bin, strerror(errno));
 		_exit(127);

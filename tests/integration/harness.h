@@ -37,6 +37,9 @@ void harness_init(int argc, char **argv);
 /* harness_daemon_args() - extra command-line arguments for the daemons the
  * next groups start (a NULL-terminated array that must outlive them). */
 void harness_daemon_args(const char *const *args);
+/* harness_daemon_nofile() - start the next groups' daemons with this hard
+ * RLIMIT_NOFILE (0: the test's own). */
+void harness_daemon_nofile(unsigned n);
 
 /*
  * Group fixtures: start a daemon and record its descriptor count once it

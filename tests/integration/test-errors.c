@@ -108,10 +108,40 @@ test_write_only_source(void **state)
 	tfile_create(path, 1000, 97);
 	wo = tfile_open(path, O_WRONLY);
 	expect_invalid(dst, wo, 0, 0, EBADF);
+	/* Also where nothing would be read: at or past the end. */
+	expect_invalid(dst, wo, 1000, 0, EBADF);
+	expect_invalid(dst, wo, 5000, 10, EBADF);
 	close(wo);
 	close(dst);
 	close(srv);
 	close(src);
+}
+
+/* A character device never ends (/dev/zero): only with a count. */
+static void
+test_char_device_source(void **state)
+{
+	struct sfd_client *c;
+	struct sfd_result res;
+	int dst, srv, src, dev, idx;
+	struct sink *s;
+
+	(void)state;
+	good_pair(&dst, &srv, &src);
+	dev = tfile_open("/dev/zero", O_RDONLY);
+	expect_invalid(dst, dev, 0, 0, EINVAL);
+	c = client_open();
+	s = sink_new();
+	idx = sink_add(s, srv, NULL);
+	assert_int_equal(sfd_client_sendfile(c, dst, dev, 0, 100000, 0, 10000, &res), 0);
+	assert_result(&res, SFD_STATUS_OK, 100000, 100000, SFD_METHOD_SPLICE);
+	close(dst);
+	assert_true(sink_wait(s, idx, 10000));
+	assert_int_equal(sink_bytes(s, idx), 100000);
+	close(dev);
+	close(src);
+	sink_free(s);
+	sfd_client_free(c);
 }
 
 static void
@@ -353,11 +383,12 @@ main(int argc, char **argv)
 {
 	static const char *const limit_args[] = {"--max-in-flight", "4", NULL};
 	const struct CMUnitTest tests[] = {
-	        HTEST(test_directory_source),      HTEST(test_write_only_source),
-	        HTEST(test_read_only_destination), HTEST(test_udp_destination),
-	        HTEST(test_seqpacket_destination), HTEST(test_o_path_source),
-	        HTEST(test_range_overflow),        HTEST(test_largest_range),
-	        HTEST(test_library_refusals),      HTEST(test_open_errors),
+	        HTEST(test_directory_source),   HTEST(test_write_only_source),
+	        HTEST(test_char_device_source), HTEST(test_read_only_destination),
+	        HTEST(test_udp_destination),    HTEST(test_seqpacket_destination),
+	        HTEST(test_o_path_source),      HTEST(test_range_overflow),
+	        HTEST(test_largest_range),      HTEST(test_library_refusals),
+	        HTEST(test_open_errors),
 	};
 	const struct CMUnitTest limit_tests[] = {
 	        HTEST(test_limit_in_flight),

@@ -175,12 +175,26 @@ expect_daemon_holds_connection_only(void)
 static void
 test_ping(void **state)
 {
+	struct wire_response r;
 	int sock = raw_connect();
 
 	(void)state;
 	/* docs/PROTOCOL.md's example bytes: id 3, ping. */
 	raw_send(sock, "\x08\x03\x22\x00", 4, NULL, 0);
-	expect_reply(sock, 3, SFD_STATUS_OK, 0);
+	assert_int_equal(raw_recv(sock, &r, 5000), 1);
+	assert_int_equal(r.id, 3);
+	assert_int_equal(r.status, SFD_STATUS_OK);
+	/* Who answered: protocol 1, a version, no optional features. */
+	assert_true(r.has_ping);
+	assert_int_equal(r.protocol_version, 1);
+	assert_true(r.daemon_version[0] != '\0');
+	assert_int_equal(r.features, 0);
+	/* Only a Ping's reply says so. */
+	raw_request(sock, &(struct wire_request){.op = WIRE_OP_CANCEL, .id = 4, .target = 9}, NULL,
+	            0);
+	assert_int_equal(raw_recv(sock, &r, 5000), 1);
+	assert_int_equal(r.id, 4);
+	assert_false(r.has_ping);
 	close(sock);
 }
 
@@ -758,6 +772,67 @@ test_records_after_stall(void **state)
 	fds_close(&f);
 }
 
+/* ---- the daemon out of descriptors --------------------------------------- */
+
+/* The daemon's hard RLIMIT_NOFILE in the group below. */
+#define NOFILE 64
+
+/*
+ * With its descriptor table full, the daemon cannot take a request's
+ * descriptors (the kernel cuts the control data): that is its own limit, a
+ * LIMIT/EMFILE to retry later, whether none of them or one of them fit. A
+ * record with three descriptors, with room for them, is still the client's
+ * mistake.
+ */
+static void
+test_out_of_descriptors(void **state)
+{
+	struct wire_request req = {.op = WIRE_OP_SENDFILE, .id = 21, .fallback = true};
+	int conns[NOFILE];
+	int n = 0, sock = raw_connect();
+	struct fds f;
+
+	(void)state;
+	fds_open(&f);
+	expect_daemon_holds_connection_only();
+	/* Fill the table with connections, one at a time, so that none
+	 * waits in the backlog for a slot. */
+	while (daemon_fd_count() < NOFILE) {
+		int want = daemon_fd_count() + 1;
+
+		assert_true(n < NOFILE);
+		conns[n++] = raw_connect();
+		assert_true(daemon_wait_fds(want, 5000));
+	}
+	raw_request(sock, &req, (int[]){f.dst, f.src}, 2);
+	expect_reply(sock, 21, SFD_STATUS_LIMIT, EMFILE);
+	assert_int_equal(daemon_fd_count(), NOFILE);
+
+	/* One slot free: the destination arrives, the source does not. */
+	close(conns[--n]);
+	assert_true(daemon_wait_fds(NOFILE - 1, 5000));
+	req.id = 22;
+	raw_request(sock, &req, (int[]){f.dst, f.src}, 2);
+	expect_reply(sock, 22, SFD_STATUS_LIMIT, EMFILE);
+	assert_true(daemon_wait_fds(NOFILE - 1, 5000));
+
+	/* Room for three. */
+	close(conns[--n]);
+	close(conns[--n]);
+	assert_true(daemon_wait_fds(NOFILE - 3, 5000));
+	req.id = 23;
+	raw_request(sock, &req, (int[]){f.dst, f.src, f.pipe[0]}, 3);
+	expect_reply(sock, 23, SFD_STATUS_PROTOCOL, EBADMSG);
+	expect_alive(sock, 24);
+
+	while (n > 0)
+		close(conns[--n]);
+	expect_daemon_holds_connection_only();
+	fds_close(&f);
+	close(sock);
+	assert_daemon_serves();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -786,6 +861,9 @@ main(int argc, char **argv)
 	        HTEST(test_records_after_stall),
 	        HTEST(test_records_after_empty_record),
 	};
+	const struct CMUnitTest nofile_tests[] = {
+	        HTEST(test_out_of_descriptors),
+	};
 	int failed;
 
 	harness_init(argc, argv);
@@ -794,5 +872,9 @@ main(int argc, char **argv)
 	harness_daemon_args(limit_args);
 	failed += cmocka_run_group_tests_name("batches", batch_tests, harness_group_setup,
 	                                      harness_group_teardown);
+	harness_daemon_args(NULL);
+	harness_daemon_nofile(NOFILE);
+	failed += cmocka_run_group_tests_name("out of descriptors", nofile_tests,
+	                                      harness_group_setup, harness_group_teardown);
 	return failed ? 1 : 0;
 }

@@ -163,6 +163,9 @@ test_count_past_eof(void **state)
 	teardown_file(&t);
 }
 
+/* Beyond any ext4 file (16 TiB), within a file offset. */
+#define HUGE_OFFSET ((uint64_t)1 << 62)
+
 static void
 test_offset_past_eof(void **state)
 {
@@ -190,6 +193,16 @@ test_offset_past_eof(void **state)
 	assert_result(&res, SFD_STATUS_OK, 0, 1000, SFD_METHOD_NONE);
 	assert_int_equal(fd_pos(t.src), 77);
 
+	/* Past the largest file the file system can hold (16 TiB on ext4):
+	 * the same answer, whatever the file system. */
+	assert_int_equal(sfd_client_sendfile(t.c, t.dst, t.src, HUGE_OFFSET, 10, 0, -1, &res), 0);
+	assert_result(&res, SFD_STATUS_OK, 0, HUGE_OFFSET, SFD_METHOD_NONE);
+	assert_true(res.flags & SFD_RESULT_SHORT_SOURCE);
+	assert_int_equal(sfd_client_sendfile(t.c, t.dst, t.src, HUGE_OFFSET, 0, 0, -1, &res), 0);
+	assert_result(&res, SFD_STATUS_OK, 0, HUGE_OFFSET, SFD_METHOD_NONE);
+	assert_int_equal(res.flags, 0);
+	assert_int_equal(fd_pos(t.src), 77);
+
 	end_stream(&t);
 	assert_received(t.sink, t.idx, t.src, 0, 0);
 	teardown_file(&t);
@@ -210,6 +223,11 @@ test_empty_file(void **state)
 	/* A count on an empty file is a short source. */
 	assert_int_equal(sfd_client_sendfile(t.c, t.dst, t.src, 0, 4096, 0, -1, &res), 0);
 	assert_result(&res, SFD_STATUS_OK, 0, 0, SFD_METHOD_NONE);
+	assert_true(res.flags & SFD_RESULT_SHORT_SOURCE);
+	assert_int_equal(fd_pos(t.src), 0);
+	/* Also from past the file system's largest file. */
+	assert_int_equal(sfd_client_sendfile(t.c, t.dst, t.src, HUGE_OFFSET, 4096, 0, -1, &res), 0);
+	assert_result(&res, SFD_STATUS_OK, 0, HUGE_OFFSET, SFD_METHOD_NONE);
 	assert_true(res.flags & SFD_RESULT_SHORT_SOURCE);
 	assert_int_equal(fd_pos(t.src), 0);
 	end_stream(&t);

@@ -158,11 +158,32 @@ def req_ping(rid):
     return f_varint(1, rid) + f_bytes(4, b"")
 
 
+class PingInfo:
+    """A Ping's reply's PingInfo: protocol_version, daemon_version, features."""
+
+    def __init__(self, raw):
+        self.protocol_version = 0
+        self.daemon_version = ""
+        self.features = []
+        for num, wire_type, value in parse_fields(bytes(raw)):
+            if num == 1 and wire_type == WT_VARINT:
+                self.protocol_version = value
+            elif num == 2 and wire_type == WT_LEN:
+                self.daemon_version = value.decode("utf-8", "replace")
+            elif num == 3 and wire_type == WT_VARINT:
+                self.features.append(value)
+            elif num == 3 and wire_type == WT_LEN:  # packed
+                pos = 0
+                while pos < len(value):
+                    v, pos = dec_varint(value, pos)
+                    self.features.append(v)
+
+
 class Response:
     """A decoded Response; `present` holds the names of the fields on the wire."""
 
     NAMES = {1: "id", 2: "status", 3: "error", 4: "message", 5: "bytes_sent",
-             6: "final_offset", 7: "method", 8: "short_source"}
+             6: "final_offset", 7: "method", 8: "short_source", 9: "ping"}
 
     def __init__(self, raw):
         self.raw = bytes(raw)
@@ -174,11 +195,12 @@ class Response:
         self.final_offset = 0
         self.method = METHOD_NONE
         self.short_source = False
+        self.ping = None
         self.present = set()
         self.unknown = []
         for num, wire_type, value in parse_fields(self.raw):
             name = self.NAMES.get(num)
-            expected = WT_LEN if num == 4 else WT_VARINT
+            expected = WT_LEN if num in (4, 9) else WT_VARINT
             if name is None or wire_type != expected:
                 self.unknown.append((num, wire_type))
                 continue
@@ -190,6 +212,8 @@ class Response:
                 value = value.decode("utf-8", "replace")
             elif name == "short_source":
                 value = bool(value)
+            elif name == "ping":
+                value = PingInfo(value)
             setattr(self, name, value)  # last one wins, as protobuf says
 
     def __repr__(self):
@@ -573,6 +597,12 @@ def ping():
     eq(resp.error, 0, "error")
     check("method" not in resp.present or resp.method == METHOD_NONE,
           f"ping names no method: {resp!r}")
+    # Who answered (field 9, PingInfo): protocol 1, a version string, and the
+    # optional features it implements: none yet.
+    check(resp.ping is not None, f"ping info in the reply: {resp.raw.hex()}")
+    eq(resp.ping.protocol_version, 1, "protocol_version")
+    check(resp.ping.daemon_version != "", "daemon_version")
+    eq(resp.ping.features, [], "features")
 
 
 @test
@@ -1249,6 +1279,95 @@ def allow_list_refusal():
                 check(conn.wait_eof(3), "connection closed after the refusal")
         eq(resp.id, 0, "refusal id")
         expect(resp, PERMISSION_DENIED, errno.EACCES, "refusal")
+    finally:
+        eq(d.stop(), 0, "daemon exit status")
+
+
+def refused_sender(path, uid, daemon_pid, records):
+    """Connect as `uid` in a forked child and send `records` (each with two
+    descriptors) before the daemon has even accepted (it is stopped with
+    SIGSTOP meanwhile); then read. Returns what the child's first two reads
+    gave: a reply, end of file (b""), or the name of the error."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    sent_r, sent_w = os.pipe2(os.O_CLOEXEC)
+    os.kill(daemon_pid, signal.SIGSTOP)
+    try:
+        pid = os.fork()
+        if pid == 0:  # child: plain system calls only, then _exit
+            status = 1
+            try:
+                os.close(r)
+                os.close(sent_r)
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                s.settimeout(10)
+                s.connect(path)
+                a, b = os.pipe2(os.O_CLOEXEC)
+                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [b, a]))]
+                for rec in records:
+                    s.sendmsg([rec], anc)
+                os.write(sent_w, b"s")
+                out = []
+                for _ in range(2):
+                    try:
+                        out.append(b"R" + s.recv(MAX_RECORD))
+                    except OSError as exc:
+                        out.append(b"E" + errno.errorcode.get(exc.errno, "?").encode())
+                os.write(w, b"".join(struct.pack("<I", len(x)) + x for x in out))
+                status = 0
+            except BaseException as exc:
+                try:
+                    os.write(w, repr(exc).encode())
+                except OSError:
+                    pass
+            os._exit(status)
+        os.close(w)
+        os.close(sent_w)
+        check(os.read(sent_r, 1) == b"s", "the refused child sent its records")
+    finally:
+        os.kill(daemon_pid, signal.SIGCONT)
+    os.close(sent_r)
+    out = b""
+    while chunk := os.read(r, 65536):
+        out += chunk
+    os.close(r)
+    _, st = os.waitpid(pid, 0)
+    check(os.waitstatus_to_exitcode(st) == 0, f"child failed: {out!r}")
+    got = []
+    while out:
+        (n,) = struct.unpack("<I", out[:4])
+        item, out = out[4:4 + n], out[4 + n:]
+        got.append(Response(item[1:]) if item[:1] == b"R" and len(item) > 1
+                   else (b"" if item == b"R" else item[1:].decode()))
+    return got
+
+
+@test
+def allow_list_refusal_of_an_early_sender():
+    # A refused client that sends before it reads (with descriptors) still reads
+    # the refusal first, then end of file, never ECONNRESET; the daemon keeps
+    # none of what it sent. As root, the refused client is a child running as
+    # nobody; otherwise the test cannot be refused by uid and is skipped.
+    if os.getuid() != 0:
+        note("allow-list refusal of an early sender: needs root to run as another uid")
+        return
+    workdir = os.path.join(TMP, "allow-early")
+    os.makedirs(workdir)
+    os.chmod(TMP, 0o711)
+    os.chmod(workdir, 0o711)
+    d = Daemon(os.environ["SENDFILED_BIN"], workdir,
+               ["--allow-uid", "1", "--socket-mode", "0666"])
+    try:
+        got = refused_sender(d.path, 65534, d.proc.pid,
+                             [req_ping(1), req_sendfile(2), req_ping(3)])
+        eq(len(got), 2, "two reads")
+        check(isinstance(got[0], Response), f"the refusal first, got {got[0]!r}")
+        eq(got[0].id, 0, "refusal id")
+        expect(got[0], PERMISSION_DENIED, errno.EACCES, "refusal")
+        eq(got[1], b"", "end of file after the refusal")
+        eq(d.settle_fds(d.baseline), d.baseline, "daemon descriptors after the refusal")
     finally:
         eq(d.stop(), 0, "daemon exit status")
 

@@ -200,7 +200,7 @@ def test_control_socket_flags_and_no_control():
         assert stat.S_IMODE(os.stat(cpath).st_mode) == 0o600
         st = ctl(os.path.join(d, "data.sock"), "--control", cpath, "status", check=False)
         assert st.returncode == 0, st.stderr
-        assert not os.path.exists(os.path.join(d, "control.sock"))
+        assert not os.path.exists(os.path.join(d, "data.control.sock"))
         p.stop()
     finally:
         if p.poll() is None:
@@ -211,7 +211,7 @@ def test_control_socket_flags_and_no_control():
     try:
         time.sleep(0.3)
         assert p.poll() is None, p.stderr()
-        assert not os.path.exists(os.path.join(d, "control.sock"))
+        assert not os.path.exists(os.path.join(d, "data.control.sock"))
         p.stop()
     finally:
         if p.poll() is None:
@@ -233,8 +233,8 @@ def test_standalone_notify_and_group():
                          env=env, stderr=subprocess.PIPE, text=True)
     try:
         notify.wait_for(has("READY=1"), what="READY=1")
-        for name, mode in (("s.sock", 0o660), ("control.sock", 0o660),
-                           ("events.sock", 0o660)):
+        for name, mode in (("s.sock", 0o660), ("s.control.sock", 0o660),
+                           ("s.events.sock", 0o660)):
             st = os.stat(os.path.join(d, name))
             assert st.st_gid == group, f"{name}: group {st.st_gid}"
             assert stat.S_IMODE(st.st_mode) == mode, f"{name}: mode {st.st_mode:o}"

@@ -65,8 +65,8 @@ def test_good_file():
     assert s["allow_uids"] == ("0,1000", f"{path}:6")
     assert s["log_level"] == ("info", f"{path}:7")
     assert s["workers"] == ("8", "default")
-    assert s["control_socket"][0] == "/tmp/sfd-good/control.sock"
-    assert s["events_socket"][0] == "/tmp/sfd-good/events.sock"
+    assert s["control_socket"][0] == "/tmp/sfd-good/s.control.sock"
+    assert s["events_socket"][0] == "/tmp/sfd-good/s.events.sock"
     assert s["control_mode"][0] == "0600"
     assert f"# configuration file: {path}\n" in r.stdout
     # Every key is printed, and the output is itself a good file.

@@ -425,8 +425,8 @@ test_control_paths(void **state)
 
 	conf_defaults(&cfg);
 	assert_int_equal(conf_ctl_config(&cfg, "/run/x/data.sock", &cc), 0);
-	assert_string_equal(cc.control_path, "/run/x/control.sock");
-	assert_string_equal(cc.events_path, "/run/x/events.sock");
+	assert_string_equal(cc.control_path, "/run/x/data.control.sock");
+	assert_string_equal(cc.events_path, "/run/x/data.events.sock");
 	assert_int_equal(cc.mode, 0600);
 	/* A socket group opens the control plane to the group too... */
 	assert_int_equal(conf_set(&cfg, CONF_SOCKET_GROUP, "root", false, CONF_FROM_FILE, 1, err,
@@ -444,7 +444,7 @@ test_control_paths(void **state)
 	assert_int_equal(conf_ctl_config(&cfg, "/run/x/data.sock", &cc), 0);
 	assert_int_equal(cc.mode, 0600);
 	assert_string_equal(cc.control_path, "/tmp/ctl");
-	assert_string_equal(cc.events_path, "/run/x/events.sock");
+	assert_string_equal(cc.events_path, "/run/x/data.events.sock");
 	assert_int_equal(
 	        conf_ctl_config(&cfg,
 	                        "/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -479,7 +479,7 @@ test_print_parses_back(void **state)
 	fclose(f);
 	assert_non_null(strstr(buf, "workers = 15  # test.conf:9\n"));
 	assert_non_null(strstr(buf, "max_connections = 11  # test.conf:4\n"));
-	assert_non_null(strstr(buf, "control_socket = /tmp/control.sock  # default"));
+	assert_non_null(strstr(buf, "control_socket = /tmp/p.control.sock  # default"));
 
 	conf_defaults(&b);
 	assert_int_equal(parse(&b, buf, &e), 0);

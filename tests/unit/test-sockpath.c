@@ -122,8 +122,17 @@ test_sibling_too_long(void **state)
 	assert_int_equal(sockpath_sibling("x.sock", "control.sock", buf, 5), -ENAMETOOLONG);
 }
 
-/* The one rule for the control-plane sockets: given, else beside the data
- * socket, else nowhere. */
+static void
+check_endpoint(const char *data, const char *name, const char *want)
+{
+	char buf[SOCKPATH_MAX];
+
+	assert_int_equal(sockpath_endpoint(NULL, data, name, buf, sizeof(buf)), strlen(want));
+	assert_string_equal(buf, want);
+}
+
+/* The one rule for the control-plane sockets: given, else named after the
+ * data socket, beside it, else nowhere. */
 static void
 test_endpoint(void **state)
 {
@@ -135,14 +144,29 @@ test_endpoint(void **state)
 	                 strlen("/x/ctl.sock"));
 	assert_string_equal(buf, "/x/ctl.sock");
 	assert_int_equal(sockpath_endpoint("", "/run/s/d.sock", SOCKPATH_EVENTS, buf, sizeof(buf)),
-	                 strlen("/run/s/events.sock"));
-	assert_string_equal(buf, "/run/s/events.sock");
+	                 strlen("/run/s/d.events.sock"));
+	assert_string_equal(buf, "/run/s/d.events.sock");
 	assert_int_equal(
 	        sockpath_endpoint(NULL, "/run/s/d.sock", SOCKPATH_CONTROL, buf, sizeof(buf)),
-	        strlen("/run/s/control.sock"));
-	assert_string_equal(buf, "/run/s/control.sock");
+	        strlen("/run/s/d.control.sock"));
+	assert_string_equal(buf, "/run/s/d.control.sock");
 	assert_int_equal(sockpath_endpoint(NULL, "", SOCKPATH_CONTROL, buf, sizeof(buf)),
 	                 -EDESTADDRREQ);
+	/* Two data sockets in one directory: two control planes. */
+	check_endpoint("/run/s/a.sock", SOCKPATH_CONTROL, "/run/s/a.control.sock");
+	check_endpoint("/run/s/b.sock", SOCKPATH_CONTROL, "/run/s/b.control.sock");
+	check_endpoint("/run/s/b.sock", SOCKPATH_EVENTS, "/run/s/b.events.sock");
+	check_endpoint("/run/s/plain", SOCKPATH_EVENTS, "/run/s/plain.events.sock");
+	check_endpoint("rel.sock", SOCKPATH_CONTROL, "rel.control.sock");
+	check_endpoint("/.sock", SOCKPATH_CONTROL, "/.sock.control.sock");
+	/* The default name keeps the historic names. */
+	check_endpoint("/run/sendfiled/sendfiled.sock", SOCKPATH_CONTROL,
+	               "/run/sendfiled/control.sock");
+	check_endpoint("/run/user/1/sendfiled/sendfiled.sock", SOCKPATH_EVENTS,
+	               "/run/user/1/sendfiled/events.sock");
+	assert_int_equal(sockpath_endpoint(NULL, "/run/s/a.sock", SOCKPATH_CONTROL, buf,
+	                                   strlen("/run/s/a.control.sock")),
+	                 -ENAMETOOLONG);
 	assert_int_equal(
 	        sockpath_endpoint("/a/long/path.sock", "/d.sock", SOCKPATH_CONTROL, buf, 8),
 	        -ENAMETOOLONG);

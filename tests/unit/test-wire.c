@@ -452,6 +452,36 @@ test_response_message_truncated(void **state)
 	assert_int_equal(r.message[WIRE_MAX_MESSAGE - 2], 'q');
 }
 
+/* A Ping's reply: who answered, and the optional features it implements. */
+static void
+test_response_ping_info(void **state)
+{
+	struct wire_response in = {.id = 5, .has_ping = true, .protocol_version = 1}, out;
+	/* id 5, bytes_sent 0, final_offset 0, ping {1: 1, 2: "x", 3: 1, 3: 3} */
+	static const uint8_t want[] = {0x08, 0x05, 0x28, 0x00, 0x30, 0x00, 0x4a, 0x09, 0x08,
+	                               0x01, 0x12, 0x01, 'x',  0x18, 0x01, 0x18, 0x03};
+	uint8_t buf[WIRE_MAX_RECORD];
+	ssize_t n;
+
+	(void)state;
+	snprintf(in.daemon_version, sizeof(in.daemon_version), "x");
+	in.features = 1u << WIRE_FEATURE_DEADLINE | 1u << WIRE_FEATURE_CLOSE_WHEN_DONE;
+	n = wire_response_encode(&in, buf, sizeof(buf));
+	assert_int_equal(n, sizeof(want));
+	assert_memory_equal(buf, want, sizeof(want));
+	out = response_roundtrip(&in);
+	assert_true(out.has_ping);
+	assert_int_equal(out.protocol_version, 1);
+	assert_string_equal(out.daemon_version, "x");
+	assert_int_equal(out.features, in.features);
+
+	/* Not a Ping's reply: no PingInfo on the wire, none decoded. */
+	in = (struct wire_response){.id = 6};
+	out = response_roundtrip(&in);
+	assert_false(out.has_ping);
+	assert_int_equal(out.features, 0);
+}
+
 static void
 test_response_encode_too_small(void **state)
 {
@@ -494,6 +524,7 @@ main(void)
 	        fd_test(test_response_message_truncated),
 	        fd_test(test_names),
 	        fd_test(test_response_encode_too_small),
+	        fd_test(test_response_ping_info),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

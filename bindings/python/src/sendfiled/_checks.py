@@ -100,8 +100,6 @@ def source_fd(file: Any) -> Optional[Tuple[int, Optional[int]]]:
 #: check_source()'s answer for a file object without a usable descriptor,
 #: with fallback allowed: the caller sends it in-process.
 NOT_A_FILE = -1
-#: check_source()'s answer for an empty file and no count: nothing to send.
-EMPTY = -2
 
 
 def check_source(sock: Any, file: Any, offset: int, count: Optional[int],
@@ -110,8 +108,10 @@ def check_source(sock: Any, file: Any, offset: int, count: Optional[int],
     they ask the daemon: asyncio's argument checks (same types and
     messages), then the source.
 
-    Return: the source's descriptor; NOT_A_FILE (counted as an in-process
-    fallback) or EMPTY. Raises SendfileNotAvailableError for a file object
+    Return: the source's descriptor, or NOT_A_FILE (counted as an
+    in-process fallback). A regular file of size 0 still goes to the daemon:
+    st_size 0 does not mean empty (/proc files have data behind it), and the
+    daemon reads to the real end. Raises SendfileNotAvailableError for a file object
     without a descriptor when ``fallback`` is false.
     """
     check_ssl_socket(sock)
@@ -122,10 +122,7 @@ def check_source(sock: Any, file: Any, offset: int, count: Optional[int],
             raise _errors.SendfileNotAvailableError("not a regular file")
         _stats.bump("fallback_not_regular")
         return NOT_A_FILE
-    fileno, fsize = src
-    if not count and fsize == 0:
-        return EMPTY
-    return fileno
+    return src[0]
 
 
 def settle_position(file: Any, bytes_sent: int, final_offset: int) -> None:

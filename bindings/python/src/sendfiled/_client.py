@@ -172,8 +172,6 @@ class Client:
         fileno = _checks.check_source(sock, file, offset, count, fallback)
         if fileno == _checks.NOT_A_FILE:
             return _send_by_copy(sock, file, offset, count)
-        if fileno == _checks.EMPTY:
-            return 0
         flags = 0 if fallback else _lib.SFD_NO_FALLBACK
         woff, wcount = _checks.wire_range(offset, count)
         if count and not wcount:

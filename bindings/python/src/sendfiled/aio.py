@@ -473,9 +473,9 @@ async def _transport_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, t
             if src is None:
                 raise _NotHandedOver("fallback_not_regular",
                                      _errors.SendfileNotAvailableError("not a regular file"))
-            fileno, fsize = src
-            if not count and fsize == 0:
-                return 0  # empty file
+            # A regular file of size 0 goes to the daemon too: /proc files
+            # have data behind that size, and the daemon reads to the end.
+            fileno = src[0]
             return await _daemon_send(st, loop, lc, sock, file, fileno, offset, count,
                                       fallback, req)
     except _NotHandedOver as e:
@@ -501,8 +501,6 @@ async def _sock_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, sock: 
     fileno = _checks.check_source(sock, file, offset, count, fallback)
     if fileno == _checks.NOT_A_FILE:
         return await _call_original(orig, sock, file, offset, count, fallback=fallback)
-    if fileno == _checks.EMPTY:
-        return 0
     lc = _connect_or_decline(st, loop, req)
     if lc is None:
         _stats.bump("fallback_no_daemon")
