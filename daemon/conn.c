@@ -121,8 +121,8 @@ fail_conn(struct conn *c, int err)
 {
 	if (c->state >= CONN_CLOSING)
 		return;
-	log_debug("connection from pid %d uid %u closed: %s", (int)c->cred.pid,
-	          (unsigned)c->cred.uid, strerror(err));
+	log_debug("connection from pid %d uid %u closed%s%s", (int)c->cred.pid,
+	          (unsigned)c->cred.uid, err ? ": " : " by the client", err ? strerror(err) : "");
 	c->state = CONN_CLOSING;
 	defer_flush(c);
 }

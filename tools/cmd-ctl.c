@@ -1,7 +1,7 @@
 /*
  * cmd-ctl.c - the commands that talk to the daemon's control plane over nng:
  * status, stats, list, cancel, drain, log-level, limits, metrics (REQ/REP on
- * control.sock) and watch (SUB on events.sock).
+ * the control socket) and watch (SUB on the events socket).
  */
 #include <errno.h>
 #include <getopt.h>
