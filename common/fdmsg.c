@@ -58,10 +58,8 @@ union ctlbuf {
 	struct cmsghdr align;
 };
 
-/* Judge one received message: take its descriptors, fill @rec. Return: 1 for
- * a record, 0 for end of stream. */
-static int
-judge(struct msghdr *msg, size_t n, struct fdmsg_record *rec)
+int
+fdmsg_judge(struct msghdr *msg, size_t n, struct fdmsg_record *rec)
 {
 	int got[CTL_FDS];
 	size_t ngot = 0;
@@ -124,7 +122,7 @@ fdmsg_recv_record(int sock, struct fdmsg_record *rec, int flags)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	return judge(&msg, (size_t)n, rec);
+	return fdmsg_judge(&msg, (size_t)n, rec);
 }
 
 int
@@ -153,7 +151,7 @@ fdmsg_recv_records(int sock, struct fdmsg_record *recs, size_t n, int flags)
 	if (got < 0)
 		return -errno;
 	for (int i = 0; i < got; i++) {
-		if (judge(&mm[i].msg_hdr, mm[i].msg_len, &recs[i]) == 0) {
+		if (fdmsg_judge(&mm[i].msg_hdr, mm[i].msg_len, &recs[i]) == 0) {
 			/* End of stream: what came before it still counts; the
 			 * caller sees an empty record and stops. Records the
 			 * kernel already gave us after it are judged only to
@@ -165,7 +163,7 @@ fdmsg_recv_records(int sock, struct fdmsg_record *recs, size_t n, int flags)
 				struct fdmsg_record scratch = {.buf = recs[j].buf,
 				                               .cap = recs[j].cap};
 
-				if (judge(&mm[j].msg_hdr, mm[j].msg_len, &scratch) > 0)
+				if (fdmsg_judge(&mm[j].msg_hdr, mm[j].msg_len, &scratch) > 0)
 					fdmsg_close_all(scratch.fds, scratch.nfds);
 			}
 			return i + 1;
