@@ -72,7 +72,20 @@ fdmsg_judge(struct msghdr *msg, size_t n, struct fdmsg_record *rec)
 	 * so that none can leak on a bad one. */
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			/* CMSG_NXTHDR() checks the length of every header
+			 * but the first: a first one shorter than its header
+			 * or longer than the buffer is bad, and only what
+			 * lies inside both is taken. */
+			size_t room = (size_t)((char *)msg->msg_control + msg->msg_controllen -
+			                       (char *)CMSG_DATA(cm));
+			size_t len = cm->cmsg_len >= CMSG_LEN(0) ? cm->cmsg_len - CMSG_LEN(0) : 0;
+			size_t k;
+
+			if (cm->cmsg_len < CMSG_LEN(0) || len > room) {
+				bad = true;
+				len = MIN(len, room);
+			}
+			k = len / sizeof(int);
 
 			for (size_t i = 0; i < k; i++) {
 				int fd;
