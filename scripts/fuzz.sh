@@ -2,8 +2,8 @@
 # Build the libFuzzer targets (clang, AddressSanitizer and
 # UndefinedBehaviorSanitizer) and run each for RUNS executions, one target at
 # a time in one process, on a copy of its corpus; then merge what the run
-# found into tests/fuzz/corpus/<target> (-merge=1 keeps only inputs that add
-# coverage). A crash stops the script and leaves its input in
+# found into tests/fuzz/corpus/<target> (-merge=1 keeps only inputs that reach
+# new edges). A crash stops the script and leaves its input in
 # build-fuzz/fuzz-work/<target>-crash-*.
 #
 #   scripts/fuzz.sh [RUNS [TARGET...]]
@@ -43,7 +43,9 @@ for t in $targets; do
 	nice -n 10 ./build-fuzz/tests/fuzz/fuzz-"$t" -runs="$runs" -print_final_stats=1 \
 		-artifact_prefix="build-fuzz/fuzz-work/$t-" "$work"
 	echo "fuzz-$t: $runs runs in $(($(date +%s) - start)) s, clean"
-	nice -n 10 ./build-fuzz/tests/fuzz/fuzz-"$t" -merge=1 tests/fuzz/corpus/"$t" "$work" \
+	# New edges only (not hit counts): keeps the corpus small.
+	nice -n 10 ./build-fuzz/tests/fuzz/fuzz-"$t" -merge=1 -use_counters=0 -use_cmp=0 \
+		tests/fuzz/corpus/"$t" "$work" \
 		2>&1 | grep -E "MERGE-OUTER: [0-9]+ new files" || true
 	echo "tests/fuzz/corpus/$t: $(ls tests/fuzz/corpus/"$t" | wc -l) files"
 done
