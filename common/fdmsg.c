@@ -79,10 +79,8 @@ table_full(int sock)
 	return errno == EMFILE || errno == ENFILE;
 }
 
-/* Judge one message received on @sock: take its descriptors, fill @rec.
- * Return: 1 for a record, 0 for end of stream. */
-static int
-judge(int sock, struct msghdr *msg, size_t n, struct fdmsg_record *rec)
+int
+fdmsg_judge(int sock, struct msghdr *msg, size_t n, struct fdmsg_record *rec)
 {
 	int got[CTL_FDS];
 	size_t ngot = 0;
@@ -95,7 +93,20 @@ judge(int sock, struct msghdr *msg, size_t n, struct fdmsg_record *rec)
 	 * so that none can leak on a bad one. */
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			/* CMSG_NXTHDR() checks the length of every header
+			 * but the first: a first one shorter than its header
+			 * or longer than the buffer is bad, and only what
+			 * lies inside both is taken. */
+			size_t room = (size_t)((char *)msg->msg_control + msg->msg_controllen -
+			                       (char *)CMSG_DATA(cm));
+			size_t len = cm->cmsg_len >= CMSG_LEN(0) ? cm->cmsg_len - CMSG_LEN(0) : 0;
+			size_t k;
+
+			if (cm->cmsg_len < CMSG_LEN(0) || len > room) {
+				bad = true;
+				len = MIN(len, room);
+			}
+			k = len / sizeof(int);
 
 			for (size_t i = 0; i < k; i++) {
 				int fd;
@@ -149,7 +160,7 @@ fdmsg_recv_record(int sock, struct fdmsg_record *rec, int flags)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	return judge(sock, &msg, (size_t)n, rec);
+	return fdmsg_judge(sock, &msg, (size_t)n, rec);
 }
 
 int
@@ -178,7 +189,7 @@ fdmsg_recv_records(int sock, struct fdmsg_record *recs, size_t n, int flags)
 	if (got < 0)
 		return -errno;
 	for (int i = 0; i < got; i++) {
-		if (judge(sock, &mm[i].msg_hdr, mm[i].msg_len, &recs[i]) == 0) {
+		if (fdmsg_judge(sock, &mm[i].msg_hdr, mm[i].msg_len, &recs[i]) == 0) {
 			/* End of stream: what came before it still counts; the
 			 * caller sees an empty record and stops. Records the
 			 * kernel already gave us after it are judged only to
@@ -190,7 +201,7 @@ fdmsg_recv_records(int sock, struct fdmsg_record *recs, size_t n, int flags)
 				struct fdmsg_record scratch = {.buf = recs[j].buf,
 				                               .cap = recs[j].cap};
 
-				if (judge(sock, &mm[j].msg_hdr, mm[j].msg_len, &scratch) > 0)
+				if (fdmsg_judge(sock, &mm[j].msg_hdr, mm[j].msg_len, &scratch) > 0)
 					fdmsg_close_all(scratch.fds, scratch.nfds);
 			}
 			return i + 1;

@@ -55,6 +55,20 @@ struct fdmsg_record {
  */
 int fdmsg_recv_record(int sock, struct fdmsg_record *rec, int flags);
 
+/*
+ * fdmsg_judge() - what fdmsg_recv_record() does with a message recvmsg(2)
+ * filled: @n bytes of data (already in rec->buf), @msg's control data and
+ * flags. Takes every SCM_RIGHTS descriptor in @msg: those of a good record
+ * land in rec->fds, all others are closed. @sock, the socket it came from, is
+ * only used to ask whether our own descriptor table is full when the control
+ * data was truncated (then rec->error is EMFILE, not EBADMSG); -1 never finds
+ * it full. Pure apart from close(2) and that probe, so that a fuzzer can feed
+ * it any control layout.
+ * Return: 1 for a record (rec->error may be set), 0 for end of stream.
+ */
+struct msghdr;
+int fdmsg_judge(int sock, struct msghdr *msg, size_t n, struct fdmsg_record *rec);
+
 /* Most records one batch call moves. */
 #define FDMSG_BATCH 32
 

@@ -640,22 +640,28 @@ print_origin(const struct conf *cfg, enum conf_key k, const char *dflt, FILE *f)
 	}
 }
 
+/* The path @it stands for, as in effect: the control and events sockets are
+ * beside the data socket unless given. May point into @ctl. */
+static const char *
+path_value(const struct conf_item *it, const struct conf *cfg, struct ctl_config *ctl)
+{
+	bool control = it->offset == offsetof(struct conf, control_path);
+
+	if (it->offset == offsetof(struct conf, srv.socket_path))
+		return cfg->srv.socket_path;
+	if (conf_ctl_config(cfg, cfg->srv.socket_path, ctl) == 0)
+		return control ? ctl->control_path : ctl->events_path;
+	return CFIELD(cfg, it, char);
+}
+
 static void
 print_path_item(const struct conf_item *it, const struct conf *cfg, FILE *f, const char **dflt)
 {
 	struct ctl_config ctl;
-	bool control = it->offset == offsetof(struct conf, control_path);
 
-	if (it->offset == offsetof(struct conf, srv.socket_path)) {
-		fprintf(f, "%s", cfg->srv.socket_path);
-		return;
-	}
-	/* Where it is in effect: beside the data socket unless given. */
-	if (conf_ctl_config(cfg, cfg->srv.socket_path, &ctl) == 0)
-		fprintf(f, "%s", control ? ctl.control_path : ctl.events_path);
-	else
-		fprintf(f, "%s", CFIELD(cfg, it, char));
-	*dflt = "default: beside the data socket";
+	fprintf(f, "%s", path_value(it, cfg, &ctl));
+	if (it->offset != offsetof(struct conf, srv.socket_path))
+		*dflt = "default: beside the data socket";
 }
 
 static void
@@ -729,8 +735,13 @@ conf_print(const struct conf *cfg, FILE *f)
 {
 	for (int k = 0; k < CONF_N_KEYS; k++) {
 		const char *dflt = NULL;
+		struct ctl_config ctl;
 
-		fprintf(f, "%s = ", items[k].name);
+		fprintf(f, "%s =", items[k].name);
+		/* A '#' after a blank starts a comment: a path that begins
+		 * with one follows the '=' directly. */
+		if (items[k].print != print_path_item || path_value(&items[k], cfg, &ctl)[0] != '#')
+			fputc(' ', f);
 		items[k].print(&items[k], cfg, f, &dflt);
 		print_origin(cfg, (enum conf_key)k, dflt, f);
 	}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the seed corpora of the fuzz targets (tests/fuzz/corpus/{request,response}).
+"""Write the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>).
 
 The seeds are protobuf records written out by hand (no protobuf runtime needed):
 valid encodings of every operation and field, and the malformed shapes a decoder
@@ -140,16 +140,109 @@ RESPONSES = {
 }
 
 
+# fuzz-fdmsg's input (see fuzz-fdmsg.c): flags (1 MSG_TRUNC, 2 MSG_CTRUNC),
+# data length, cut (>= 192: cut the control buffer by cut & 63 bytes), then
+# per control message kind (0-2 SCM_RIGHTS, 3 SCM_CREDENTIALS, 4 SOL_SOCKET of
+# type "slots", 5 another level), slots, cmsg_len mode (< 128 exact, < 192
+# short by mode & 63, < 255 long by mode & 63, 255 absurd).
+def fdmsg(flags=0, n=20, cut=0, *cmsgs):
+    return bytes([flags, n, cut]) + b"".join(bytes(c) for c in cmsgs)
+
+
+FDMSG = {
+    "eof": fdmsg(0, 0),
+    "data-only": fdmsg(0, 20),
+    "two-fds": fdmsg(0, 20, 0, (0, 2, 0)),
+    "one-fd": fdmsg(0, 20, 0, (0, 1, 0)),
+    "three-fds": fdmsg(0, 20, 0, (0, 3, 0)),
+    "many-fds": fdmsg(0, 20, 0, (0, 23, 0)),
+    "fds-no-data": fdmsg(0, 0, 0, (0, 2, 0)),
+    "empty-rights": fdmsg(0, 20, 0, (0, 0, 0)),
+    "two-rights": fdmsg(0, 20, 0, (0, 1, 0), (1, 1, 0)),
+    "credentials": fdmsg(0, 20, 0, (3, 0, 0)),
+    "rights-and-credentials": fdmsg(0, 20, 0, (0, 2, 0), (3, 0, 0)),
+    "unknown-type": fdmsg(0, 20, 0, (4, 7, 0)),
+    "other-level": fdmsg(0, 20, 0, (5, 2, 0)),
+    "ctrunc": fdmsg(2, 20, 0, (0, 2, 0)),
+    "trunc": fdmsg(1, 80, 0, (0, 2, 0)),
+    "ctrunc-cut": fdmsg(2, 20, 200, (0, 16, 0)),
+    "short-len": fdmsg(0, 20, 0, (0, 2, 130)),
+    "len-below-header": fdmsg(0, 20, 0, (0, 0, 140)),
+    "long-len": fdmsg(0, 20, 0, (0, 2, 200)),
+    "absurd-len": fdmsg(0, 20, 0, (0, 2, 255)),
+    "cut-mid-header": fdmsg(0, 20, 250, (0, 2, 0), (0, 0, 0)),
+}
+
+
+# Control requests (proto/control.proto): ControlRequest's oneof op.
+CTL = {
+    "status": lfield(1, b""),
+    "stats": lfield(2, b""),
+    "list": lfield(3, b""),
+    "cancel-live": lfield(4, vfield(1, 2)),
+    "cancel-unknown": lfield(4, vfield(1, 99)),
+    "cancel-no-id": lfield(4, b""),
+    "drain": lfield(5, b""),
+    "log-level-debug": lfield(6, lfield(1, b"debug")),
+    "log-level-number": lfield(6, lfield(1, b"3")),
+    "log-level-bad": lfield(6, lfield(1, b"loud")),
+    "log-level-missing": lfield(6, b""),
+    "limits": lfield(7, b""),
+    "empty": b"",
+    "unknown-op": lfield(8, b""),
+    "two-ops": lfield(1, b"") + lfield(4, vfield(1, 1)),
+    "truncated": lfield(4, vfield(1, 2))[:-1],
+    "wrong-wire-type": vfield(1, 1),
+}
+
+
+# Configuration files (docs/sendfiled.conf.5).
+CONF = {
+    "full": b"""# every key
+socket = /run/sendfiled/sendfiled.sock
+socket_mode = 0660
+socket_group = 0
+control_socket = /run/sendfiled/control.sock
+events_socket = /run/sendfiled/events.sock
+control_mode = 0600
+control_probe_ms = 1000
+max_connections = 256
+max_in_flight = 1024
+max_in_flight_per_uid = 4096
+chunk_size = 2M
+drain_timeout_ms = 10000
+workers = 8
+allow_uids = 0 1000
+allow_gids = 0, 100
+log_level = info
+""",
+    "comments": b"# only comments\n\n   # indented\nworkers = 2 # trailing\n",
+    "crlf": b"workers = 3\r\nlog_level = debug\r\n",
+    "names": b"allow_uids = root\nallow_gids = root\nsocket_group = root\n",
+    "errors": b"workers\n= 4\nWorkers = 4\nmax-connections = 1\nchunk_size = 1K\n"
+              b"socket_mode = 0999\nworkers = -1\nlog_level = loud\n",
+    "sizes": b"chunk_size = 4096\nchunk_size = 1G\nchunk_size = 18446744073709551616\n",
+    "nul-byte": b"workers = 4\x00\nworkers = 5\n",
+    "no-newline": b"max_connections = 1",
+    "empty-values": b"socket_group =\ncontrol_socket =\nallow_uids =\n",
+    "long-path": b"socket = /" + b"a" * 200 + b"\n",
+    # Printed back as "socket = #sock", which reads as an empty value.
+    "path-starting-with-hash": b"socket =#sock\n",
+}
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "corpus")
-    for sub, seeds in (("request", REQUESTS), ("response", RESPONSES)):
+    targets = (("request", REQUESTS), ("response", RESPONSES), ("fdmsg", FDMSG), ("ctl", CTL),
+               ("conf", CONF))
+    for sub, seeds in targets:
         d = os.path.join(outdir, sub)
         os.makedirs(d, exist_ok=True)
         for name, data in seeds.items():
             with open(os.path.join(d, "seed-" + name), "wb") as f:
                 f.write(data)
-    print(f"{len(REQUESTS)} request and {len(RESPONSES)} response seeds in {outdir}")
+    print(", ".join(f"{len(seeds)} {sub}" for sub, seeds in targets) + f" seeds in {outdir}")
 
 
 if __name__ == "__main__":
