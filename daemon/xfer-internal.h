@@ -78,6 +78,7 @@ struct xfer {
 	struct engine_src_member srcm;
 	bool joined;
 	bool shared_pos;
+	off_t client_pos; /* shared_pos: where the client had left it */
 
 	/* Its place among the transfers to the same destination (dstline.h). */
 	struct dstline_item line;

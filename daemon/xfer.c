@@ -368,7 +368,8 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 
 	/* The position is the result: offset + bytes sent whenever anything was
 	 * sent, on every outcome. Sent from the shared position, it is that
-	 * already. Others still sending from the same description: the last
+	 * already (or, nothing sent, goes back to where the client left it).
+	 * Others still sending from the same description: the last
 	 * of them sets it (as each would, one after the other), and meanwhile
 	 * the one that may be using it is not disturbed. */
 	if (x->joined) {
@@ -377,6 +378,9 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 	}
 	if (last && !x->shared_pos && x->sent > 0 && seekable_source(x))
 		(void)lseek(x->src, (off_t)(x->p.offset + x->sent), SEEK_SET);
+	/* Nothing sent: the position goes back to where the client left it. */
+	if (x->shared_pos && x->sent == 0 && x->client_pos != (off_t)x->p.offset)
+		(void)lseek(x->src, x->client_pos, SEEK_SET);
 
 	/* Let go of the client's descriptors before answering: a client that
 	 * has its reply holds the only references (closing its socket then
@@ -699,14 +703,15 @@ xfer_new(struct engine *e, int dst, const struct fdinfo *dinfo, int src, const s
 
 /*
  * A file source alone on its open file description is sent from its shared
- * position: one lseek() to the offset here, and none at the end. Nothing to
- * send (an offset at or past the end), or a file whose size says nothing
- * (/proc, which may refuse every method): the position is left alone until
- * bytes move, and set at the end.
+ * position: it is moved to the offset here (one lseek() more when it is not
+ * there already), and not at the end. Nothing to send (an offset at or past
+ * the end), or a file whose size says nothing (/proc, which may refuse every
+ * method): the position is left alone until bytes move, and set at the end.
  */
 static void
 take_position(struct xfer *x)
 {
+	off_t cur;
 	int r;
 
 	if (!seekable_source(x) || x->limit == 0 || x->p.offset >= (uint64_t)x->sinfo.size)
@@ -715,8 +720,14 @@ take_position(struct xfer *x)
 	if (r < 0)
 		return; /* private offsets, the position set at the end */
 	x->joined = true;
-	if (r == 1 && lseek(x->src, (off_t)x->p.offset, SEEK_SET) >= 0)
-		x->shared_pos = true;
+	if (r == 0)
+		return;
+	/* Where the client left it, for a transfer that sends nothing. */
+	cur = lseek(x->src, 0, SEEK_CUR);
+	if (cur < 0 || (cur != (off_t)x->p.offset && lseek(x->src, (off_t)x->p.offset, SEEK_SET) < 0))
+		return;
+	x->client_pos = cur;
+	x->shared_pos = true;
 }
 
 static void
