@@ -724,7 +724,8 @@ take_position(struct xfer *x)
 		return;
 	/* Where the client left it, for a transfer that sends nothing. */
 	cur = lseek(x->src, 0, SEEK_CUR);
-	if (cur < 0 || (cur != (off_t)x->p.offset && lseek(x->src, (off_t)x->p.offset, SEEK_SET) < 0))
+	if (cur < 0 ||
+	    (cur != (off_t)x->p.offset && lseek(x->src, (off_t)x->p.offset, SEEK_SET) < 0))
 		return;
 	x->client_pos = cur;
 	x->shared_pos = true;

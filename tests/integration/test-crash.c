@@ -228,10 +228,8 @@ int
 main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-	        HTEST(test_one_file_many_sockets_loop),
-	        HTEST(test_one_file_many_sockets_worker),
-	        HTEST(test_killed_mid_transfer_loop),
-	        HTEST(test_killed_mid_transfer_worker),
+	        HTEST(test_one_file_many_sockets_loop),  HTEST(test_one_file_many_sockets_worker),
+	        HTEST(test_killed_mid_transfer_loop),    HTEST(test_killed_mid_transfer_worker),
 	        HTEST(test_killed_during_blocking_call),
 	};
 
