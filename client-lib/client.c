@@ -85,6 +85,7 @@ struct sfd_client {
 	 * may_reconnect()). */
 	int err;
 	bool reset_seen; /* ECONNRESET was read once already */
+	bool lost;       /* user requests were in flight when it failed: not reported yet */
 	uint64_t next_id;
 	/* Where to connect again after a daemon restart. */
 	char path[SOCKPATH_MAX];
@@ -261,6 +262,13 @@ result_from_wire(const struct wire_response *w, struct sfd_result *ret_res)
 	*ret_res = res;
 }
 
+/* The daemon closed the connection, or was closing it. */
+static bool
+went_away(int e)
+{
+	return e == -ECONNRESET || e == -EPIPE;
+}
+
 /*
  * The connection cannot be used any more. Requests in flight are forgotten:
  * their replies can no longer be matched. Shutting the socket down tells the
@@ -272,6 +280,8 @@ fail(struct sfd_client *c, int err)
 {
 	if (!c->err) {
 		c->err = err;
+		/* Their outcome is known to the file positions only. */
+		c->lost = c->n_user > 0 && went_away(err);
 		shutdown(c->fd, SHUT_RDWR);
 		if (c->reqs)
 			memset(c->reqs, 0, c->reqs_cap * sizeof(*c->reqs));
@@ -622,13 +632,6 @@ sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, 
 	return start_request(c, REQ_USER, &wr, fds, 2, !c->nonblocking, userdata, ret_id);
 }
 
-/* The daemon closed the connection, or was closing it. */
-static bool
-went_away(int e)
-{
-	return e == -ECONNRESET || e == -EPIPE;
-}
-
 /*
  * Replacing the connection is safe while nothing but blocking calls ever
  * used it (no completion can be due on it) and the caller has not said that
@@ -673,6 +676,7 @@ reconnect(struct sfd_client *c, int64_t deadline, unsigned *attempts)
 			safe_close(c->fd);
 			c->fd = fd;
 			c->err = 0;
+			c->lost = false;
 			c->reset_seen = false;
 			/* Only our own requests were in flight, and those the
 			 * caller has given up on: none is on the new one. */
@@ -724,6 +728,9 @@ sendfile_once(struct sfd_client *c, struct wire_request *wr, const int *fds, int
 		 * records unread. Ours was the last one we sent, and records
 		 * are read in order: it was unread. */
 		*ret_unsent = true;
+	} else if (went_away(e)) {
+		/* It was read, and no reply came: the daemon died with it. */
+		e = -SFD_EOUTCOME_UNKNOWN;
 	}
 	if (e < 0) {
 		/* Its entry points into this stack frame: a late reply
@@ -812,8 +819,12 @@ sfd_client_dispatch(struct sfd_client *c, sfd_completion_fn cb)
 		/* A dead connection is reported after the replies it brought
 		 * before it died, and even after deliveries: the caller's
 		 * poller may not wake us again for it. */
-		if (c->err)
-			return c->err;
+		if (c->err) {
+			if (!c->lost)
+				return c->err;
+			c->lost = false;
+			return -SFD_EOUTCOME_UNKNOWN;
+		}
 		if (read)
 			return n;
 		/* Everything waiting now, in recvmmsg(2) batches (the queue has

@@ -3,7 +3,9 @@
  * the chain, the destination lines (see engine.h).
  */
 #include <errno.h>
+#include <linux/kcmp.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "dstline.h"
@@ -20,11 +22,21 @@
  * its transfers): the flush goes round this many times at most, and leaves
  * the rest for the next turn, which then comes at once. */
 #define FLUSH_ROUNDS 8
+/* Buckets of the sources in flight, by inode. */
+#define SRC_BUCKETS 64
 
 struct hot_range {
 	dev_t dev;
 	ino_t ino;
 	uint64_t start, end;
+};
+
+/* One open file description that transfers of this loop send from now. */
+struct engine_src {
+	struct list_head link; /* in its bucket */
+	dev_t dev;
+	ino_t ino;
+	struct list_head members; /* struct engine_src_member */
 };
 
 struct engine {
@@ -41,6 +53,7 @@ struct engine {
 	struct list_head waiters;
 
 	struct dstline_table *lines;
+	struct list_head srcs[SRC_BUCKETS];
 
 	/* The chain (see engine_chain_begin()). */
 	bool chain_running;
@@ -87,6 +100,8 @@ engine_new(uv_loop_t *loop, struct engine **ret)
 	}
 	e->loop = loop;
 	list_init(&e->waiters);
+	for (size_t i = 0; i < SRC_BUCKETS; i++)
+		list_init(&e->srcs[i]);
 	r = uv_check_init(loop, &e->check);
 	if (r == 0)
 		r = uv_idle_init(loop, &e->nudge);
@@ -279,4 +294,67 @@ engine_chain_forget(struct engine *e, struct xfer *x)
 {
 	if (e->chain_next == x)
 		e->chain_next = NULL;
+}
+
+/* Do @a and @b name one open file description? Unknown (kcmp refused by a
+ * seccomp filter, or a kernel without it) counts as yes: private offsets
+ * are always correct, only less telling after a crash. */
+static bool
+same_description(int a, int b)
+{
+	pid_t pid = getpid();
+
+	/* 0: the same; 1, 2 or 3: different; -1: cannot tell. */
+	return syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b) <= 0;
+}
+
+int
+engine_src_join(struct engine *e, struct engine_src_member *m, int fd, const struct fdinfo *f)
+{
+	struct list_head *bucket = &e->srcs[(size_t)f->ino % SRC_BUCKETS], *pos, *tmp;
+	struct engine_src *s;
+
+	list_for_each_safe(pos, tmp, bucket)
+	{
+		struct engine_src_member *other;
+
+		s = list_entry(pos, struct engine_src, link);
+		if (s->dev != f->dev || s->ino != f->ino)
+			continue;
+		/* Members of one source share its description: asking one
+		 * of them is enough. */
+		other = list_entry(s->members.next, struct engine_src_member, link);
+		if (!same_description(fd, other->fd))
+			continue;
+		m->src = s;
+		m->fd = fd;
+		list_add_tail(&s->members, &m->link);
+		return 0;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->dev = f->dev;
+	s->ino = f->ino;
+	list_init(&s->members);
+	list_add_tail(bucket, &s->link);
+	m->src = s;
+	m->fd = fd;
+	list_add_tail(&s->members, &m->link);
+	return 1;
+}
+
+bool
+engine_src_leave(struct engine *e, struct engine_src_member *m)
+{
+	struct engine_src *s = m->src;
+
+	(void)e;
+	list_del(&m->link);
+	m->src = NULL;
+	if (!list_empty(&s->members))
+		return false;
+	list_del(&s->link);
+	free(s);
+	return true;
 }

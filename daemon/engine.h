@@ -83,6 +83,37 @@ void engine_hot_add(struct engine *e, const struct fdinfo *f, uint64_t start, ui
 struct dstline_table *engine_lines(struct engine *e);
 
 /*
+ * The sources in flight: which transfers of this loop send from the same
+ * open file description. A transfer alone on its description sends from the
+ * shared file position, so that the position tells the truth at every
+ * moment, a crash of the daemon included; a transfer that shares it with
+ * others uses private offsets, as file caches serving one descriptor to
+ * many sockets need, and only the last one to finish sets the position.
+ */
+struct engine_src;
+
+/* Embedded in a transfer; @fd stays open until engine_src_leave(). */
+struct engine_src_member {
+	struct list_head link;
+	struct engine_src *src;
+	int fd;
+};
+
+/*
+ * engine_src_join() - @m (@fd, the file @f) starts sending. Another member
+ * found with the same st_dev/st_ino is asked kcmp(KCMP_FILE); if kcmp
+ * cannot tell, the description is taken as shared. No syscall when no
+ * transfer in flight sends from the same file.
+ * Return: 1 when @m is alone on its description, 0 when it shares it, or
+ * a negative errno (nothing joined).
+ */
+int engine_src_join(struct engine *e, struct engine_src_member *m, int fd, const struct fdinfo *f);
+
+/* engine_src_leave() - @m is done with its description.
+ * Return: whether it was the last member in flight. */
+bool engine_src_leave(struct engine *e, struct engine_src_member *m);
+
+/*
  * The chain. engine_chain_begin() and engine_chain_end() bracket the
  * starting of a transfer whose turn came; engine_chain_offer() is asked, by
  * a transfer that finishes, whether its successor @next can be started by

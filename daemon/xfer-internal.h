@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "dstline.h"
+#include "engine.h"
 #include "validate.h"
 #include "xfer.h"
 
@@ -69,6 +70,15 @@ struct xfer {
 	uint64_t sent;       /* bytes delivered to the destination */
 	uint64_t limit;      /* bytes to send; UINT64_MAX: until EOF */
 	enum wait wait;
+
+	/* A file source: its place among the transfers sending from the same
+	 * open file description (engine_src_join()). Alone there, the
+	 * transfer sends from the shared position (shared_pos), which then
+	 * always says what has left; sharing it, from private offsets. */
+	struct engine_src_member srcm;
+	bool joined;
+	bool shared_pos;
+	off_t client_pos; /* shared_pos: where the client had left it */
 
 	/* Its place among the transfers to the same destination (dstline.h). */
 	struct dstline_item line;

@@ -128,7 +128,9 @@ static ssize_t
 step_sendfile(struct xfer *x, size_t want)
 {
 	off_t off = (off_t)(x->p.offset + x->sent);
-	ssize_t n = sendfile(x->dst, x->src, &off, want);
+	/* From the shared position, the kernel moves it by what it sent, even
+	 * when the call is cut short (a signal, the daemon killed). */
+	ssize_t n = sendfile(x->dst, x->src, x->shared_pos ? NULL : &off, want);
 
 	/* An offset past the file system's largest file: no data can be
 	 * there, whatever fstat said (a size-0 file, one that grew). */
@@ -196,8 +198,13 @@ step_copy(struct xfer *x, size_t want)
 	}
 	n = outcome(x, write(x->dst, x->buf + x->buf_off, x->buf_len - x->buf_off), WAIT_DST,
 	            false);
-	if (n > 0)
+	if (n > 0) {
 		x->buf_off += n;
+		/* A read() would move the position past bytes still in our
+		 * buffer: pread, then say what has left. */
+		if (x->shared_pos)
+			(void)lseek(x->src, (off_t)(x->p.offset + x->sent + n), SEEK_SET);
+	}
 	return n;
 }
 
@@ -357,15 +364,27 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 	struct engine *e = x->engine;
 	struct dstline_item *next;
 	struct xfer_result res;
+	bool last = true;
 
 	if (x->finished)
 		return;
 	x->finished = true;
 
 	/* The position is the result: offset + bytes sent whenever anything was
-	 * sent, on every outcome. Nothing sent: untouched. */
-	if (x->sent > 0 && seekable_source(x))
+	 * sent, on every outcome. Sent from the shared position, it is that
+	 * already (or, nothing sent, goes back to where the client left it).
+	 * Others still sending from the same description: the last
+	 * of them sets it (as each would, one after the other), and meanwhile
+	 * the one that may be using it is not disturbed. */
+	if (x->joined) {
+		last = engine_src_leave(x->engine, &x->srcm);
+		x->joined = false;
+	}
+	if (last && !x->shared_pos && x->sent > 0 && seekable_source(x))
 		(void)lseek(x->src, (off_t)(x->p.offset + x->sent), SEEK_SET);
+	/* Nothing sent: the position goes back to where the client left it. */
+	if (x->shared_pos && x->sent == 0 && x->client_pos != (off_t)x->p.offset)
+		(void)lseek(x->src, x->client_pos, SEEK_SET);
 
 	/* Let go of the client's descriptors before answering: a client that
 	 * has its reply holds the only references (closing its socket then
@@ -691,10 +710,41 @@ xfer_new(struct engine *e, int dst, const struct fdinfo *dinfo, int src, const s
 	return 0;
 }
 
+/*
+ * A file source alone on its open file description is sent from its shared
+ * position: it is moved to the offset here (one lseek() more when it is not
+ * there already), and not at the end. Nothing to send (an offset at or past
+ * the end), or a file whose size says nothing (/proc, which may refuse every
+ * method): the position is left alone until bytes move, and set at the end.
+ */
+static void
+take_position(struct xfer *x)
+{
+	off_t cur;
+	int r;
+
+	if (!seekable_source(x) || x->limit == 0 || x->p.offset >= (uint64_t)x->sinfo.size)
+		return;
+	r = engine_src_join(x->engine, &x->srcm, x->src, &x->sinfo);
+	if (r < 0)
+		return; /* private offsets, the position set at the end */
+	x->joined = true;
+	if (r == 0)
+		return;
+	/* Where the client left it, for a transfer that sends nothing. */
+	cur = lseek(x->src, 0, SEEK_CUR);
+	if (cur < 0 ||
+	    (cur != (off_t)x->p.offset && lseek(x->src, (off_t)x->p.offset, SEEK_SET) < 0))
+		return;
+	x->client_pos = cur;
+	x->shared_pos = true;
+}
+
 static void
 start(struct xfer *x)
 {
 	x->started = true;
+	take_position(x);
 	if (x->on_worker) {
 		xfer_queue_job(x);
 		return;

@@ -743,7 +743,9 @@ main(int argc, char **argv)
 		if (client) {
 			r = sfd_client_dispatch(client, on_completion);
 			if (r < 0) {
-				if (r != -ECONNRESET && r != -EPIPE)
+				/* The daemon died: with requests in flight, their
+				 * outcome is unknown (the positions tell). */
+				if (r != -SFD_EOUTCOME_UNKNOWN && r != -ECONNRESET && r != -EPIPE)
 					complain("sfd_client_dispatch: %s", strerror(-r));
 				lose_connection();
 			}

@@ -89,6 +89,17 @@ enum sfd_method {
 /* The source ended before the requested range did (short file, truncation). */
 #define SFD_RESULT_SHORT_SOURCE (1u << 0)
 
+/*
+ * -SFD_EOUTCOME_UNKNOWN: the connection to the daemon was lost (it was killed,
+ * or crashed) while a request was in flight, so no reply will come for it.
+ * Not an errno: outside their range, so that it cannot be mistaken for one. The
+ * transfer may have sent part of its range: the source's file position says
+ * how much (offset + bytes that left) when no other transfer was sending from
+ * the same open file description; see docs/PROTOCOL.md, "When the daemon
+ * dies".
+ */
+#define SFD_EOUTCOME_UNKNOWN 4096
+
 /* Size of struct sfd_result.message, terminating NUL included. */
 #define SFD_MESSAGE_MAX 256
 
@@ -154,8 +165,10 @@ void sfd_client_free(struct sfd_client *c);
  * ret->status, with bytes_sent and final_offset always filled;
  * SFD_STATUS_SHUTTING_DOWN only when the retries above ran out); a negative
  * errno when it could not ask: -EBADF for a bad descriptor, -EINVAL for
- * unknown @flags, -ECONNRESET or -EPIPE when the daemon went away (and no
- * daemon answered again in time), -EACCES when it refused this user (see
+ * unknown @flags, -ECONNRESET or -EPIPE when the daemon went away before it
+ * read the request (and no daemon answered again in time),
+ * -SFD_EOUTCOME_UNKNOWN when it went away after (the file position tells
+ * what was sent; the request is not sent again), -EACCES when it refused this user (see
  * sfd_client_open()), -EBADMSG when it sent a record that cannot be parsed
  * (the connection is then shut down), -ETIMEDOUT.
  */
@@ -217,11 +230,13 @@ int sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offs
  * blocking, through @cb.
  * Completions already received are delivered before an error is reported.
  * Return: the number of completions delivered (0 if none), or a negative
- * errno: -ECONNRESET when the daemon closed the connection (all requests in
- * flight are lost; their descriptors' positions are settled by the daemon),
- * -EACCES when it refused this user, -EBADMSG when it sent a record that
- * cannot be parsed. These three are final: every later call returns the
- * same error, and the client is only good for sfd_client_free().
+ * errno: -ECONNRESET when the daemon closed the connection with no request
+ * in flight, -SFD_EOUTCOME_UNKNOWN (once; -ECONNRESET after) when requests
+ * were in flight: none of them will complete, each source's position tells
+ * what was sent (see SFD_EOUTCOME_UNKNOWN), -EACCES when it refused this
+ * user, -EBADMSG when it sent a record that cannot be parsed. These are
+ * final: every later call returns an error, and the client is only good for
+ * sfd_client_free().
  */
 int sfd_client_dispatch(struct sfd_client *c, sfd_completion_fn cb);
 

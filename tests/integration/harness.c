@@ -412,6 +412,19 @@ daemon_stop(void)
 	return r;
 }
 
+void
+daemon_crash_and_restart(void)
+{
+	assert_true(daemon_alive());
+	assert_int_equal(kill(dmn.pid, SIGKILL), 0);
+	assert_int_equal(waitpid(dmn.pid, &dmn.status, 0), dmn.pid);
+	dmn.reaped = true;
+	/* It had no chance to remove its socket. */
+	(void)unlink(dmn.sock);
+	remove_tmpdir();
+	assert_int_equal(daemon_start(), 0);
+}
+
 int
 harness_group_setup(void **state)
 {

@@ -71,6 +71,12 @@ bool daemon_wait_fds(int n, int ms);
 /* daemon_alive() - has the daemon not exited? */
 bool daemon_alive(void);
 
+/*
+ * daemon_crash_and_restart() - kill the daemon with SIGKILL, as a crash would,
+ * then start a new one for the rest of the group (on a new socket).
+ */
+void daemon_crash_and_restart(void);
+
 /* client_open() - a libsendfiled client connected to the daemon under test. */
 struct sfd_client *client_open(void);
 

@@ -425,6 +425,9 @@ func (c *Client) SendFile(ctx context.Context, dst, src syscall.Conn, offset, co
 				attempts++
 				continue
 			}
+			if r.err.Kind == ErrOutcomeUnknown {
+				return lostResult(sraw, offset, r.err.withOp("sendfile"))
+			}
 			return Result{}, r.err.withOp("sendfile")
 		}
 		res := resultOf(&r.resp)
@@ -441,6 +444,23 @@ func (c *Client) SendFile(ctx context.Context, dst, src syscall.Conn, offset, co
 		}
 		return res, e
 	}
+}
+
+// lostResult reads what a transfer the daemon died with sent from the
+// source's file position: the daemon keeps it at offset + bytes sent.
+func lostResult(sraw syscall.RawConn, offset int64, e *Error) (Result, error) {
+	var pos int64 = -1
+	_ = sraw.Control(func(fd uintptr) {
+		if p, err := syscall.Seek(int(fd), 0, 1 /* SEEK_CUR */); err == nil {
+			pos = p
+		}
+	})
+	e.Result.Errno = syscall.ECONNRESET
+	if pos >= offset {
+		e.Result.BytesSent = pos - offset
+		e.Result.FinalOffset = pos
+	}
+	return e.Result, e
 }
 
 // wait waits for the reply on ch. When ctx ends first, it cancels request id
@@ -661,7 +681,15 @@ func (cn *conn) endWith(e *Error, resetSeen bool) {
 	last := cn.lastSent
 	cn.mu.Unlock()
 	for id, ch := range pending {
-		ch <- reply{err: e, unsent: resetSeen && id == last}
+		unsent := resetSeen && id == last
+		if e.Kind == ErrUnavailable && !unsent {
+			// The daemon read it and went away without a reply.
+			lost := *e
+			lost.Kind = ErrOutcomeUnknown
+			ch <- reply{err: &lost}
+			continue
+		}
+		ch <- reply{err: e, unsent: unsent}
 	}
 	cn.uc.Close()
 	c := cn.cl

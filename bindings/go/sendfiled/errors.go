@@ -78,7 +78,13 @@ var (
 	ErrShuttingDown     = errors.New("sendfiled: daemon shutting down")
 	ErrPermissionDenied = errors.New("sendfiled: permission denied")
 	ErrUnavailable      = errors.New("sendfiled: daemon unavailable")
-	ErrClosed           = errors.New("sendfiled: client closed")
+	// ErrOutcomeUnknown: the connection to the daemon was lost (it was
+	// killed, or crashed) after it read the request: no reply will come.
+	// Result.BytesSent and FinalOffset are read from the source's file
+	// position, exact when no other transfer was sending from the same
+	// open file. An error matching it also matches ErrUnavailable.
+	ErrOutcomeUnknown = errors.New("sendfiled: outcome unknown: see the file position")
+	ErrClosed         = errors.New("sendfiled: client closed")
 )
 
 var statusErrors = [...]error{
@@ -111,9 +117,9 @@ type Error struct {
 
 func (e *Error) Error() string {
 	msg := "sendfiled: " + e.Op
-	if e.Kind == ErrUnavailable || e.Kind == ErrClosed {
+	if e.Kind == ErrUnavailable || e.Kind == ErrClosed || e.Kind == ErrOutcomeUnknown {
 		msg += ": " + e.Kind.Error()[len("sendfiled: "):]
-		if e.Path != "" && e.Kind == ErrUnavailable {
+		if e.Path != "" && e.Kind != ErrClosed {
 			msg += " at " + e.Path
 		}
 	} else {
@@ -130,8 +136,11 @@ func (e *Error) Error() string {
 	return msg
 }
 
-// Is reports whether target is the Err* value of e's kind.
-func (e *Error) Is(target error) bool { return target == e.Kind }
+// Is reports whether target is the Err* value of e's kind (an unknown
+// outcome is also a daemon that became unavailable).
+func (e *Error) Is(target error) bool {
+	return target == e.Kind || (e.Kind == ErrOutcomeUnknown && target == ErrUnavailable)
+}
 
 // Unwrap returns the errno and the cause.
 func (e *Error) Unwrap() []error {

@@ -226,6 +226,8 @@ class Conn {
 
   _lose(errno) {
     if (this.dead) return;
+    // Which requests have an unknown outcome is decided below, per request.
+    if (errno === errors.SFD_EOUTCOME_UNKNOWN) errno = ECONNRESET;
     this.dead = errno;
     const inflight = [...this.byId.values()];
     const queued = this.queue.filter((q) => q.req).map((q) => q.req);
@@ -625,8 +627,7 @@ class Client {
           const after = src.seekable ? tell(fd) : null;
           const sent = after !== null && before !== null && after !== before
             ? Math.max(0, after - offset) : 0;
-          const err = errors.unavailable(e.errno, this.socketPath,
-                                         'lost the connection to the daemon');
+          const err = errors.outcomeUnknown(this.socketPath);
           err.bytesSent = sent;
           err.finalOffset = offset + sent;
           stats.setLastError(err.message);

@@ -117,6 +117,19 @@ function unavailable(errno, socketPath, what = 'cannot reach the daemon') {
     { ...sysProps(errno, 'connect'), path: socketPath || null });
 }
 
+// libsendfiled's -SFD_EOUTCOME_UNKNOWN: not an errno.
+const SFD_EOUTCOME_UNKNOWN = 4096;
+
+// The connection to the daemon was lost (it was killed, or crashed) with the
+// transfer in flight: no reply will come. The file position tells what was
+// sent; the caller sets bytesSent and finalOffset from it.
+function outcomeUnknown(socketPath) {
+  const where = socketPath ? ` at ${socketPath}` : '';
+  return new SendfiledError('ERR_SENDFILED_OUTCOME_UNKNOWN',
+    `sendfiled: lost the connection to the daemon${where}: outcome unknown: see the file position`,
+    { ...sysProps(104 /* ECONNRESET */, 'recvmsg'), path: socketPath || null });
+}
+
 function typeError(message) {
   const e = new TypeError(message);
   e.code = 'ERR_INVALID_ARG_TYPE';
@@ -130,6 +143,7 @@ function rangeError(message) {
 }
 
 module.exports = {
+  SFD_EOUTCOME_UNKNOWN, outcomeUnknown,
   STATUS, STATUS_NAMES, METHODS, CODES, SendfiledError, AbortError, fromResult, notAvailable,
   unavailable, typeError, rangeError, strerror, sysProps,
 };

@@ -317,6 +317,50 @@ def test_reconnects_after_restart(own_daemon, files):
         assert peer.finish() == expected(0, 10) * 2
 
 
+def _queued(sock: socket.socket) -> int:
+    import fcntl
+    import termios
+    buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    return int(struct.unpack("i", buf)[0])
+
+
+def test_daemon_killed_mid_transfer(own_daemon, files):
+    """SIGKILL mid-transfer: OutcomeUnknownError, and the file position is
+    exactly the offset plus the bytes the receiver got."""
+    import signal
+    d = own_daemon()
+    off = 4096
+    with sendfiled.Client(d.path) as c, open(files["medium"], "rb") as f:
+        peer = Peer(read=False)
+        caught: list = []
+
+        def call() -> None:
+            try:
+                c.sendfile(peer.client, f, off)
+            except BaseException as e:  # noqa: B902 - looked at below
+                caught.append(e)
+
+        t = threading.Thread(target=call)
+        t.start()
+        deadline = time.monotonic() + 10
+        while _queued(peer.server) < 64 * 1024:
+            assert time.monotonic() < deadline, "the transfer did not start"
+            time.sleep(0.01)
+        d.stop(signal.SIGKILL)
+        t.join(30)
+        assert not t.is_alive()
+        assert len(caught) == 1
+        e = caught[0]
+        assert isinstance(e, sendfiled.OutcomeUnknownError), repr(e)
+        assert isinstance(e, sendfiled.DaemonUnavailableError)
+        assert e.errno == errno.ECONNRESET
+        data = peer.finish()
+        assert 0 < len(data) < os.path.getsize(files["medium"]) - off
+        assert os.lseek(f.fileno(), 0, os.SEEK_CUR) == off + len(data)
+        assert e.bytes_sent == len(data)
+        assert data == expected(off, len(data))
+
+
 # -- the library ----------------------------------------------------------------
 
 

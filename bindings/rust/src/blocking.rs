@@ -102,7 +102,7 @@ impl Client {
     /// request), the request is sent again on a new connection to the same socket, for
     /// up to [`RESTART_PATIENCE`] (never past the timeout). A request the daemon may
     /// have started is never sent twice: then the call fails with
-    /// [`Error::Disconnected`].
+    /// [`Error::OutcomeUnknown`].
     pub fn sendfile(
         &mut self,
         dst: impl AsFd,
@@ -136,6 +136,10 @@ impl Client {
                 }
                 Attempt::Done(reply) if reply.status == Status::Ok => return Ok(reply),
                 Attempt::Done(reply) => return Err(Error::from_reply(reply)),
+                // The daemon read the request and went away without a reply.
+                Attempt::Failed(Error::Disconnected(e)) => {
+                    return Err(Error::outcome_unknown(src.as_fd(), offset, e))
+                }
                 Attempt::Failed(e) => return Err(e),
                 Attempt::Unsent(e) => e,
             };

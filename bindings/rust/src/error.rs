@@ -1,5 +1,6 @@
 use std::fmt;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 
 use crate::wire::{DecodeError, Response};
@@ -233,6 +234,19 @@ pub enum Error {
     /// file position of a transfer it had started.
     #[error("connection to sendfiled lost: {0}")]
     Disconnected(#[source] io::Error),
+    /// The connection to the daemon was lost (it was killed, or crashed) after it read
+    /// the request: no reply will come. `bytes_sent` is read from the source's file
+    /// position, which the daemon keeps at `offset + bytes sent` while it sends (exact
+    /// when no other transfer was sending from the same open file description). Sending
+    /// the rest from there is safe; sending the whole range again is not.
+    #[error("connection to sendfiled lost: outcome unknown: see the file position ({bytes_sent} bytes sent): {source}")]
+    OutcomeUnknown {
+        /// `position - offset`, or 0 when the position is before the offset.
+        bytes_sent: u64,
+        /// How the connection ended (`ECONNRESET`).
+        #[source]
+        source: io::Error,
+    },
     /// The daemon sent a record that cannot be read; the connection was given up.
     #[error(transparent)]
     BadReply(#[from] DecodeError),
@@ -271,9 +285,22 @@ impl Error {
         self.reply().map(|r| r.status)
     }
 
-    /// Bytes sent before the failure (0 when the daemon did not answer).
+    /// Bytes sent before the failure (0 when the daemon did not answer, but for
+    /// [`Error::OutcomeUnknown`], where the file position tells).
     pub fn bytes_sent(&self) -> u64 {
-        self.reply().map_or(0, |r| r.bytes_sent)
+        match self {
+            Error::OutcomeUnknown { bytes_sent, .. } => *bytes_sent,
+            e => e.reply().map_or(0, |r| r.bytes_sent),
+        }
+    }
+
+    /// The connection ended after the daemon read a transfer's request: what was sent
+    /// is what the source's position says.
+    pub(crate) fn outcome_unknown(src: BorrowedFd<'_>, offset: u64, source: io::Error) -> Error {
+        // SAFETY: lseek on a borrowed, open descriptor.
+        let pos = unsafe { libc::lseek(src.as_raw_fd(), 0, libc::SEEK_CUR) };
+        let bytes_sent = u64::try_from(pos).map_or(0, |p| p.saturating_sub(offset));
+        Error::OutcomeUnknown { bytes_sent, source }
     }
 
     /// The errno giving the cause, when there is one.
@@ -281,9 +308,10 @@ impl Error {
         match self {
             Error::TimedOut(_) => Some(libc::ETIMEDOUT),
             Error::BadReply(_) => Some(libc::EBADMSG),
-            Error::Connect { source: e, .. } | Error::Disconnected(e) | Error::Io(e) => {
-                e.raw_os_error()
-            }
+            Error::Connect { source: e, .. }
+            | Error::Disconnected(e)
+            | Error::OutcomeUnknown { source: e, .. }
+            | Error::Io(e) => e.raw_os_error(),
             e => e.reply().map(|r| r.errno).filter(|&n| n > 0),
         }
     }

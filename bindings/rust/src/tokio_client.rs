@@ -450,7 +450,13 @@ impl AsyncClient {
                 && patience.is_none_or(|p| Instant::now() < p)
                 && deadline.is_none_or(|d| tokio::time::Instant::now() < d);
             if !retry {
-                return delivery.into_result();
+                return match delivery {
+                    // The daemon read the request and went away without a reply.
+                    Delivery::Lost { unread: false } => {
+                        Err(Error::outcome_unknown(src, offset, lost()))
+                    }
+                    d => d.into_result(),
+                };
             }
             patience.get_or_insert_with(|| Instant::now() + RESTART_PATIENCE);
         }

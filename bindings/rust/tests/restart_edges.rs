@@ -133,7 +133,11 @@ fn read_request_is_not_sent_again_blocking() {
     drop(l);
     let (r, pos, got, mut c) = t.join().unwrap();
     let e = r.unwrap_err();
-    assert!(matches!(e, Error::Disconnected(_)), "{e:?}");
+    // Read, then no reply: the outcome is the position's (nothing here).
+    assert!(
+        matches!(e, Error::OutcomeUnknown { bytes_sent: 0, .. }),
+        "{e:?}"
+    );
     assert_eq!(pos, 0);
     assert_eq!(got.len, 0);
     // The next request goes to the new daemon.
@@ -264,7 +268,11 @@ fn only_the_last_unread_request_is_sent_again_async() {
     std::fs::remove_file(&path).unwrap();
     let d = Daemon::start_at(TempDir::new("d"), path, &[]);
     let e = rt.block_on(t1).unwrap().unwrap_err();
-    assert!(matches!(e, Error::Disconnected(_)), "{e:?}");
+    // Read, then no reply: the outcome is the position's (nothing here).
+    assert!(
+        matches!(e, Error::OutcomeUnknown { bytes_sent: 0, .. }),
+        "{e:?}"
+    );
     assert_eq!(rt.block_on(t2).unwrap().unwrap().bytes_sent, 5000);
     assert_eq!((position(&f1), position(&f2)), (0, 5002));
     assert_eq!(p1.finish().len, 0);
@@ -273,5 +281,43 @@ fn only_the_last_unread_request_is_sent_again_async() {
     assert_eq!(d.wait_fd_count(base), base);
     drop(d);
     drop((f1, f2, dir));
+    fds.assert_same();
+}
+
+/// A daemon killed mid-transfer: `Error::OutcomeUnknown`, and the file position, the
+/// error's `bytes_sent` and what the receiver got all agree.
+#[test]
+fn killed_mid_transfer_position_tells() {
+    use std::io::Read;
+    let _g = serial();
+    let fds = FdCheck::new();
+    let dir = TempDir::new("killed");
+    let src = make_file(dir.path(), "big", 64 * MIB);
+    let mut d = Daemon::start();
+    let mut c = Client::connect(&d.path).unwrap();
+    let f = File::open(&src).unwrap();
+    let mut peer = Peer::idle(None);
+    let mut server = peer.server.take().unwrap();
+    let (f2, dst) = (f.try_clone().unwrap(), peer.client.try_clone().unwrap());
+    let t = thread::spawn(move || {
+        let r = c.sendfile(&dst, &f2, 4096, None, SendOptions::new());
+        drop(dst);
+        r
+    });
+    // A first byte: the transfer has begun.
+    let mut got = vec![0u8; 1];
+    server.read_exact(&mut got).unwrap();
+    d.kill();
+    let e = t.join().unwrap().unwrap_err();
+    assert!(matches!(e, Error::OutcomeUnknown { .. }), "{e:?}");
+    assert_eq!(e.errno(), Some(libc::ECONNRESET));
+    drop(peer);
+    server.read_to_end(&mut got).unwrap();
+    let n = got.len() as u64;
+    assert!(n > 1 && n < 64 * MIB - 4096, "{n}");
+    assert_eq!(position(&f), 4096 + n);
+    assert_eq!(e.bytes_sent(), n);
+    assert!(got == content(4096, n), "the receiver got other bytes");
+    drop((server, f, dir));
     fds.assert_same();
 }

@@ -19,6 +19,7 @@ where it is looked for.
 from ._client import Client
 from ._errors import (
     DaemonUnavailableError,
+    OutcomeUnknownError,
     LimitError,
     PeerClosedError,
     ProtocolError,
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Client",
     "DaemonUnavailableError",
+    "OutcomeUnknownError",
     "LimitError",
     "Library",
     "LibraryNotFoundError",

@@ -18,7 +18,7 @@ log = logging.getLogger("sendfiled")
 
 #: Errors after which a client's connection is unusable (see sfd_client_dispatch()).
 DEAD_CONNECTION = (_errno.ECONNRESET, _errno.EPIPE, _errno.EACCES, _errno.EBADMSG,
-                   _errno.ENOTCONN, _errno.ESHUTDOWN)
+                   _errno.ENOTCONN, _errno.ESHUTDOWN, _errors.SFD_EOUTCOME_UNKNOWN)
 
 PathArg = Union[str, bytes, "os.PathLike[str]", None]
 LibArg = Union[_lib.Library, str, "os.PathLike[str]", None]

@@ -20,6 +20,7 @@ __all__ = [
     "SendfileNotAvailableError",
     "DaemonUnavailableError",
     "ShuttingDownError",
+    "OutcomeUnknownError",
     "LimitError",
     "ProtocolError",
     "TransferCancelledError",
@@ -51,6 +52,21 @@ class DaemonUnavailableError(OSError):
 
     bytes_sent: int = 0
     path: Optional[str] = None
+
+
+#: libsendfiled's -SFD_EOUTCOME_UNKNOWN: not an errno.
+SFD_EOUTCOME_UNKNOWN = 4096
+
+
+class OutcomeUnknownError(DaemonUnavailableError):
+    """The connection to the daemon was lost (it was killed, or crashed) while
+    the transfer was in flight: no reply will come.
+
+    The daemon may have sent part of the range; the file position says how
+    much (offset + bytes that left), and ``bytes_sent`` is derived from it.
+    Sending the rest from there is safe; sending the whole range again is
+    not. ``errno`` is ECONNRESET.
+    """
 
 
 class ShuttingDownError(DaemonUnavailableError):
@@ -147,7 +163,12 @@ def unavailable(err: int, path: Optional[str], what: str = "cannot reach the dae
     """A DaemonUnavailableError for a negative or positive errno."""
     err = abs(err)
     where = f" at {path}" if path else ""
-    exc = DaemonUnavailableError(err, f"{what}{where}: {os.strerror(err)}")
+    exc: DaemonUnavailableError
+    if err == SFD_EOUTCOME_UNKNOWN:
+        exc = OutcomeUnknownError(_errno.ECONNRESET,
+                                  f"{what}{where}: outcome unknown: see the file position")
+    else:
+        exc = DaemonUnavailableError(err, f"{what}{where}: {os.strerror(err)}")
     exc.path = path
     exc.bytes_sent = 0
     return exc

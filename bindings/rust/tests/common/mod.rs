@@ -236,6 +236,14 @@ impl Daemon {
         }
     }
 
+    /// Kill it with SIGKILL, as a crash would, and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     pub fn fd_count(&self) -> usize {
         fd_set(Some(self.pid())).len()
     }
