@@ -8,6 +8,7 @@
 
 #include "dstline.h"
 #include "engine.h"
+#include "fairq.h"
 #include "macro.h"
 #include "validate.h"
 
@@ -41,6 +42,7 @@ struct engine {
 	struct list_head waiters;
 
 	struct dstline_table *lines;
+	struct fairq *workq;
 
 	/* The chain (see engine_chain_begin()). */
 	bool chain_running;
@@ -81,7 +83,11 @@ engine_new(uv_loop_t *loop, struct engine **ret)
 	if (!e)
 		return -ENOMEM;
 	e->lines = dstline_table_new();
-	if (!e->lines) {
+	/* libuv's own default thread count, until told (engine_set_workers()). */
+	e->workq = fairq_new(ENGINE_WORKERS_DEFAULT);
+	if (!e->lines || !e->workq) {
+		dstline_table_free(e->lines);
+		fairq_free(e->workq);
 		free(e);
 		return -ENOMEM;
 	}
@@ -93,6 +99,7 @@ engine_new(uv_loop_t *loop, struct engine **ret)
 	if (r < 0) {
 		/* uv_check_init() cannot fail on Linux; nothing to close. */
 		dstline_table_free(e->lines);
+		fairq_free(e->workq);
 		free(e);
 		return r;
 	}
@@ -112,6 +119,7 @@ on_closed(uv_handle_t *h)
 	if (--e->handles > 0)
 		return;
 	dstline_table_free(e->lines);
+	fairq_free(e->workq);
 	free(e);
 }
 
@@ -135,6 +143,18 @@ struct dstline_table *
 engine_lines(struct engine *e)
 {
 	return e->lines;
+}
+
+struct fairq *
+engine_workq(struct engine *e)
+{
+	return e->workq;
+}
+
+void
+engine_set_workers(struct engine *e, unsigned n)
+{
+	fairq_set_slots(e->workq, n);
 }
 
 static int

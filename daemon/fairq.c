@@ -148,6 +148,12 @@ unlink_job(struct fairq *q, struct fairq_job *j)
 	}
 }
 
+void
+fairq_set_slots(struct fairq *q, unsigned slots)
+{
+	q->slots = slots > 0 ? slots : 1;
+}
+
 struct fairq_job *
 fairq_pop(struct fairq *q)
 {

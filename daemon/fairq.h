@@ -42,6 +42,10 @@ struct fairq_job {
  * Return: the queue, or NULL when out of memory. */
 struct fairq *fairq_new(unsigned slots);
 
+/* fairq_set_slots() - how many jobs may run at once from now on (>= 1); jobs
+ * running beyond a lowered count finish their turn. */
+void fairq_set_slots(struct fairq *q, unsigned slots);
+
 /* fairq_free() - every job must have been taken or removed. NULL is a no-op. */
 void fairq_free(struct fairq *q);
 

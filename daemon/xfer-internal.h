@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "dstline.h"
+#include "fairq.h"
 #include "validate.h"
 #include "xfer.h"
 
@@ -89,7 +90,8 @@ struct xfer {
 
 	/* Worker mode. */
 	bool on_worker;
-	bool job_queued;
+	bool job_queued; /* waiting in the worker queue, or handed to the pool */
+	struct fairq_job fjob;
 	uv_work_t work;
 	uv_timer_t kick_timer;
 	bool kick_timer_init;
@@ -116,6 +118,10 @@ void xfer_own_line(struct xfer *x);
 /* xfer-worker.c */
 /* xfer_queue_job() - run the transfer on a worker for a time slice. */
 void xfer_queue_job(struct xfer *x);
+/* xfer_unqueue_job() - cancel a job that has not started: finishes the
+ * transfer (at once, or from the pool's callback). Return: whether it had
+ * not started. */
+bool xfer_unqueue_job(struct xfer *x);
 /* xfer_kick() - interrupt the worker's syscall, if it is in one. */
 void xfer_kick(struct xfer *x);
 /* xfer_kick_timer() - the transfer's one timer: set it up on first use. */

@@ -6,6 +6,14 @@
  * A job moves up to WORKER_CHUNKS chunks with xfer_step() (xfer.c), waiting
  * in poll(2) when the kernel says EAGAIN, then returns to the loop, which
  * queues it again behind the others or finishes the transfer.
+ *
+ * Jobs do not go to libuv's pool directly: they wait in the engine's worker
+ * queue (fairq.h), which hands the pool at most one job per thread and takes
+ * each from the next uid in turn, then the next connection of that uid. The
+ * pool's own queue is first come, first served; kept that short, it never
+ * decides an order. So a user with a thousand stalled transfers has one job
+ * in each round, like everybody else, and a job that used its slice goes to
+ * the back of its own connection's line.
  */
 #include <errno.h>
 #include <poll.h>
@@ -13,6 +21,8 @@
 #include <signal.h>
 
 #include "macro.h"
+#include "engine.h"
+#include "fairq.h"
 #include "pool.h"
 #include "xfer-internal.h"
 
@@ -93,11 +103,17 @@ out_locked:
 	pthread_mutex_unlock(&x->mtx);
 }
 
+static void dispatch(struct engine *e);
+
 static void
 after_work_cb(uv_work_t *w, int status)
 {
 	struct xfer *x = w->data;
+	struct engine *e = x->engine; /* x may be gone below */
 
+	/* The thread is free: the next job in turn takes it, after this one
+	 * has had its chance to queue again (at the back). */
+	fairq_release(engine_workq(e));
 	x->job_queued = false;
 	if (x->kick_timer_init)
 		uv_timer_stop(&x->kick_timer);
@@ -116,6 +132,35 @@ after_work_cb(uv_work_t *w, int status)
 		xfer_run_loop(x, x->p.chunk);
 	} else
 		xfer_queue_job(x);
+	dispatch(e);
+}
+
+/* Hand a job that took a slot to the pool. */
+static void
+submit(struct xfer *x)
+{
+	int r;
+
+	x->work.data = x;
+	r = pool_queue_work(x->loop, &x->work, work_cb, after_work_cb);
+	if (r < 0) {
+		fairq_release(engine_workq(x->engine));
+		x->job_queued = false;
+		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot queue work");
+		return;
+	}
+	/* Watches the job's time slice (see SLICE_MS). */
+	(void)xfer_start_kick_timer(x, SLICE_MS / 4);
+}
+
+/* Fill the free threads, each with the next job in turn. */
+static void
+dispatch(struct engine *e)
+{
+	struct fairq_job *j;
+
+	while ((j = fairq_pop(engine_workq(e))))
+		submit(container_of(j, struct xfer, fjob));
 }
 
 void
@@ -124,15 +169,26 @@ xfer_queue_job(struct xfer *x)
 	int r;
 
 	xfer_own_line(x);
-	x->work.data = x;
-	r = pool_queue_work(x->loop, &x->work, work_cb, after_work_cb);
+	r = fairq_push(engine_workq(x->engine), &x->fjob, x->p.uid, x->p.flow);
 	if (r < 0) {
 		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot queue work");
 		return;
 	}
 	x->job_queued = true;
-	/* Watches the job's time slice (see SLICE_MS). */
-	(void)xfer_start_kick_timer(x, SLICE_MS / 4);
+	dispatch(x->engine);
+}
+
+bool
+xfer_unqueue_job(struct xfer *x)
+{
+	if (fairq_remove(engine_workq(x->engine), &x->fjob)) {
+		x->job_queued = false;
+		xfer_finish_error(x, ECANCELED);
+		return true;
+	}
+	/* Handed to the pool and not started: libuv can drop it, and
+	 * after_work_cb then reports. */
+	return x->job_queued && uv_cancel((uv_req_t *)&x->work) == 0;
 }
 
 void
