@@ -94,6 +94,26 @@ struct dstline_table *engine_lines(struct engine *e);
 /* engine_workq() - the worker queue: jobs wait here for a free thread. */
 struct fairq *engine_workq(struct engine *e);
 
+/* Embedded in what waits for a descriptor to become writable. */
+struct engine_parked {
+	void (*fn)(struct engine_parked *p);
+	int fd;
+	bool parked;
+};
+
+/*
+ * engine_park() - call @p->fn once, from the loop, when @fd (borrowed; a
+ * socket or pipe, blocking or not) is writable, has an error or was hung
+ * up. Unlike a uv_poll_t it leaves the descriptor's flags alone, so a
+ * blocking destination can wait here instead of in a worker thread.
+ * Return: 0, or a negative errno (then nothing waits).
+ */
+int engine_park(struct engine *e, struct engine_parked *p, int fd);
+
+/* engine_unpark() - stop waiting (no call); before @p's descriptor closes.
+ * A no-op when it is not parked. */
+void engine_unpark(struct engine *e, struct engine_parked *p);
+
 /*
  * The chain. engine_chain_begin() and engine_chain_end() bracket the
  * starting of a transfer whose turn came; engine_chain_offer() is asked, by

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "dstline.h"
+#include "engine.h"
 #include "fairq.h"
 #include "validate.h"
 #include "xfer.h"
@@ -30,6 +31,10 @@
 /* Worker jobs move this many chunks before returning to the loop, which
  * re-queues them; a blocked worker costs a thread, not the loop. */
 #define WORKER_CHUNKS 8
+/* A job blocked this long on a destination that cannot take a byte (a peer
+ * that does not read) gives its thread back before its slice ends, and waits
+ * on the loop for the destination instead (engine_park()). */
+#define FULL_YIELD_MS (SLICE_MS / 4)
 
 /* xfer_step()'s private "no zero-copy method applies and fallback is off":
  * outside the errno range, so that a real EOPNOTSUPP cannot be mistaken for
@@ -92,6 +97,7 @@ struct xfer {
 	bool on_worker;
 	bool job_queued; /* waiting in the worker queue, or handed to the pool */
 	struct fairq_job fjob;
+	struct engine_parked park; /* waiting on the loop for a full destination */
 	uv_work_t work;
 	uv_timer_t kick_timer;
 	bool kick_timer_init;

@@ -14,6 +14,15 @@
  * decides an order. So a user with a thousand stalled transfers has one job
  * in each round, like everybody else, and a job that used its slice goes to
  * the back of its own connection's line.
+ *
+ * A job whose destination cannot take a byte (its peer does not read) would
+ * only block a thread until its slice ends, then come back and block again:
+ * such a transfer waits on the loop instead, for its destination to become
+ * writable (engine_park(): an epoll set, since a blocking socket or pipe can
+ * be polled for writability like any other), and takes no place in the
+ * queue meanwhile. A job that finds its destination full after it started
+ * gives its thread back early (FULL_YIELD_MS). So stalled transfers cost the
+ * others a thread only while they fill their destination's buffer.
  */
 #include <errno.h>
 #include <poll.h>
@@ -25,6 +34,18 @@
 #include "fairq.h"
 #include "pool.h"
 #include "xfer-internal.h"
+
+/* Is the destination a socket or pipe that cannot take a byte now? Files and
+ * devices cannot be asked: they are taken as writable. */
+static bool
+dst_full(const struct xfer *x)
+{
+	struct pollfd pfd = {.fd = x->dst, .events = POLLOUT};
+
+	if (x->dinfo.kind != FD_KIND_SOCKET && x->dinfo.kind != FD_KIND_PIPE)
+		return false;
+	return poll(&pfd, 1, 0) == 0;
+}
 
 static void
 kick_handler(int sig)
@@ -163,12 +184,12 @@ dispatch(struct engine *e)
 		submit(container_of(j, struct xfer, fjob));
 }
 
-void
-xfer_queue_job(struct xfer *x)
+/* Take a place in the worker queue, and a thread if one is free. */
+static void
+enqueue(struct xfer *x)
 {
 	int r;
 
-	xfer_own_line(x);
 	r = fairq_push(engine_workq(x->engine), &x->fjob, x->p.uid, x->p.flow);
 	if (r < 0) {
 		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot queue work");
@@ -178,10 +199,29 @@ xfer_queue_job(struct xfer *x)
 	dispatch(x->engine);
 }
 
+static void
+on_writable(struct engine_parked *p)
+{
+	enqueue(container_of(p, struct xfer, park));
+}
+
+void
+xfer_queue_job(struct xfer *x)
+{
+	xfer_own_line(x);
+	x->park.fn = on_writable;
+	/* If it cannot be parked, the job blocks a thread instead: slower for
+	 * the others, still correct. */
+	if (dst_full(x) && engine_park(x->engine, &x->park, x->dst) == 0)
+		return;
+	enqueue(x);
+}
+
 bool
 xfer_unqueue_job(struct xfer *x)
 {
-	if (fairq_remove(engine_workq(x->engine), &x->fjob)) {
+	if (x->park.parked || fairq_remove(engine_workq(x->engine), &x->fjob)) {
+		engine_unpark(x->engine, &x->park);
 		x->job_queued = false;
 		xfer_finish_error(x, ECANCELED);
 		return true;
@@ -208,8 +248,13 @@ on_kick_timer(uv_timer_t *t)
 	pthread_mutex_lock(&x->mtx);
 	/* Cancelled: interrupt until the job notices. Running past its slice:
 	 * ask it to yield, and interrupt a syscall that may never return. */
-	if (!x->cancel && x->job_start && mono_ms() - x->job_start >= SLICE_MS)
-		x->yield = true;
+	if (!x->cancel && x->job_start) {
+		int64_t ran = mono_ms() - x->job_start;
+
+		/* Blocked on a full destination: the loop can wait for it. */
+		if (ran >= SLICE_MS || (ran >= FULL_YIELD_MS && x->in_syscall && dst_full(x)))
+			x->yield = true;
+	}
 	if ((x->cancel || x->yield) && x->in_syscall)
 		pthread_kill(x->thread, KICK_SIGNAL);
 	pthread_mutex_unlock(&x->mtx);

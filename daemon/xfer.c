@@ -373,6 +373,7 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 		close_handle(x, (uv_handle_t *)&x->src_poll);
 	if (x->kick_timer_init)
 		close_handle(x, (uv_handle_t *)&x->kick_timer);
+	engine_unpark(x->engine, &x->park);
 	release_fds(x);
 	next = dstline_leave(engine_lines(x->engine), &x->line);
 	/* Cancelled before its turn in the chain? */
