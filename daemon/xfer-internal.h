@@ -33,8 +33,11 @@
 #define WORKER_CHUNKS 8
 /* A job blocked this long on a destination that cannot take a byte (a peer
  * that does not read) gives its thread back before its slice ends, and waits
- * on the loop for the destination instead (engine_park()). */
-#define FULL_YIELD_MS (SLICE_MS / 4)
+ * on the loop for the destination instead (engine_park()). Also how often a
+ * running job is looked at: short, because every job that needs a thread
+ * waits that long for a stalled one's (a timer per running job, and at most
+ * `workers` run). */
+#define FULL_YIELD_MS 10
 
 /* xfer_step()'s private "no zero-copy method applies and fallback is off":
  * outside the errno range, so that a real EOPNOTSUPP cannot be mistaken for

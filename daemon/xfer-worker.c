@@ -170,8 +170,9 @@ submit(struct xfer *x)
 		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot queue work");
 		return;
 	}
-	/* Watches the job's time slice (see SLICE_MS). */
-	(void)xfer_start_kick_timer(x, SLICE_MS / 4);
+	/* Watches the job's time slice and its destination (see SLICE_MS,
+	 * FULL_YIELD_MS). */
+	(void)xfer_start_kick_timer(x, FULL_YIELD_MS);
 }
 
 /* Fill the free threads, each with the next job in turn. */
