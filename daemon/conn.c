@@ -362,6 +362,10 @@ new_req(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec
 	        .has_count = req->has_count,
 	        .fallback = req->fallback,
 	        .chunk = c->env->chunk_size,
+	        .uid = (uint32_t)c->cred.uid,
+	        /* A connection's transfers have all finished before it is
+	         * freed (and its address reused). */
+	        .flow = (uint64_t)(uintptr_t)c,
 	};
 	struct req *rq;
 	int r;

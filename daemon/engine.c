@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <linux/kcmp.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "dstline.h"
 #include "engine.h"
+#include "fairq.h"
 #include "macro.h"
 #include "validate.h"
 
@@ -54,6 +56,14 @@ struct engine {
 
 	struct dstline_table *lines;
 	struct list_head srcs[SRC_BUCKETS];
+	struct fairq *workq;
+
+	/* The parked (engine_park()): an epoll set of our own, watched by the
+	 * loop, because uv_poll_t would set O_NONBLOCK on the descriptor. */
+	int park_fd;
+	uv_poll_t park_poll;
+	bool park_init;
+	unsigned n_parked;
 
 	/* The chain (see engine_chain_begin()). */
 	bool chain_running;
@@ -85,6 +95,8 @@ nudge(struct engine *e)
 	uv_idle_start(&e->nudge, on_nudge);
 }
 
+static int park_init(struct engine *e);
+
 int
 engine_new(uv_loop_t *loop, struct engine **ret)
 {
@@ -94,11 +106,16 @@ engine_new(uv_loop_t *loop, struct engine **ret)
 	if (!e)
 		return -ENOMEM;
 	e->lines = dstline_table_new();
-	if (!e->lines) {
+	/* libuv's own default thread count, until told (engine_set_workers()). */
+	e->workq = fairq_new(ENGINE_WORKERS_DEFAULT);
+	if (!e->lines || !e->workq) {
+		dstline_table_free(e->lines);
+		fairq_free(e->workq);
 		free(e);
 		return -ENOMEM;
 	}
 	e->loop = loop;
+	e->park_fd = -1;
 	list_init(&e->waiters);
 	for (size_t i = 0; i < SRC_BUCKETS; i++)
 		list_init(&e->srcs[i]);
@@ -108,6 +125,7 @@ engine_new(uv_loop_t *loop, struct engine **ret)
 	if (r < 0) {
 		/* uv_check_init() cannot fail on Linux; nothing to close. */
 		dstline_table_free(e->lines);
+		fairq_free(e->workq);
 		free(e);
 		return r;
 	}
@@ -115,6 +133,9 @@ engine_new(uv_loop_t *loop, struct engine **ret)
 	e->handles = 2;
 	uv_check_start(&e->check, on_check);
 	uv_unref((uv_handle_t *)&e->check);
+	/* Now rather than at the first use: the daemon's descriptors stay the
+	 * same set while it serves. Failing, it is tried again then. */
+	(void)park_init(e);
 	*ret = e;
 	return 0;
 }
@@ -126,7 +147,9 @@ on_closed(uv_handle_t *h)
 
 	if (--e->handles > 0)
 		return;
+	e->park_fd = safe_close(e->park_fd);
 	dstline_table_free(e->lines);
+	fairq_free(e->workq);
 	free(e);
 }
 
@@ -138,6 +161,10 @@ engine_free(struct engine *e)
 	engine_flush(e);
 	uv_close((uv_handle_t *)&e->check, on_closed);
 	uv_close((uv_handle_t *)&e->nudge, on_closed);
+	if (e->park_init) {
+		e->handles++;
+		uv_close((uv_handle_t *)&e->park_poll, on_closed);
+	}
 }
 
 uv_loop_t *
@@ -150,6 +177,99 @@ struct dstline_table *
 engine_lines(struct engine *e)
 {
 	return e->lines;
+}
+
+#define PARK_EVENTS_MAX 64
+
+static void
+on_park(uv_poll_t *h, int status, int events)
+{
+	struct engine *e = h->data;
+	struct epoll_event ev;
+
+	(void)status;
+	(void)events;
+	/* One at a time: a call may unpark others (a transfer that fails
+	 * and takes its connection down), whose events would be stale. */
+	for (int i = 0; i < PARK_EVENTS_MAX && epoll_wait(e->park_fd, &ev, 1, 0) == 1; i++) {
+		struct engine_parked *p = ev.data.ptr;
+
+		/* Taken out before the call: it may park again, or finish
+		 * and close its descriptor. */
+		engine_unpark(e, p);
+		p->fn(p);
+	}
+}
+
+static int
+park_init(struct engine *e)
+{
+	int r;
+
+	if (e->park_init)
+		return 0;
+	e->park_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (e->park_fd < 0)
+		return -errno;
+	/* Sets O_NONBLOCK on our own epoll descriptor only. */
+	r = uv_poll_init(e->loop, &e->park_poll, e->park_fd);
+	if (r < 0) {
+		e->park_fd = safe_close(e->park_fd);
+		return r;
+	}
+	e->park_poll.data = e;
+	e->park_init = true;
+	return 0;
+}
+
+int
+engine_park(struct engine *e, struct engine_parked *p, int fd)
+{
+	struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = p};
+	int r = park_init(e);
+
+	if (r < 0)
+		return r;
+	/* epoll_ctl() changes nothing of the client's open file description. */
+	if (epoll_ctl(e->park_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	if (e->n_parked++ == 0) {
+		r = uv_poll_start(&e->park_poll, UV_READABLE, on_park);
+		if (r < 0) {
+			(void)epoll_ctl(e->park_fd, EPOLL_CTL_DEL, fd, NULL);
+			e->n_parked--;
+			return r;
+		}
+	}
+	p->fd = fd;
+	p->parked = true;
+	return 0;
+}
+
+void
+engine_unpark(struct engine *e, struct engine_parked *p)
+{
+	if (!p->parked)
+		return;
+	/* Before its descriptor is closed: the client may hold the same open
+	 * file description, which would keep it in the set under a number we
+	 * could reuse. */
+	(void)epoll_ctl(e->park_fd, EPOLL_CTL_DEL, p->fd, NULL);
+	p->parked = false;
+	if (--e->n_parked == 0)
+		uv_poll_stop(&e->park_poll);
+}
+
+struct fairq *
+engine_workq(struct engine *e)
+{
+	return e->workq;
+}
+
+void
+engine_set_workers(struct engine *e, unsigned n)
+{
+	fairq_set_slots(e->workq, n);
 }
 
 static int

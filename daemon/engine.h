@@ -13,7 +13,8 @@
  *  - the destination lines (dstline.h): one transfer at a time per
  *    destination;
  *  - the hand-off to the worker pool (pool.h), through which transfers that
- *    could block run on threads.
+ *    could block run on threads: the worker queue (fairq.h) decides whose
+ *    job takes the next free thread.
  *
  * The flush: once per loop turn, after the I/O callbacks (a uv_check_t,
  * where libuv drains its own per-loop queues), engine_flush() closes the
@@ -35,6 +36,10 @@ struct engine;
 struct fdinfo;
 struct xfer;
 struct dstline_table;
+struct fairq;
+
+/* libuv's thread count when UV_THREADPOOL_SIZE is not set. */
+#define ENGINE_WORKERS_DEFAULT 4
 
 /* Embedded in what wants to run at the next flush. */
 struct engine_waiter {
@@ -69,6 +74,10 @@ void engine_undefer(struct engine_waiter *w);
 
 uv_loop_t *engine_loop(const struct engine *e);
 
+/* engine_set_workers() - the pool's thread count (UV_THREADPOOL_SIZE): at
+ * most this many worker jobs are handed to the pool at once. */
+void engine_set_workers(struct engine *e, unsigned n);
+
 /* ---- for the transfers (xfer*.c) ---------------------------------------- */
 
 /* engine_bury() - close @fd at the next flush. Return: -1, for the caller's
@@ -81,6 +90,29 @@ bool engine_hot(const struct engine *e, const struct fdinfo *f, uint64_t start, 
 void engine_hot_add(struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end);
 
 struct dstline_table *engine_lines(struct engine *e);
+
+/* engine_workq() - the worker queue: jobs wait here for a free thread. */
+struct fairq *engine_workq(struct engine *e);
+
+/* Embedded in what waits for a descriptor to become writable. */
+struct engine_parked {
+	void (*fn)(struct engine_parked *p);
+	int fd;
+	bool parked;
+};
+
+/*
+ * engine_park() - call @p->fn once, from the loop, when @fd (borrowed; a
+ * socket or pipe, blocking or not) is writable, has an error or was hung
+ * up. Unlike a uv_poll_t it leaves the descriptor's flags alone, so a
+ * blocking destination can wait here instead of in a worker thread.
+ * Return: 0, or a negative errno (then nothing waits).
+ */
+int engine_park(struct engine *e, struct engine_parked *p, int fd);
+
+/* engine_unpark() - stop waiting (no call); before @p's descriptor closes.
+ * A no-op when it is not parked. */
+void engine_unpark(struct engine *e, struct engine_parked *p);
 
 /*
  * The sources in flight: which transfers of this loop send from the same

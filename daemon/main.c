@@ -395,6 +395,7 @@ start_server(uv_loop_t *loop, struct conf *cfg, bool no_control)
 		         path[0] ? path : "(no path)");
 	}
 
+	cfg->srv.workers = cfg->workers;
 	r = server_new(loop, &cfg->srv, fd, &hooks, &srv);
 	if (r < 0) {
 		log_err("cannot listen on %s: %s", cfg->srv.socket_path,

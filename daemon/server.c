@@ -62,6 +62,7 @@ server_config_defaults(struct server_config *cfg)
 	cfg->max_in_flight_per_uid = 4096;
 	cfg->chunk_size = 2 * 1024 * 1024;
 	cfg->drain_timeout_ms = 10000;
+	cfg->workers = ENGINE_WORKERS_DEFAULT;
 }
 
 void
@@ -355,8 +356,10 @@ server_new(uv_loop_t *loop, const struct server_config *cfg, int listen_fd,
 	 * buffers serves them all. */
 	srv->recv_bufs = malloc((size_t)CONN_READ_BATCH * WIRE_MAX_RECORD);
 	r = srv->recv_bufs ? engine_new(loop, &srv->engine) : -ENOMEM;
-	if (r == 0)
+	if (r == 0) {
+		engine_set_workers(srv->engine, cfg->workers);
 		r = account_new(cfg->max_in_flight_per_uid, &srv->account);
+	}
 	if (r == 0) {
 		srv->conn_env = (struct conn_env){
 		        .engine = srv->engine,

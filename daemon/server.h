@@ -24,6 +24,9 @@ struct server_config {
 	unsigned max_in_flight_per_uid;
 	size_t chunk_size;
 	unsigned drain_timeout_ms;
+	/* The worker pool's threads (UV_THREADPOOL_SIZE): jobs handed to it
+	 * at once. */
+	unsigned workers;
 	/* Empty lists allow everyone who can open the socket. */
 	uid_t allow_uids[SERVER_MAX_ALLOW];
 	unsigned n_allow_uids;

@@ -14,6 +14,7 @@
 
 #include "dstline.h"
 #include "engine.h"
+#include "fairq.h"
 #include "validate.h"
 #include "xfer.h"
 
@@ -30,6 +31,13 @@
 /* Worker jobs move this many chunks before returning to the loop, which
  * re-queues them; a blocked worker costs a thread, not the loop. */
 #define WORKER_CHUNKS 8
+/* A job blocked this long on a destination that cannot take a byte (a peer
+ * that does not read) gives its thread back before its slice ends, and waits
+ * on the loop for the destination instead (engine_park()). Also how often a
+ * running job is looked at: short, because every job that needs a thread
+ * waits that long for a stalled one's (a timer per running job, and at most
+ * `workers` run). */
+#define FULL_YIELD_MS 10
 
 /* xfer_step()'s private "no zero-copy method applies and fallback is off":
  * outside the errno range, so that a real EOPNOTSUPP cannot be mistaken for
@@ -99,7 +107,9 @@ struct xfer {
 
 	/* Worker mode. */
 	bool on_worker;
-	bool job_queued;
+	bool job_queued; /* waiting in the worker queue, or handed to the pool */
+	struct fairq_job fjob;
+	struct engine_parked park; /* waiting on the loop for a full destination */
 	uv_work_t work;
 	uv_timer_t kick_timer;
 	bool kick_timer_init;
@@ -126,6 +136,10 @@ void xfer_own_line(struct xfer *x);
 /* xfer-worker.c */
 /* xfer_queue_job() - run the transfer on a worker for a time slice. */
 void xfer_queue_job(struct xfer *x);
+/* xfer_unqueue_job() - cancel a job that has not started: finishes the
+ * transfer (at once, or from the pool's callback). Return: whether it had
+ * not started. */
+bool xfer_unqueue_job(struct xfer *x);
 /* xfer_kick() - interrupt the worker's syscall, if it is in one. */
 void xfer_kick(struct xfer *x);
 /* xfer_kick_timer() - the transfer's one timer: set it up on first use. */

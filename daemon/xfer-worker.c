@@ -6,6 +6,23 @@
  * A job moves up to WORKER_CHUNKS chunks with xfer_step() (xfer.c), waiting
  * in poll(2) when the kernel says EAGAIN, then returns to the loop, which
  * queues it again behind the others or finishes the transfer.
+ *
+ * Jobs do not go to libuv's pool directly: they wait in the engine's worker
+ * queue (fairq.h), which hands the pool at most one job per thread and takes
+ * each from the next uid in turn, then the next connection of that uid. The
+ * pool's own queue is first come, first served; kept that short, it never
+ * decides an order. So a user with a thousand stalled transfers has one job
+ * in each round, like everybody else, and a job that used its slice goes to
+ * the back of its own connection's line.
+ *
+ * A job whose destination cannot take a byte (its peer does not read) would
+ * only block a thread until its slice ends, then come back and block again:
+ * such a transfer waits on the loop instead, for its destination to become
+ * writable (engine_park(): an epoll set, since a blocking socket or pipe can
+ * be polled for writability like any other), and takes no place in the
+ * queue meanwhile. A job that finds its destination full after it started
+ * gives its thread back early (FULL_YIELD_MS). So stalled transfers cost the
+ * others a thread only while they fill their destination's buffer.
  */
 #include <errno.h>
 #include <poll.h>
@@ -13,8 +30,22 @@
 #include <signal.h>
 
 #include "macro.h"
+#include "engine.h"
+#include "fairq.h"
 #include "pool.h"
 #include "xfer-internal.h"
+
+/* Is the destination a socket or pipe that cannot take a byte now? Files and
+ * devices cannot be asked: they are taken as writable. */
+static bool
+dst_full(const struct xfer *x)
+{
+	struct pollfd pfd = {.fd = x->dst, .events = POLLOUT};
+
+	if (x->dinfo.kind != FD_KIND_SOCKET && x->dinfo.kind != FD_KIND_PIPE)
+		return false;
+	return poll(&pfd, 1, 0) == 0;
+}
 
 static void
 kick_handler(int sig)
@@ -93,11 +124,17 @@ out_locked:
 	pthread_mutex_unlock(&x->mtx);
 }
 
+static void dispatch(struct engine *e);
+
 static void
 after_work_cb(uv_work_t *w, int status)
 {
 	struct xfer *x = w->data;
+	struct engine *e = x->engine; /* x may be gone below */
 
+	/* The thread is free: the next job in turn takes it, after this one
+	 * has had its chance to queue again (at the back). */
+	fairq_release(engine_workq(e));
 	x->job_queued = false;
 	if (x->kick_timer_init)
 		uv_timer_stop(&x->kick_timer);
@@ -116,23 +153,83 @@ after_work_cb(uv_work_t *w, int status)
 		xfer_run_loop(x, x->p.chunk);
 	} else
 		xfer_queue_job(x);
+	dispatch(e);
 }
 
-void
-xfer_queue_job(struct xfer *x)
+/* Hand a job that took a slot to the pool. */
+static void
+submit(struct xfer *x)
 {
 	int r;
 
-	xfer_own_line(x);
 	x->work.data = x;
 	r = pool_queue_work(x->loop, &x->work, work_cb, after_work_cb);
+	if (r < 0) {
+		fairq_release(engine_workq(x->engine));
+		x->job_queued = false;
+		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot queue work");
+		return;
+	}
+	/* Watches the job's time slice and its destination (see SLICE_MS,
+	 * FULL_YIELD_MS). */
+	(void)xfer_start_kick_timer(x, FULL_YIELD_MS);
+}
+
+/* Fill the free threads, each with the next job in turn. */
+static void
+dispatch(struct engine *e)
+{
+	struct fairq_job *j;
+
+	while ((j = fairq_pop(engine_workq(e))))
+		submit(container_of(j, struct xfer, fjob));
+}
+
+/* Take a place in the worker queue, and a thread if one is free. */
+static void
+enqueue(struct xfer *x)
+{
+	int r;
+
+	r = fairq_push(engine_workq(x->engine), &x->fjob, x->p.uid, x->p.flow);
 	if (r < 0) {
 		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot queue work");
 		return;
 	}
 	x->job_queued = true;
-	/* Watches the job's time slice (see SLICE_MS). */
-	(void)xfer_start_kick_timer(x, SLICE_MS / 4);
+	dispatch(x->engine);
+}
+
+static void
+on_writable(struct engine_parked *p)
+{
+	enqueue(container_of(p, struct xfer, park));
+}
+
+void
+xfer_queue_job(struct xfer *x)
+{
+	xfer_own_line(x);
+	x->park.fn = on_writable;
+	/* If it cannot be parked, the job blocks a thread instead: slower for
+	 * the others, still correct. */
+	if (dst_full(x) && engine_park(x->engine, &x->park, x->dst) == 0)
+		return;
+	enqueue(x);
+}
+
+bool
+xfer_unqueue_job(struct xfer *x)
+{
+	if (x->park.parked || fairq_remove(engine_workq(x->engine), &x->fjob)) {
+		engine_unpark(x->engine, &x->park);
+		x->job_queued = false;
+		xfer_finish_error(x, ECANCELED);
+		return true;
+	}
+	/* Handed to the pool and not started: libuv can drop it, and
+	 * after_work_cb then reports. */
+	return x->job_queued && uv_cancel((uv_req_t *)&x->work) == 0;
 }
 
 void
@@ -152,8 +249,13 @@ on_kick_timer(uv_timer_t *t)
 	pthread_mutex_lock(&x->mtx);
 	/* Cancelled: interrupt until the job notices. Running past its slice:
 	 * ask it to yield, and interrupt a syscall that may never return. */
-	if (!x->cancel && x->job_start && mono_ms() - x->job_start >= SLICE_MS)
-		x->yield = true;
+	if (!x->cancel && x->job_start) {
+		int64_t ran = mono_ms() - x->job_start;
+
+		/* Blocked on a full destination: the loop can wait for it. */
+		if (ran >= SLICE_MS || (ran >= FULL_YIELD_MS && x->in_syscall && dst_full(x)))
+			x->yield = true;
+	}
 	if ((x->cancel || x->yield) && x->in_syscall)
 		pthread_kill(x->thread, KICK_SIGNAL);
 	pthread_mutex_unlock(&x->mtx);

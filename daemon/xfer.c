@@ -396,6 +396,7 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 		close_handle(x, (uv_handle_t *)&x->src_poll);
 	if (x->kick_timer_init)
 		close_handle(x, (uv_handle_t *)&x->kick_timer);
+	engine_unpark(x->engine, &x->park);
 	release_fds(x);
 	next = dstline_leave(engine_lines(x->engine), &x->line);
 	/* Cancelled before its turn in the chain? */
@@ -817,8 +818,8 @@ xfer_cancel(struct xfer *x)
 	pthread_mutex_lock(&x->mtx);
 	x->cancel = true;
 	pthread_mutex_unlock(&x->mtx);
-	/* Not started yet: libuv can drop it, after_work_cb then reports. */
-	if (x->job_queued && uv_cancel((uv_req_t *)&x->work) == 0)
+	/* Its job has not started yet: dropped, and reported. */
+	if (xfer_unqueue_job(x))
 		return;
 	xfer_kick(x);
 	(void)xfer_start_kick_timer(x, KICK_INTERVAL_MS);

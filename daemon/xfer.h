@@ -37,6 +37,10 @@ struct xfer_params {
 	bool has_count;
 	bool fallback;
 	size_t chunk; /* bytes per wake-up (per worker job: 8 x this) */
+	/* Whose it is, for the worker queue's turns (fairq.h): the client's
+	 * uid, and its connection (any key unique among live connections). */
+	uint32_t uid;
+	uint64_t flow;
 };
 
 struct xfer_result {

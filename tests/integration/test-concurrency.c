@@ -599,6 +599,68 @@ test_stuck_blocking_dsts_do_not_starve_others(void **state)
 }
 
 /*
+ * Many stalled transfers on one connection do not delay another
+ * connection's: the worker threads are taken in turn, connection by
+ * connection, and a transfer whose destination is full waits on the loop
+ * rather than in a thread. Checked by the order of events, not by time:
+ * first come, first served, the other connection's transfer would have
+ * waited until every stalled one had had its turn (bytes in its socket);
+ * here it completes while some have not started. Both connections are of
+ * one user: the turns between users are the same round robin one level up
+ * (test-fairq.c).
+ */
+static void
+test_stalled_connection_does_not_delay_another(void **state)
+{
+	enum { SINKS = 3, PER_SINK = 60, N = SINKS * PER_SINK };
+	const struct sink_opts paused = {.paused = true};
+	const uint64_t size = 32 * MiB;
+	struct sfd_client *a = client_open(), *b = client_open();
+	struct sink *s[SINKS], *sb = sink_new();
+	static struct xfer_case x[N];
+	struct xfer_case y;
+	char path[PATH_MAX], small[PATH_MAX];
+	unsigned done = 0, done_b = 0, waiting = 0;
+
+	(void)state;
+	tfile_create(path, size, 21);
+	tfile_create(small, 64 * 1024, 22);
+	for (unsigned k = 0; k < SINKS; k++)
+		s[k] = sink_new();
+	for (unsigned i = 0; i < N; i++) {
+		case_setup(&x[i], path, size, 0, 0, false, s[i / PER_SINK], &paused);
+		x[i].slot.counter = &done;
+		assert_int_equal(
+		        sfd_client_submit(a, x[i].dst, x[i].src, 0, 0, 0, &x[i].slot, &x[i].id), 0);
+	}
+	/* The first ones hold the threads now. */
+	assert_true(sink_wait_queued(s[0], x[0].idx, 1, 5000));
+
+	case_setup(&y, small, 64 * 1024, 0, 0, false, sb, NULL);
+	y.slot.counter = &done_b;
+	assert_int_equal(sfd_client_submit(b, y.dst, y.src, 0, 0, 0, &y.slot, &y.id), 0);
+	if (!pump(b, &done_b, 1, 60000))
+		fail_msg("the other connection's transfer did not complete");
+	for (unsigned i = 0; i < N; i++)
+		waiting += sink_queued(s[i / PER_SINK], x[i].idx) == 0;
+	if (waiting == 0)
+		fail_msg("every stalled transfer had its turn before the other connection's");
+	case_check(&y, sb);
+	assert_int_equal(sfd_client_dispatch(a, harness_on_done), 0);
+	assert_int_equal(done, 0);
+
+	/* Queued, parked and running ones alike are cancelled. */
+	for (unsigned k = 0; k < SINKS; k++) {
+		done = 0;
+		cancel_and_check(a, x + k * PER_SINK, PER_SINK, &done, s[k], false);
+		sink_free(s[k]);
+	}
+	sink_free(sb);
+	sfd_client_free(a);
+	sfd_client_free(b);
+}
+
+/*
  * A client that goes away with transfers in flight: the daemon cancels them
  * (on the loop and on a worker), settles their file positions, and closes
  * every descriptor they held.
@@ -1025,6 +1087,7 @@ main(int argc, char **argv)
 	        HTEST(test_cancel_not_in_flight),
 	        HTEST(test_cancel_more_than_workers),
 	        HTEST(test_stuck_blocking_dsts_do_not_starve_others),
+	        HTEST(test_stalled_connection_does_not_delay_another),
 	        HTEST(test_disconnect_with_transfers_in_flight),
 	        HTEST(test_same_destination_in_order_loop),
 	        HTEST(test_same_destination_in_order_worker),

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "engine.h"
+#include "fairq.h"
 #include "macro.h"
 #include "validate.h"
 #include "xfer.h"
@@ -874,6 +875,57 @@ test_worker_blocking_dst(void **state)
 	fixture_close(&f);
 }
 
+/* A worker transfer to a destination that does not read gives its thread
+ * back and waits on the loop (holding no worker slot, waiting in no queue),
+ * and goes on once the peer reads. */
+struct parked_watch {
+	struct run *r;
+	struct fixture *f;
+	int64_t until_ms;
+	bool parked;
+};
+
+static void
+on_parked_watch(uv_timer_t *t)
+{
+	struct parked_watch *w = t->data;
+	struct fairq *q = engine_workq(w->r->engine);
+
+	if (now_ms() > w->until_ms)
+		fail_msg("the stalled job never gave its worker back");
+	if (inj_stats(SYS_SENDFILE).calls == 0 || fairq_running(q) > 0 || fairq_waiting(q) > 0)
+		return;
+	w->parked = true;
+	uv_close((uv_handle_t *)t, NULL);
+	sink_start(&w->f->sink, w->f->sv[1], 0);
+}
+
+static void
+test_worker_full_dst_waits_on_loop(void **state)
+{
+	struct run r;
+	struct fixture f;
+	struct xfer_params p = params(0, 0, false, true, 256 * KiB);
+	const size_t size = 8 * MiB;
+	struct parked_watch w = {.r = &r, .f = &f};
+	uv_timer_t t;
+
+	run_init(&r);
+	fixture_open(&f, size, 0, false);
+	run_start(&r, f.sv[0], f.src, &p);
+	assert_true(r.on_worker);
+	w.until_ms = now_ms() + 20000;
+	assert_int_equal(uv_timer_init(&r.loop, &t), 0);
+	t.data = &w;
+	assert_int_equal(uv_timer_start(&t, on_parked_watch, 5, 5), 0);
+	run_finish(&r);
+	assert_true(w.parked);
+	check_result(&r, ST_OK, 0, 0, size, M_SENDFILE, false);
+	fixture_drain(&f, 0, size);
+	assert_int_equal(fd_position(f.src), size);
+	fixture_close(&f);
+}
+
 static void
 test_file_dst(void **state)
 {
@@ -1520,6 +1572,7 @@ main(void)
 	        fd_test(test_chunking),
 	        fd_test(test_peer_closes),
 	        fd_test(test_worker_blocking_dst),
+	        fd_test(test_worker_full_dst_waits_on_loop),
 	        fd_test(test_file_dst),
 	        fd_test(test_append_dst),
 	        fd_test(test_pipe_source),
