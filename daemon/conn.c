@@ -196,11 +196,14 @@ queue_reply(struct conn *c, const struct wire_response *resp)
 	defer_flush(c);
 }
 
-/* A reply that is not a transfer's outcome. */
+/* A reply that is not a transfer's outcome. @offset is a refused Sendfile's
+ * offset: its final_offset is offset + 0 bytes sent, as for every Sendfile
+ * reply (PROTOCOL.md, section 4); 0 for other requests. */
 static void
-reply_status(struct conn *c, uint64_t id, int status, int err, const char *msg)
+reply_status(struct conn *c, uint64_t id, uint64_t offset, int status, int err, const char *msg)
 {
-	struct wire_response resp = {.id = id, .status = status, .error = err};
+	struct wire_response resp = {
+	        .id = id, .status = status, .error = err, .final_offset = offset};
 
 	account_reply(c->env->account, status);
 	if (msg)
@@ -415,7 +418,7 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 	    !(rq = new_req(c, req, rec, &dinfo, &sinfo, &no))) {
 		/* The one way out of a refusal: nothing is kept. */
 		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req->id, no.status, no.error, no.msg);
+		reply_status(c, req->id, req->offset, no.status, no.error, no.msg);
 		return;
 	}
 	list_add_tail(&c->reqs, &rq->link);
@@ -450,14 +453,14 @@ handle_cancel(struct conn *c, const struct wire_request *req, struct fdmsg_recor
 
 	(void)rec;
 	if (!rq) {
-		reply_status(c, req->id, WIRE_STATUS_INVALID_ARGUMENT, ENOENT,
+		reply_status(c, req->id, 0, WIRE_STATUS_INVALID_ARGUMENT, ENOENT,
 		             "no such request in flight");
 		return;
 	}
 	/* A loop-mode target's CANCELLED reply goes out first; a
 	 * worker-mode target's comes when its thread has stopped. */
 	xfer_cancel(rq->x);
-	reply_status(c, req->id, WIRE_STATUS_OK, 0, NULL);
+	reply_status(c, req->id, 0, WIRE_STATUS_OK, 0, NULL);
 }
 
 static void (*const handlers[])(struct conn *c, const struct wire_request *req,
@@ -516,7 +519,8 @@ handle_record(struct conn *c, struct fdmsg_record *rec)
 	}
 	if (record_refusal(c, &req, rec, r, &no)) {
 		fdmsg_close_all(rec->fds, rec->nfds);
-		reply_status(c, req.id, no.status, no.error, no.msg);
+		reply_status(c, req.id, req.op == WIRE_OP_SENDFILE ? req.offset : 0, no.status,
+		             no.error, no.msg);
 		return;
 	}
 	handlers[req.op](c, &req, rec);

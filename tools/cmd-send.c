@@ -171,7 +171,11 @@ print_human(const struct sfd_result *res)
 	const char *detail = res->message;
 
 	if (res->status == SFD_STATUS_OK) {
-		if (res->method == SFD_METHOD_NONE)
+		/* Nothing sent: the daemon left the file position where it was,
+		 * so there is no "final offset" to speak of. */
+		if (res->bytes_sent == 0)
+			printf("sent 0 bytes, file position untouched%s\n", short_note);
+		else if (res->method == SFD_METHOD_NONE)
 			printf("sent %" PRIu64 " bytes, final offset %" PRIu64 "%s\n",
 			       res->bytes_sent, res->final_offset, short_note);
 		else

@@ -225,6 +225,21 @@ def test_send_sizes_with_suffixes(d):
         os.unlink(path)
 
 
+def test_send_nothing_says_position_untouched(d):
+    """An offset past the end sends nothing and leaves the position alone: the
+    human output must not print a final offset the file does not have."""
+    path = make_file(1000)
+    try:
+        addr, t, res = receiver()
+        r = d.ctl("send", "--offset", "99999999", path, addr)
+        t.join(10)
+        assert r.stdout.strip() == "sent 0 bytes, file position untouched", r.stdout
+        assert "99999999" not in r.stdout, r.stdout
+        assert res["n"] == 0
+    finally:
+        os.unlink(path)
+
+
 def test_missing_control_socket_is_named(d):
     """No control socket: say which path is missing, at once (not after the
     timeout, which is an hour here), for requests and for watch."""

@@ -41,6 +41,8 @@ expect_invalid(int dst, int src, uint64_t off, uint64_t count, int want_errno)
 		fail_msg("status %s, errno %d (%s), want invalid argument, errno %d",
 		         sfd_status_str(res.status), res.error, res.message, want_errno);
 	assert_int_equal(res.bytes_sent, 0);
+	/* final_offset is offset + bytes sent on every reply, refusals too. */
+	assert_int_equal(res.final_offset, off);
 	assert_int_equal(res.method, SFD_METHOD_NONE);
 	assert_int_equal(res.flags, 0);
 	/* The daemon explains itself. */
