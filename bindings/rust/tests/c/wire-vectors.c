@@ -53,16 +53,20 @@ main(void)
 		unsigned has_count, fallback, shrt;
 		ssize_t n;
 
-		if (sscanf(line, "req %" SCNu64 " %c %" SCNu64 " %u %" SCNu64 " %u %" SCNu64, &rq.id, &op,
-		           &rq.offset, &has_count, &rq.count, &fallback, &rq.target) == 7) {
-			rq.op = op == 's' ? WIRE_OP_SENDFILE : op == 'c' ? WIRE_OP_CANCEL : WIRE_OP_PING;
+		if (sscanf(line, "req %" SCNu64 " %c %" SCNu64 " %u %" SCNu64 " %u %" SCNu64,
+		           &rq.id, &op, &rq.offset, &has_count, &rq.count, &fallback,
+		           &rq.target) == 7) {
+			rq.op = op == 's'   ? WIRE_OP_SENDFILE
+			        : op == 'c' ? WIRE_OP_CANCEL
+			                    : WIRE_OP_PING;
 			rq.has_count = has_count;
 			rq.fallback = fallback;
 			n = wire_request_encode(&rq, buf, sizeof(buf));
 			if (n < 0)
 				return 1;
 			put_hex(buf, n);
-		} else if (sscanf(line, "resp %" SCNu64 " %d %d %" SCNu64 " %" SCNu64 " %d %u %8191s",
+		} else if (sscanf(line,
+		                  "resp %" SCNu64 " %d %d %" SCNu64 " %" SCNu64 " %d %u %8191s",
 		                  &rs.id, &rs.status, &rs.error, &rs.bytes_sent, &rs.final_offset,
 		                  &rs.method, &shrt, hex) == 8) {
 			uint8_t msg[WIRE_MAX_MESSAGE];
@@ -82,9 +86,9 @@ main(void)
 				printf("error\n");
 				continue;
 			}
-			printf("%" PRIu64 " %d %d %" PRIu64 " %d %" PRIu64 " %d %" PRIu64 "\n", rq.id,
-			       rq.has_id, (int)rq.op, rq.offset, rq.has_count, rq.count, rq.fallback,
-			       rq.target);
+			printf("%" PRIu64 " %d %d %" PRIu64 " %d %" PRIu64 " %d %" PRIu64 "\n",
+			       rq.id, rq.has_id, (int)rq.op, rq.offset, rq.has_count, rq.count,
+			       rq.fallback, rq.target);
 		} else {
 			return 2;
 		}

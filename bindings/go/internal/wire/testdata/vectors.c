@@ -59,17 +59,23 @@ resp(struct wire_response r)
 int
 main(void)
 {
-	static const uint64_t big[] = {0, 1, 127, 128, 300, 4096, 1u << 20, 0x7ffff000,
-	                               UINT64_C(1) << 32, INT64_MAX, UINT64_MAX};
+	static const uint64_t big[] = {
+	        0,         1,         127, 128, 300, 4096, 1u << 20, 0x7ffff000, UINT64_C(1) << 32,
+	        INT64_MAX, UINT64_MAX};
 	static const char *const msgs[] = {"", "x", "the daemon is shutting down",
 	                                   "sendfile: Broken pipe \xc3\xa9"};
 
 	for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
 		for (int fb = 0; fb <= 1; fb++) {
-			req((struct wire_request){.op = WIRE_OP_SENDFILE, .id = big[i] ? big[i] : 1,
-			                          .offset = big[i], .fallback = fb});
-			req((struct wire_request){.op = WIRE_OP_SENDFILE, .id = 7, .offset = 4096,
-			                          .count = big[i] ? big[i] : 1, .has_count = true,
+			req((struct wire_request){.op = WIRE_OP_SENDFILE,
+			                          .id = big[i] ? big[i] : 1,
+			                          .offset = big[i],
+			                          .fallback = fb});
+			req((struct wire_request){.op = WIRE_OP_SENDFILE,
+			                          .id = 7,
+			                          .offset = 4096,
+			                          .count = big[i] ? big[i] : 1,
+			                          .has_count = true,
 			                          .fallback = fb});
 		}
 		req((struct wire_request){.op = WIRE_OP_CANCEL, .id = i + 2, .target = big[i]});
