@@ -17,6 +17,9 @@
 SAME_VALUE(WIRE_FEATURE_DEADLINE, SENDFILED__V1__FEATURE__FEATURE_DEADLINE);
 SAME_VALUE(WIRE_FEATURE_RATE_LIMIT, SENDFILED__V1__FEATURE__FEATURE_RATE_LIMIT);
 SAME_VALUE(WIRE_FEATURE_CLOSE_WHEN_DONE, SENDFILED__V1__FEATURE__FEATURE_CLOSE_WHEN_DONE);
+SAME_VALUE(WIRE_FEATURE_IDLE_TIMEOUT, SENDFILED__V1__FEATURE__FEATURE_IDLE_TIMEOUT);
+SAME_VALUE(WIRE_TIMEOUT_DEADLINE, SENDFILED__V1__TIMEOUT__TIMEOUT_DEADLINE);
+SAME_VALUE(WIRE_TIMEOUT_IDLE, SENDFILED__V1__TIMEOUT__TIMEOUT_IDLE);
 SAME_VALUE(WIRE_STATUS_OK, SENDFILED__V1__STATUS__OK);
 SAME_VALUE(WIRE_STATUS_NOT_AVAILABLE, SENDFILED__V1__STATUS__NOT_AVAILABLE);
 SAME_VALUE(WIRE_STATUS_INVALID_ARGUMENT, SENDFILED__V1__STATUS__INVALID_ARGUMENT);
@@ -27,6 +30,7 @@ SAME_VALUE(WIRE_STATUS_LIMIT, SENDFILED__V1__STATUS__LIMIT);
 SAME_VALUE(WIRE_STATUS_PROTOCOL, SENDFILED__V1__STATUS__PROTOCOL);
 SAME_VALUE(WIRE_STATUS_SHUTTING_DOWN, SENDFILED__V1__STATUS__SHUTTING_DOWN);
 SAME_VALUE(WIRE_STATUS_PERMISSION_DENIED, SENDFILED__V1__STATUS__PERMISSION_DENIED);
+SAME_VALUE(WIRE_STATUS_TIMED_OUT, SENDFILED__V1__STATUS__TIMED_OUT);
 SAME_VALUE(WIRE_METHOD_NONE, SENDFILED__V1__METHOD__METHOD_NONE);
 SAME_VALUE(WIRE_METHOD_SENDFILE, SENDFILED__V1__METHOD__METHOD_SENDFILE);
 SAME_VALUE(WIRE_METHOD_SPLICE, SENDFILED__V1__METHOD__METHOD_SPLICE);
@@ -45,6 +49,7 @@ static const struct {
         [WIRE_STATUS_PROTOCOL] = {"protocol", "protocol error"},
         [WIRE_STATUS_SHUTTING_DOWN] = {"shutting_down", "shutting down"},
         [WIRE_STATUS_PERMISSION_DENIED] = {"permission_denied", "permission denied"},
+        [WIRE_STATUS_TIMED_OUT] = {"timed_out", "timed out"},
 };
 _Static_assert(ARRAY_SIZE(status_names) == WIRE_STATUS_COUNT, "a name for every status");
 
@@ -206,9 +211,15 @@ wire_request_decode(const void *buf, size_t len, struct wire_request *ret_req)
 		r.has_count = s->has_count;
 		r.count = s->count;
 		r.fallback = s->has_fallback ? s->fallback : true;
-		r.has_unsupported = (s->has_deadline_ms && s->deadline_ms) ||
-		                    (s->has_rate_limit_bps && s->rate_limit_bps) ||
-		                    (s->has_close_when_done && s->close_when_done);
+		r.deadline_ms = s->has_deadline_ms ? s->deadline_ms : 0;
+		r.idle_timeout_ms = s->has_idle_timeout_ms ? s->idle_timeout_ms : 0;
+		r.rate_limit_bps = s->has_rate_limit_bps ? s->rate_limit_bps : 0;
+		r.rate_limit_after = s->has_rate_limit_after ? s->rate_limit_after : 0;
+		r.close_when_done = s->has_close_when_done && s->close_when_done;
+		r.shutdown_write = s->has_shutdown_write && s->shutdown_write;
+		/* None of them is implemented yet. */
+		r.has_unsupported = r.deadline_ms || r.idle_timeout_ms || r.rate_limit_bps ||
+		                    r.rate_limit_after || r.close_when_done || r.shutdown_write;
 		break;
 	}
 	case SENDFILED__V1__REQUEST__OP_CANCEL:
@@ -247,6 +258,18 @@ wire_request_encode(const struct wire_request *req, void *buf, size_t cap)
 		s.count = req->count;
 		s.has_fallback = !req->fallback;
 		s.fallback = req->fallback;
+		s.has_deadline_ms = req->deadline_ms != 0;
+		s.deadline_ms = req->deadline_ms;
+		s.has_idle_timeout_ms = req->idle_timeout_ms != 0;
+		s.idle_timeout_ms = req->idle_timeout_ms;
+		s.has_rate_limit_bps = req->rate_limit_bps != 0;
+		s.rate_limit_bps = req->rate_limit_bps;
+		s.has_rate_limit_after = req->rate_limit_after != 0;
+		s.rate_limit_after = req->rate_limit_after;
+		s.has_close_when_done = req->close_when_done;
+		s.close_when_done = req->close_when_done;
+		s.has_shutdown_write = req->shutdown_write;
+		s.shutdown_write = req->shutdown_write;
 		break;
 	case WIRE_OP_CANCEL:
 		m.op_case = SENDFILED__V1__REQUEST__OP_CANCEL;
@@ -283,6 +306,8 @@ wire_response_decode(const void *buf, size_t len, struct wire_response *ret_resp
 	r.final_offset = m->final_offset;
 	r.method = m->method;
 	r.short_source = m->short_source;
+	r.timeout = m->timeout;
+	r.transfer_id = m->transfer_id;
 	if (m->message) {
 		strncpy(r.message, m->message, sizeof(r.message) - 1);
 		r.message[sizeof(r.message) - 1] = '\0';
@@ -324,6 +349,10 @@ wire_response_encode(const struct wire_response *resp, void *buf, size_t cap)
 	m.method = resp->method;
 	m.has_short_source = resp->short_source;
 	m.short_source = resp->short_source;
+	m.has_timeout = resp->timeout != 0;
+	m.timeout = resp->timeout;
+	m.has_transfer_id = resp->transfer_id != 0;
+	m.transfer_id = resp->transfer_id;
 	if (resp->message[0])
 		m.message = (char *)resp->message;
 	if (resp->has_ping) {

@@ -29,6 +29,7 @@ enum wire_status {
 	WIRE_STATUS_PROTOCOL,
 	WIRE_STATUS_SHUTTING_DOWN,
 	WIRE_STATUS_PERMISSION_DENIED,
+	WIRE_STATUS_TIMED_OUT,
 	WIRE_STATUS_COUNT
 };
 
@@ -67,7 +68,14 @@ struct wire_request {
 	uint64_t count;
 	bool has_count;
 	bool fallback;
-	bool has_unsupported; /* a reserved field was set */
+	/* The optional features (0: none); see proto Sendfile. */
+	uint32_t deadline_ms;
+	uint32_t idle_timeout_ms;
+	uint64_t rate_limit_bps;
+	uint64_t rate_limit_after;
+	bool close_when_done;
+	bool shutdown_write;
+	bool has_unsupported; /* a feature this daemon does not implement was asked for */
 	/* WIRE_OP_CANCEL */
 	uint64_t target;
 };
@@ -78,6 +86,14 @@ enum wire_feature {
 	WIRE_FEATURE_DEADLINE = 1,
 	WIRE_FEATURE_RATE_LIMIT = 2,
 	WIRE_FEATURE_CLOSE_WHEN_DONE = 3,
+	WIRE_FEATURE_IDLE_TIMEOUT = 4,
+};
+
+/* Which limit ended a WIRE_STATUS_TIMED_OUT transfer: proto Timeout. */
+enum wire_timeout {
+	WIRE_TIMEOUT_NONE = 0,
+	WIRE_TIMEOUT_DEADLINE,
+	WIRE_TIMEOUT_IDLE,
 };
 
 /* The data-plane protocol's version, in a Ping's reply. */
@@ -91,6 +107,8 @@ struct wire_response {
 	uint64_t final_offset;
 	int method;
 	bool short_source;
+	int timeout;          /* enum wire_timeout */
+	uint64_t transfer_id; /* close_when_done: the daemon's id, 0 if none */
 	char message[WIRE_MAX_MESSAGE];
 	/* A Ping's reply: has_ping, then who answered. */
 	bool has_ping;

@@ -75,6 +75,7 @@ enum sfd_status {
 	SFD_STATUS_PROTOCOL = 7,          /* the daemon could not parse the request */
 	SFD_STATUS_SHUTTING_DOWN = 8,     /* the daemon is stopping (a restart?): nothing sent */
 	SFD_STATUS_PERMISSION_DENIED = 9, /* uid/gid not allowed by the daemon */
+	SFD_STATUS_TIMED_OUT = 10,        /* the transfer's deadline or idle timeout ended it */
 };
 
 /* How the bytes were moved (struct sfd_result.method). */
