@@ -337,6 +337,9 @@ impl AsyncClient {
         fallback: bool,
         patience: &mut Option<Instant>,
     ) -> Result<Transfer, Error> {
+        // The transfer's own handle on the source's open file description: its file
+        // position is the only account of what left should the daemon die.
+        let src_dup = src.try_clone_to_owned()?;
         loop {
             let conn = self.conn(patience).await?;
             let Some((id, Some(rx))) = conn.register(true) else {
@@ -356,6 +359,8 @@ impl AsyncClient {
                         _client: self.shared.clone(),
                         rx,
                         done: false,
+                        src: src_dup,
+                        offset,
                     })
                 }
                 Err(e) => {
@@ -381,6 +386,11 @@ impl AsyncClient {
     /// but do not use them until the transfer has completed: the daemon moves the
     /// source's file position. `opts`' timeout does not apply here: await the transfer
     /// under `tokio::time::timeout` instead (dropping it cancels it).
+    ///
+    /// The [`Transfer`] keeps a close-on-exec duplicate of `src` until it is dropped: if
+    /// the daemon dies with the transfer in flight, it reports
+    /// [`Error::OutcomeUnknown`] with the bytes sent that the file position tells, as
+    /// [`sendfile`](Self::sendfile) does.
     pub async fn submit(
         &self,
         dst: impl AsFd,
@@ -496,6 +506,10 @@ pub struct Transfer {
     _client: Arc<Shared>,
     rx: oneshot::Receiver<Delivery>,
     done: bool,
+    /// A duplicate of the source (close-on-exec), whose position tells what was sent
+    /// if the daemon dies with the transfer in flight.
+    src: OwnedFd,
+    offset: u64,
 }
 
 impl Transfer {
@@ -551,7 +565,15 @@ impl Future for Transfer {
     type Output = Result<Reply, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.poll_raw(cx).map(Delivery::into_result)
+        self.poll_raw(cx).map(|d| match d {
+            // The daemon read the request and went away without a reply.
+            Delivery::Lost { unread: false } => Err(Error::outcome_unknown(
+                self.src.as_fd(),
+                self.offset,
+                lost(),
+            )),
+            d => d.into_result(),
+        })
     }
 }
 

@@ -460,3 +460,63 @@ fn client_dropped_with_transfers_in_flight() {
         assert_eq!(peer.finish().await, Received::expected(0, 32 * MIB));
     });
 }
+
+/// The daemon killed (SIGKILL) while a submitted transfer to a stalled receiver is in
+/// flight: the `Transfer` reports `OutcomeUnknown`, as the blocking client does, and the
+/// file position, the error's `bytes_sent` and what the receiver got all agree.
+#[test]
+fn daemon_killed_mid_submitted_transfer() {
+    let _g = serial();
+    warm_up();
+    let fds = FdCheck::new();
+    let mut d = Daemon::start();
+    {
+        let rt = runtime();
+        let c = rt.block_on(AsyncClient::connect(&d.path)).unwrap();
+        let f = File::open(&files().medium).unwrap();
+        let mut peer = rt.block_on(APeer::idle(Some(64 * 1024)));
+        let t = rt
+            .block_on(c.submit(&peer.client, &f, 4096, None, opts()))
+            .unwrap();
+        // The receiver reads nothing yet: the transfer stalls part way.
+        rt.block_on(peer.wait_data());
+        d.kill();
+        let e = rt.block_on(t).unwrap_err();
+        assert!(matches!(e, Error::OutcomeUnknown { .. }), "{e:?}");
+        assert_eq!(e.errno(), Some(libc::ECONNRESET));
+        let got = rt.block_on(async {
+            peer.start();
+            peer.finish().await
+        });
+        let n = got.len;
+        assert!(n > 0 && n < 32 * MIB - 4096, "{n}");
+        assert_eq!(position(&f), 4096 + n);
+        assert_eq!(e.bytes_sent(), n);
+        assert_eq!(got, Received::expected(4096, n));
+        // The same through `sendfile`, on a new daemon.
+        d.spawn();
+        let mut peer = rt.block_on(APeer::idle(Some(64 * 1024)));
+        let e = rt.block_on(async {
+            let send = c.sendfile(&peer.client, &f, 0, None, opts());
+            tokio::pin!(send);
+            tokio::select! {
+                r = &mut send => panic!("finished early: {r:?}"),
+                () = peer.wait_data() => {}
+            }
+            d.kill();
+            send.await.unwrap_err()
+        });
+        assert!(matches!(e, Error::OutcomeUnknown { .. }), "{e:?}");
+        let got = rt.block_on(async {
+            peer.start();
+            peer.finish().await
+        });
+        assert!(got.len > 0 && got.len < 32 * MIB, "{}", got.len);
+        assert_eq!(position(&f), got.len);
+        assert_eq!(e.bytes_sent(), got.len);
+        assert_eq!(got, Received::expected(0, got.len));
+        drop((c, f));
+    }
+    drop(d);
+    fds.assert_same();
+}
