@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::sys::{self, Received};
 use crate::wire::{DecodeError, Request, Response, MAX_RECORD};
-use crate::{Error, Reply, SendOptions, Status, RESTART_PATIENCE};
+use crate::{Error, PingInfo, Reply, SendOptions, Status, RESTART_PATIENCE};
 
 /// An asynchronous client on tokio: one connection to the daemon, any number of
 /// transfers in flight on it, their replies matched by id by a reader task.
@@ -472,9 +472,10 @@ impl AsyncClient {
         }
     }
 
-    /// Ask the daemon whether it is alive and serving this client. The reply also tells
-    /// that every request sent before it has been read by the daemon.
-    pub async fn ping(&self) -> Result<(), Error> {
+    /// Ask the daemon whether it is alive and serving this client, and who it is (see
+    /// [`PingInfo`]). The reply also tells that every request sent before it has been
+    /// read by the daemon.
+    pub async fn ping(&self) -> Result<PingInfo, Error> {
         let mut patience = None;
         let conn = self.conn(&mut patience).await?;
         let Some((id, Some(rx))) = conn.register(true) else {
@@ -487,7 +488,7 @@ impl AsyncClient {
         rx.await
             .unwrap_or(Delivery::Lost { unread: false })
             .into_result()
-            .map(drop)
+            .map(|r| PingInfo::from_wire(r.ping))
     }
 }
 

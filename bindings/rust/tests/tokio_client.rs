@@ -251,7 +251,9 @@ fn dropping_the_future_cancels() {
         assert!(r.is_err(), "the transfer cannot finish: {r:?}");
         // Requests on a connection are read in order: once the Ping is answered, the
         // Cancel sent on drop has been handled and the position settled.
-        c.ping().await.unwrap();
+        let info = c.ping().await.unwrap();
+        assert_eq!(info.protocol_version, 1);
+        assert_eq!(info.daemon_version, daemon_version_printed());
         let pos = position(&f);
         assert!(pos > 0 && pos < 32 * MIB, "{pos}");
         assert_eq!(peer.finish().await, Received::expected(0, pos));
@@ -519,4 +521,30 @@ fn daemon_killed_mid_submitted_transfer() {
     }
     drop(d);
     fds.assert_same();
+}
+
+/// `ping` says who answers, the same as the blocking client, while a transfer is in
+/// flight on the same connection; that transfer still completes with the right bytes.
+#[test]
+fn ping_amid_transfers() {
+    run(|path| async move {
+        let c = AsyncClient::connect(&path).await.unwrap();
+        let mut peer = APeer::idle(Some(64 * 1024)).await;
+        let f = File::open(&files().medium).unwrap();
+        let t = c.submit(&peer.client, &f, 0, None, opts()).await.unwrap();
+        peer.wait_data().await;
+        let info = c.ping().await.unwrap();
+        assert_eq!(info.protocol_version, 1);
+        assert_eq!(info.daemon_version, daemon_version_printed());
+        let blocking = tokio::task::spawn_blocking(move || {
+            sendfiled::Client::connect(&path).unwrap().ping().unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(info, blocking);
+        peer.start();
+        let r = t.await.unwrap();
+        assert_eq!(r.bytes_sent, 32 * MIB);
+        assert_eq!(peer.finish().await, Received::expected(0, 32 * MIB));
+    });
 }
