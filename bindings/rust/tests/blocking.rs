@@ -280,7 +280,7 @@ fn ping_says_who_answers() {
         assert_eq!(info.daemon_version, daemon_version_printed());
         // Exactly the features the daemon lists that this crate knows: whichever they
         // are today.
-        let said = raw_ping(&c.path().to_path_buf());
+        let said = raw_ping(c.path());
         let known: std::collections::BTreeSet<Feature> = said
             .features
             .iter()
