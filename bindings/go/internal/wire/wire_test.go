@@ -128,8 +128,9 @@ func TestDecodeUnknownAndRepeated(t *testing.T) {
 		in   string
 		want Response
 	}{
-		// Unknown fields of every wire type are skipped.
-		{"08 05 48 07 51 0102030405060708 5a 03 616263 65 01020304 28 0a",
+		// Unknown fields of every wire type are skipped (field 9 is
+		// PingInfo now: field 20 is the unknown varint).
+		{"08 05 a0 01 07 51 0102030405060708 5a 03 616263 65 01020304 28 0a",
 			Response{ID: 5, BytesSent: 10}},
 		// The last value of a repeated scalar wins.
 		{"08 01 08 02 10 03 10 05", Response{ID: 2, Status: 5}},
