@@ -666,6 +666,19 @@ ping_complete(napi_env env, napi_status status, void *data)
 	free(w);
 }
 
+/* A ping that could not be started: its promise resolves to { r: -ENOMEM }. */
+static void
+ping_settle_failed(napi_env env, napi_deferred deferred)
+{
+	napi_value out = NULL;
+
+	if (napi_create_object(env, &out) == napi_ok)
+		napi_set_named_property(env, out, "r", make_int(env, -ENOMEM));
+	else
+		napi_get_undefined(env, &out);
+	napi_resolve_deferred(env, deferred, out);
+}
+
 /*
  * ping(lib, path or null, timeoutMs) -> a Promise of the outcome (see
  * ping_complete()), or -ENOSYS at once when the library has no
@@ -704,18 +717,20 @@ js_ping(napi_env env, napi_callback_info info)
 		}
 		w->has_path = true;
 	}
-	if (napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
-	    napi_create_string_utf8(env, "sendfiled.ping", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-	    napi_create_async_work(env, NULL, name, ping_execute, ping_complete, w, &w->work) !=
+	if (napi_create_promise(env, &w->deferred, &promise) != napi_ok) {
+		free(w);
+		return throw_last(env);
+	}
+	if (napi_create_string_utf8(env, "sendfiled.ping", NAPI_AUTO_LENGTH, &name) == napi_ok &&
+	    napi_create_async_work(env, NULL, name, ping_execute, ping_complete, w, &w->work) ==
 	            napi_ok) {
-		free(w);
-		return throw_last(env);
-	}
-	if (napi_queue_async_work(env, w->work) != napi_ok) {
+		if (napi_queue_async_work(env, w->work) == napi_ok)
+			return promise;
 		napi_delete_async_work(env, w->work);
-		free(w);
-		return throw_last(env);
 	}
+	/* The promise is made: settle it, so that nothing waits on it forever. */
+	ping_settle_failed(env, w->deferred);
+	free(w);
 	return promise;
 }
 
