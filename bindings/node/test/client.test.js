@@ -411,6 +411,11 @@ describe('Client.sendfile', () => {
       for (const f of info.features) {
         assert.ok(['deadline', 'rate_limit', 'close_when_done', 'idle_timeout'].includes(f), f);
       }
+      // What the C client and sendfilectl say: the same daemon, the same facts.
+      const ctl = JSON.parse(execFileSync(h.ctlBinary(), ['-s', daemon.path, 'ping', '--json'],
+                                          { encoding: 'utf8' }));
+      assert.deepEqual(ctl, { protocol_version: info.protocolVersion,
+                              daemon_version: info.daemonVersion, features: info.features });
       // The same again, and the transfer goes on to its end.
       assert.deepEqual(await client.ping(), info);
       r.resume();
