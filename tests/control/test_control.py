@@ -48,8 +48,9 @@ class Daemon:
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.time() + 5
-        while not (os.path.exists(self.sock) and os.path.exists(self.control)):
+        # Generous: a sanitizer build on a loaded machine starts slowly.
+        deadline = time.time() + 30
+        while not all(os.path.exists(p) for p in (self.sock, self.control, self.events)):
             if time.time() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("daemon did not start")
             time.sleep(0.01)
