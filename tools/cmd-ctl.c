@@ -397,6 +397,13 @@ sfctl_cmd_metrics(struct sfctl_global *g, int argc, char **argv)
 	COUNTER("bytes_sent_total", "Bytes delivered to destinations.", s->bytes_sent);
 	COUNTER("control_listener_restarts_total", "Control-plane listeners re-created.",
 	        s->control_listener_restarts);
+	COUNTER("handoffs_taken_total", "Hand-offs taken (answered when taken).",
+	        s->handoffs_taken);
+	COUNTER("handoffs_completed_total", "Hand-offs that ended with status ok.",
+	        s->handoffs_completed);
+	COUNTER("handoffs_failed_total", "Hand-offs that ended with another status.",
+	        s->handoffs_failed);
+	GAUGE("handoffs_in_flight", "Hand-offs in progress.", s->handoffs_in_flight);
 	printf("# HELP sendfiled_replies_total Replies sent, by status.\n"
 	       "# TYPE sendfiled_replies_total counter\n");
 	for (size_t i = 0; i < s->n_by_status; i++)

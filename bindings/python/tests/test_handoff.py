@@ -197,3 +197,26 @@ def test_gunicorn_sync_worker_hands_off(daemon, tmp_path):
         log.close()
     # The worker's own connection to the daemon went with it.
     assert daemon.wait_fd_count(baseline, 10) == baseline
+
+
+def test_drain_waits_for_handoffs(own_daemon, tmp_path):
+    """SIGTERM with a hand-off in flight, its client gone: the daemon lets it
+    finish (within its drain timeout) before it exits, with status 0."""
+    import signal
+    import threading
+
+    d = own_daemon("--drain-timeout", "60000")
+    path = write_pattern(tmp_path / "h4", 32 * MiB)
+    a, b = pair()
+    with sendfiled.Client(d.path) as c, open(path, "rb") as f:
+        c.handoff(a, f, shutdown=True)
+    a.close()
+    d.proc.send_signal(signal.SIGTERM)
+    got = []
+    t = threading.Thread(target=lambda: got.append(read_all(b)))
+    t.start()
+    t.join(60)
+    b.close()
+    assert got and hashlib.sha256(got[0]).hexdigest() == \
+        hashlib.sha256(path.read_bytes()).hexdigest()
+    assert d.proc.wait(30) == 0
