@@ -14,8 +14,7 @@ validate_request(const struct wire_request *req, const char **ret_msg)
 		return -EINVAL;
 	}
 	if (req->has_unsupported) {
-		*ret_msg =
-		        "deadline, rate limit and close-when-done are not supported by this daemon";
+		*ret_msg = "deadline, idle timeout and rate limit are not supported by this daemon";
 		return -EOPNOTSUPP;
 	}
 	if (req->shutdown_write && !req->close_when_done) {
