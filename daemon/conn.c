@@ -497,9 +497,8 @@ handle_ping(struct conn *c, const struct wire_request *req, struct fdmsg_record 
 	        .id = req->id,
 	        .has_ping = true,
 	        .protocol_version = WIRE_PROTOCOL_VERSION,
+	        .features = 1u << WIRE_FEATURE_CLOSE_WHEN_DONE,
 	};
-
-	resp.features |= 1u << WIRE_FEATURE_CLOSE_WHEN_DONE;
 
 	(void)rec;
 	snprintf(resp.daemon_version, sizeof(resp.daemon_version), "%s", SFD_VERSION);
