@@ -60,6 +60,10 @@ struct req {
 	uint64_t offset, count;
 	bool has_count;
 	bool handoff; /* answered already; the connection's limit no longer counts it */
+	/* A hand-off whose reply goes first: in the connection's to_start
+	 * until on_flush() starts it. */
+	struct list_head start_link;
+	bool to_start;
 	uint64_t start_ms;
 };
 
@@ -99,8 +103,9 @@ struct conn {
 
 	struct list_head reqs; /* transfers in flight */
 	unsigned n_reqs;
-	unsigned n_handoffs; /* of which handed off */
-	bool socket_gone;    /* DETACHED: the handle is closed, the socket too */
+	unsigned n_handoffs;       /* of which handed off */
+	struct list_head to_start; /* hand-offs answered, to start after the flush */
+	bool socket_gone;          /* DETACHED: the handle is closed, the socket too */
 
 	/* Replies not sent yet, in order. Bounded: reading stops while there
 	 * are as many as requests allowed in flight. */
@@ -312,6 +317,8 @@ on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 	account_done(c->env->account, &info, res->status, res->error);
 	list_del(&rq->link);
 	c->n_reqs--;
+	if (rq->to_start)
+		list_del(&rq->start_link); /* cancelled before it started */
 	if (rq->handoff) {
 		/* Answered when taken: the outcome is the control plane's. */
 		c->n_handoffs--;
@@ -476,8 +483,10 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 	account_start(c->env->account, &info);
 	rq->transfer = info.transfer;
 	if (rq->handoff) {
-		/* Taken: the one reply goes now, ahead of the transfer, and
-		 * names it for the control plane. */
+		/* Taken: the one reply goes first, at this turn's flush, and
+		 * names the transfer for the control plane; the transfer
+		 * starts right after it (on_flush()), so that the client's
+		 * wait does not include its first chunk. */
 		struct wire_response resp = {.id = req->id,
 		                             .status = WIRE_STATUS_OK,
 		                             .final_offset = req->offset,
@@ -485,8 +494,25 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 
 		c->n_handoffs++;
 		queue_reply(c, &resp);
+		rq->to_start = true;
+		list_add_tail(&c->to_start, &rq->start_link);
+		defer_flush(c);
+		return;
 	}
 	xfer_run(rq->x);
+}
+
+/* Start the hand-offs answered at this flush. */
+static void
+start_handoffs(struct conn *c)
+{
+	while (!list_empty(&c->to_start)) {
+		struct req *rq = list_entry(c->to_start.next, struct req, start_link);
+
+		list_del(&rq->start_link);
+		rq->to_start = false;
+		xfer_run(rq->x);
+	}
 }
 
 static void
@@ -758,6 +784,7 @@ on_flush(struct engine_waiter *w)
 		return;
 	}
 	flush_replies(c);
+	start_handoffs(c);
 	/* Hand-offs do not keep the client's connection open. */
 	if (c->state == CONN_DRAINING && c->n_reqs == c->n_handoffs)
 		answer_queued(c);
@@ -805,6 +832,7 @@ conn_new(const struct conn_env *env, int fd, const struct ucred *cred, struct co
 	c->fd = TAKE_FD(owned);
 	list_init(&c->link);
 	list_init(&c->reqs);
+	list_init(&c->to_start);
 	update_poll(c);
 	log_debug("connection from pid %d uid %u", (int)c->cred.pid, (unsigned)c->cred.uid);
 	*ret_conn = c;
