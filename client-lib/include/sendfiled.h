@@ -154,7 +154,8 @@ int sfd_client_open(const char *path, struct sfd_client **ret);
 /*
  * sfd_client_free() - close the connection and free the client. NULL is a
  * no-op. Transfers still in flight are cancelled by the daemon (it updates
- * their file positions); their completions are never delivered.
+ * their file positions); their completions are never delivered. Hand-offs
+ * (sfd_client_handoff()) are not: the daemon finishes them.
  */
 void sfd_client_free(struct sfd_client *c);
 
