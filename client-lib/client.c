@@ -90,6 +90,7 @@ struct waiter {
 	bool done;
 	struct sfd_result res;
 	struct sfd_ping_info ping; /* a Ping's reply only */
+	uint64_t transfer_id;      /* a hand-off's, from its reply */
 };
 
 struct sfd_client {
@@ -362,6 +363,7 @@ handle_record(struct sfd_client *c, const void *buf, size_t len)
 		waiter = r.userdata;
 		result_from_wire(&w, &waiter->res);
 		ping_from_wire(&w, &waiter->ping);
+		waiter->transfer_id = w.transfer_id;
 		waiter->done = true;
 		break;
 	case REQ_CANCEL:
@@ -870,6 +872,81 @@ sfd_client_ping(struct sfd_client *c, int timeout_ms, struct sfd_ping_info *ret)
 	if (w.res.status != SFD_STATUS_OK)
 		return w.res.error > 0 ? -w.res.error : -EPROTO;
 	*ret = w.ping;
+	return 0;
+}
+
+/* The request of a hand-off: a Sendfile that gives the destination away. */
+static int
+handoff_request(int out_fd, int in_fd, uint64_t offset, uint64_t count, unsigned flags,
+                const struct sfd_options *opts, struct wire_request *ret_req)
+{
+	struct wire_request wr;
+	int e;
+
+	if (flags & ~(SFD_NO_FALLBACK | SFD_SHUT_WR))
+		return -EINVAL;
+	for (size_t i = 0; opts && i < ARRAY_SIZE(opts->reserved); i++)
+		if (opts->reserved[i])
+			return -EINVAL;
+	e = sendfile_request(out_fd, in_fd, offset, count, flags & SFD_NO_FALLBACK, &wr);
+	if (e < 0)
+		return e;
+	wr.close_when_done = true;
+	wr.shutdown_write = flags & SFD_SHUT_WR;
+	if (opts) {
+		wr.deadline_ms = opts->deadline_ms;
+		wr.idle_timeout_ms = opts->idle_timeout_ms;
+		wr.rate_limit_bps = opts->rate_limit_bps;
+		wr.rate_limit_after = opts->rate_limit_after;
+	}
+	*ret_req = wr;
+	return 0;
+}
+
+int
+sfd_client_handoff(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
+                   unsigned flags, const struct sfd_options *opts, int timeout_ms,
+                   uint64_t *ret_transfer_id)
+{
+	int fds[2] = {out_fd, in_fd};
+	struct wire_request wr;
+	struct waiter w;
+	int64_t deadline = -1;
+	unsigned attempts = 0;
+	bool unsent;
+	int e;
+
+	e = handoff_request(out_fd, in_fd, offset, count, flags, opts, &wr);
+	if (e < 0)
+		return e;
+	/* The same exchange as sfd_client_sendfile()'s, restarts included;
+	 * only the reply comes sooner: once the daemon holds the
+	 * descriptors. */
+	e = reqs_reserve(c, 2);
+	if (e < 0)
+		return e;
+	if (timeout_ms >= 0)
+		deadline = mono_ms() + timeout_ms;
+	if (went_away(c->err) && may_reconnect(c) && reconnect(c, deadline, &attempts) < 0)
+		return c->err;
+	for (;;) {
+		memset(&w, 0, sizeof(w));
+		e = sendfile_once(c, &wr, fds, deadline, &w, &unsent);
+		if (!unsent || !may_reconnect(c) || ++attempts >= RETRY_MAX ||
+		    (deadline >= 0 && mono_ms() >= deadline))
+			break;
+		if (reconnect(c, deadline, &attempts) < 0)
+			break;
+		e = reqs_reserve(c, 2);
+		if (e < 0)
+			return e;
+	}
+	if (e < 0)
+		return e;
+	/* Refused: nothing was taken, the daemon's errno says why. */
+	if (w.res.status != SFD_STATUS_OK)
+		return w.res.error > 0 ? -w.res.error : -EPROTO;
+	*ret_transfer_id = w.transfer_id;
 	return 0;
 }
 

@@ -29,6 +29,8 @@ struct account {
 	uint64_t by_method[WIRE_METHOD_COUNT];
 	unsigned in_flight;
 	uint64_t next_transfer;
+	uint64_t handoffs_taken, handoffs_completed, handoffs_failed;
+	unsigned handoffs_in_flight;
 
 	/* In flight per uid: only the users active now. */
 	struct uid_count *uids;
@@ -160,6 +162,26 @@ account_unreserve(struct account *a, uid_t uid)
 	}
 }
 
+int
+account_reserve_handoff(struct account *a, uid_t uid, unsigned max)
+{
+	int r;
+
+	if (a->handoffs_in_flight >= max)
+		return -EBUSY;
+	r = account_reserve(a, uid);
+	if (r == 0)
+		a->handoffs_in_flight++;
+	return r;
+}
+
+void
+account_unreserve_handoff(struct account *a, uid_t uid)
+{
+	a->handoffs_in_flight--;
+	account_unreserve(a, uid);
+}
+
 void
 account_start(struct account *a, struct transfer_info *info)
 {
@@ -167,6 +189,8 @@ account_start(struct account *a, struct transfer_info *info)
 
 	info->transfer = ++a->next_transfer;
 	a->in_flight++;
+	if (info->handoff)
+		a->handoffs_taken++;
 	if (us)
 		us->requests++;
 	if (a->on_event)
@@ -183,7 +207,15 @@ account_done(struct account *a, const struct transfer_info *info, int status, in
 		            status == WIRE_STATUS_OK ? TRANSFER_DONE : TRANSFER_ERROR, info, status,
 		            error);
 	a->in_flight--;
-	account_unreserve(a, info->uid);
+	if (info->handoff) {
+		if (status == WIRE_STATUS_OK)
+			a->handoffs_completed++;
+		else
+			a->handoffs_failed++;
+		account_unreserve_handoff(a, info->uid);
+	} else {
+		account_unreserve(a, info->uid);
+	}
 	us = uid_stats(a, info->uid);
 	if (us)
 		us->bytes_sent += info->bytes_sent;
@@ -222,6 +254,10 @@ account_snapshot(const struct account *a, struct account_snapshot *ret)
 	        .requests = a->requests,
 	        .in_flight = a->in_flight,
 	        .bytes_sent = a->bytes_sent,
+	        .handoffs_taken = a->handoffs_taken,
+	        .handoffs_completed = a->handoffs_completed,
+	        .handoffs_failed = a->handoffs_failed,
+	        .handoffs_in_flight = a->handoffs_in_flight,
 	        .uids = uids,
 	        .n_uids = a->n_stats,
 	};

@@ -36,6 +36,9 @@ struct transfer_info {
 	bool on_worker;
 	bool waiting;      /* behind another transfer to the same destination */
 	uint64_t start_ms; /* uv_now() when it started */
+	/* Handed off (close_when_done): answered when taken; its outcome is
+	 * only the control plane's. */
+	bool handoff;
 };
 
 enum transfer_event_kind {
@@ -62,6 +65,12 @@ struct account_snapshot {
 	uint64_t bytes_sent;
 	uint64_t by_status[WIRE_STATUS_COUNT];
 	uint64_t by_method[WIRE_METHOD_COUNT];
+	/* Hand-offs: taken (answered OK), and how those that ended ended;
+	 * taken - completed - failed are in flight. */
+	uint64_t handoffs_taken;
+	uint64_t handoffs_completed;
+	uint64_t handoffs_failed;
+	unsigned handoffs_in_flight;
 	struct account_uid *uids; /* malloc'd: account_snapshot_free() */
 	unsigned n_uids;
 };
@@ -91,12 +100,24 @@ void account_reply(struct account *a, int status);
 int account_reserve(struct account *a, uid_t uid);
 void account_unreserve(struct account *a, uid_t uid);
 
+/*
+ * account_reserve_handoff() - the same for a transfer to be handed off,
+ * which also takes one of the daemon's @max hand-off slots: they outlive
+ * their connections, so only this bounds them daemon-wide. Return: 0,
+ * -EUSERS past the user's limit, -EBUSY past @max (or -ENOMEM).
+ * account_unreserve_handoff() gives both back when it could not be set up;
+ * account_done() gives them back when it ends.
+ */
+int account_reserve_handoff(struct account *a, uid_t uid, unsigned max);
+void account_unreserve_handoff(struct account *a, uid_t uid);
+
 /* account_start() - the reserved transfer starts: gives it its daemon-wide
  * id (info->transfer) and tells the observer. */
 void account_start(struct account *a, struct transfer_info *info);
 
 /* account_done() - it ended with @status (and @error, info->bytes_sent,
- * info->method): releases its slot, counts it, tells the observer. */
+ * info->method): releases its slot (and its hand-off slot), counts it,
+ * tells the observer. */
 void account_done(struct account *a, const struct transfer_info *info, int status, int error);
 
 /* account_in_flight() - transfers started and not done. */

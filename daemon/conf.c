@@ -381,6 +381,7 @@ static const struct conf_item items[CONF_N_KEYS] = {
              ""),
         UINT(CONF_MAX_IN_FLIGHT_PER_UID, "max_in_flight_per_uid", srv.max_in_flight_per_uid, 1,
              UINT_MAX, "count", ""),
+        UINT(CONF_MAX_HANDOFFS, "max_handoffs", srv.max_handoffs, 0, UINT_MAX, "count", ""),
         [CONF_CHUNK_SIZE] = {"chunk_size", parse_number_item, print_size_item,
                              offsetof(struct conf, srv.chunk_size), CHUNK_MIN, XFER_SYSCALL_MAX},
         UINT(CONF_DRAIN_TIMEOUT_MS, "drain_timeout_ms", srv.drain_timeout_ms, 0, UINT_MAX,

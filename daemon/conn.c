@@ -9,6 +9,12 @@
  * descriptors and then calls on_flush(), which sends the queued replies in
  * one sendmmsg(2). Every reply leaves from on_flush(), so none can overtake
  * the closing of its request's descriptors.
+ *
+ * A hand-off (close_when_done) is the exception: its reply is queued as
+ * soon as the transfer is set up, and its outcome goes to the control plane
+ * only (account_done()). It outlives the connection: a closing connection
+ * cancels its other transfers, closes its socket and waits, detached, for
+ * its hand-offs to end (CONN_DETACHED below).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -53,6 +59,11 @@ struct req {
 	uint64_t transfer; /* daemon-wide id, for the control plane */
 	uint64_t offset, count;
 	bool has_count;
+	bool handoff; /* answered already; the connection's limit no longer counts it */
+	/* A hand-off whose reply goes first: in the connection's to_start
+	 * until on_flush() starts it. */
+	struct list_head start_link;
+	bool to_start;
 	uint64_t start_ms;
 };
 
@@ -63,16 +74,20 @@ struct req {
  *   OPEN, DRAINING --EOF, error, bad record--> CLOSING
  *   DRAINING --no transfer left, queued records answered--> CLOSING
  *   CLOSING --no transfer left (maybe_close())--> FREED
+ *   CLOSING --only hand-offs left--> DETACHED --the last one ends--> FREED
  *
  * OPEN serves every request; DRAINING refuses new transfers
  * (SHUTTING_DOWN) and lets those in flight finish; CLOSING reads nothing,
- * sends nothing more, and cancels its transfers; FREED is waiting for its
- * handle's close callback, which frees it.
+ * sends nothing more, and cancels its transfers but its hand-offs;
+ * DETACHED has closed its socket and lets its hand-offs run (the server no
+ * longer counts it as a connection); FREED is waiting for its handle's
+ * close callback, which frees it.
  */
 enum conn_state {
 	CONN_OPEN,
 	CONN_DRAINING,
 	CONN_CLOSING,
+	CONN_DETACHED,
 	CONN_FREED,
 };
 
@@ -88,6 +103,9 @@ struct conn {
 
 	struct list_head reqs; /* transfers in flight */
 	unsigned n_reqs;
+	unsigned n_handoffs;       /* of which handed off */
+	struct list_head to_start; /* hand-offs answered, to start after the flush */
+	bool socket_gone;          /* DETACHED: the handle is closed, the socket too */
 
 	/* Replies not sent yet, in order. Bounded: reading stops while there
 	 * are as many as requests allowed in flight. */
@@ -229,6 +247,7 @@ req_info(const struct req *rq, struct transfer_info *ret)
 	        .on_worker = rq->x ? xfer_on_worker(rq->x) : false,
 	        .waiting = rq->x ? xfer_waiting(rq->x) : false,
 	        .start_ms = rq->start_ms,
+	        .handoff = rq->handoff,
 	};
 }
 
@@ -256,7 +275,9 @@ find_req(struct conn *c, bool by_transfer, uint64_t id)
 	{
 		struct req *rq = list_entry(pos, struct req, link);
 
-		if ((by_transfer ? rq->transfer : rq->id) == id)
+		/* A hand-off was answered: to its client it is no longer in
+		 * flight, only the control plane can stop it. */
+		if (by_transfer ? rq->transfer == id : rq->id == id && !rq->handoff)
 			return rq;
 	}
 	return NULL;
@@ -296,6 +317,20 @@ on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 	account_done(c->env->account, &info, res->status, res->error);
 	list_del(&rq->link);
 	c->n_reqs--;
+	if (rq->to_start)
+		list_del(&rq->start_link); /* cancelled before it started */
+	if (rq->handoff) {
+		/* Answered when taken: the outcome is the control plane's. */
+		c->n_handoffs--;
+		if (res->status != WIRE_STATUS_OK)
+			log_info("hand-off %llu of uid %u: status %d (%s), %llu bytes sent",
+			         (unsigned long long)rq->transfer, (unsigned)c->cred.uid,
+			         res->status, res->message ? res->message : "",
+			         (unsigned long long)res->bytes_sent);
+		free(rq);
+		defer_flush(c);
+		return;
+	}
 	free(rq);
 
 	if (res->message)
@@ -340,16 +375,31 @@ admissible(struct conn *c, const struct wire_request *req, const struct fdmsg_re
 		r = -ESPIPE;
 		msg = "offset must be 0 for a source that cannot seek";
 	}
+	if (r == 0 && req->shutdown_write && dinfo->kind != FD_KIND_SOCKET) {
+		r = -ENOTSOCK;
+		msg = "shutdown_write needs a socket destination";
+	}
 	if (r < 0) {
 		*no = (struct refusal){WIRE_STATUS_INVALID_ARGUMENT, -r, msg};
 		return false;
 	}
-	if (c->n_reqs >= c->env->max_in_flight) {
+	/* Hand-offs are bounded per user and daemon-wide (new_req()), not
+	 * here: they outlive the connection. */
+	if (!req->close_when_done && c->n_reqs - c->n_handoffs >= c->env->max_in_flight) {
 		*no = (struct refusal){WIRE_STATUS_LIMIT, EBUSY,
 		                       "too many requests in flight on this connection"};
 		return false;
 	}
 	return true;
+}
+
+static void
+unreserve(struct conn *c, bool handoff)
+{
+	if (handoff)
+		account_unreserve_handoff(c->env->account, c->cred.uid);
+	else
+		account_unreserve(c->env->account, c->cred.uid);
 }
 
 /* Set up the transfer of an admitted request; takes the record's
@@ -369,18 +419,23 @@ new_req(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec
 	        /* A connection's transfers have all finished before it is
 	         * freed (and its address reused). */
 	        .flow = (uint64_t)(uintptr_t)c,
+	        .shut_wr = req->shutdown_write,
 	};
+	bool handoff = req->close_when_done;
 	struct req *rq;
 	int r;
 
-	if (account_reserve(c->env->account, c->cred.uid) < 0) {
-		*no = (struct refusal){WIRE_STATUS_LIMIT, EUSERS,
-		                       "too many requests in flight for this user"};
+	r = handoff ? account_reserve_handoff(c->env->account, c->cred.uid, c->env->max_handoffs)
+	            : account_reserve(c->env->account, c->cred.uid);
+	if (r < 0) {
+		*no = (struct refusal){WIRE_STATUS_LIMIT, r == -EBUSY ? EBUSY : EUSERS,
+		                       r == -EBUSY ? "too many hand-offs in flight in the daemon"
+		                                   : "too many requests in flight for this user"};
 		return NULL;
 	}
 	rq = calloc(1, sizeof(*rq));
 	if (!rq) {
-		account_unreserve(c->env->account, c->cred.uid);
+		unreserve(c, handoff);
 		*no = (struct refusal){WIRE_STATUS_LIMIT, ENOMEM, "out of memory"};
 		return NULL;
 	}
@@ -390,7 +445,7 @@ new_req(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec
 	rec->nfds = 0;
 	if (r < 0) {
 		free(rq);
-		account_unreserve(c->env->account, c->cred.uid);
+		unreserve(c, handoff);
 		*no = (struct refusal){WIRE_STATUS_LIMIT, -r, "cannot start the transfer"};
 		return NULL;
 	}
@@ -401,6 +456,7 @@ new_req(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec
 	        .offset = req->offset,
 	        .count = req->count,
 	        .has_count = req->has_count,
+	        .handoff = handoff,
 	        .start_ms = uv_now(engine_loop(c->env->engine)),
 	};
 	return rq;
@@ -426,18 +482,48 @@ handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_rec
 	req_info(rq, &info);
 	account_start(c->env->account, &info);
 	rq->transfer = info.transfer;
+	if (rq->handoff) {
+		/* Taken: the one reply goes first, at this turn's flush, and
+		 * names the transfer for the control plane; the transfer
+		 * starts right after it (on_flush()), so that the client's
+		 * wait does not include its first chunk. */
+		struct wire_response resp = {.id = req->id,
+		                             .status = WIRE_STATUS_OK,
+		                             .final_offset = req->offset,
+		                             .transfer_id = rq->transfer};
+
+		c->n_handoffs++;
+		queue_reply(c, &resp);
+		rq->to_start = true;
+		list_add_tail(&c->to_start, &rq->start_link);
+		defer_flush(c);
+		return;
+	}
 	xfer_run(rq->x);
+}
+
+/* Start the hand-offs answered at this flush. */
+static void
+start_handoffs(struct conn *c)
+{
+	while (!list_empty(&c->to_start)) {
+		struct req *rq = list_entry(c->to_start.next, struct req, start_link);
+
+		list_del(&rq->start_link);
+		rq->to_start = false;
+		xfer_run(rq->x);
+	}
 }
 
 static void
 handle_ping(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec)
 {
-	/* Who answers, so that a client can tell what it may ask for. No
-	 * optional feature is implemented: features stays 0. */
+	/* Who answers, so that a client can tell what it may ask for. */
 	struct wire_response resp = {
 	        .id = req->id,
 	        .has_ping = true,
 	        .protocol_version = WIRE_PROTOCOL_VERSION,
+	        .features = 1u << WIRE_FEATURE_CLOSE_WHEN_DONE,
 	};
 
 	(void)rec;
@@ -582,7 +668,7 @@ update_poll(struct conn *c)
 {
 	int ev = 0;
 
-	if (c->state >= CONN_FREED)
+	if (c->state >= CONN_DETACHED)
 		return;
 	/* Only a full socket is worth a writable watch: replies queued for a
 	 * moment are sent at the turn's flush, and arming and disarming would
@@ -601,11 +687,18 @@ update_poll(struct conn *c)
 }
 
 static void
+free_conn(struct conn *c)
+{
+	engine_undefer(&c->flush);
+	c->env->closed(c->env->owner, c);
+	free(c);
+}
+
+static void
 on_closed(uv_handle_t *h)
 {
 	struct conn *c = h->data;
 
-	engine_undefer(&c->flush);
 	c->fd = safe_close(c->fd);
 	while (c->rq_head) {
 		struct reply *r = c->rq_head;
@@ -613,18 +706,26 @@ on_closed(uv_handle_t *h)
 		c->rq_head = r->next;
 		free(r);
 	}
-	c->env->closed(c->env->owner, c);
-	free(c);
+	/* Detached: freed when its last hand-off ends (on_flush()). */
+	if (c->state == CONN_DETACHED && c->n_reqs > 0) {
+		c->socket_gone = true;
+		return;
+	}
+	free_conn(c);
 }
 
+/* Cancel the transfers in flight; hand-offs only with @handoffs. */
 static void
-cancel_all(struct conn *c)
+cancel_all(struct conn *c, bool handoffs)
 {
 	struct list_head *pos, *tmp;
 
 	list_for_each_safe(pos, tmp, &c->reqs)
 	{
-		xfer_cancel(list_entry(pos, struct req, link)->x);
+		struct req *rq = list_entry(pos, struct req, link);
+
+		if (handoffs || !rq->handoff)
+			xfer_cancel(rq->x);
 	}
 }
 
@@ -652,12 +753,20 @@ maybe_close(struct conn *c)
 	if (c->state != CONN_CLOSING)
 		return;
 	/* The client is gone: stop its transfers (each still sets its file
-	 * position); worker transfers report back later. */
-	if (c->n_reqs > 0)
-		cancel_all(c);
-	if (c->n_reqs > 0)
+	 * position); worker transfers report back later. Hand-offs were given
+	 * away: they go on. */
+	if (c->n_reqs > c->n_handoffs)
+		cancel_all(c, false);
+	if (c->n_reqs > c->n_handoffs)
 		return;
-	c->state = CONN_FREED;
+	if (c->n_reqs > 0) {
+		c->state = CONN_DETACHED;
+		log_debug("connection from pid %d uid %u closed, %u hand-offs go on",
+		          (int)c->cred.pid, (unsigned)c->cred.uid, c->n_handoffs);
+		c->env->detached(c->env->owner, c);
+	} else {
+		c->state = CONN_FREED;
+	}
 	uv_close((uv_handle_t *)&c->poll, on_closed);
 }
 
@@ -669,8 +778,15 @@ on_flush(struct engine_waiter *w)
 
 	if (c->state == CONN_FREED)
 		return;
+	if (c->state == CONN_DETACHED) {
+		if (c->n_reqs == 0 && c->socket_gone)
+			free_conn(c);
+		return;
+	}
 	flush_replies(c);
-	if (c->state == CONN_DRAINING && c->n_reqs == 0)
+	start_handoffs(c);
+	/* Hand-offs do not keep the client's connection open. */
+	if (c->state == CONN_DRAINING && c->n_reqs == c->n_handoffs)
 		answer_queued(c);
 	update_poll(c);
 	maybe_close(c);
@@ -682,8 +798,15 @@ conn_shutdown(struct conn *c, bool cancel)
 	if (c->state == CONN_OPEN)
 		c->state = CONN_DRAINING;
 	if (cancel)
-		cancel_all(c);
+		cancel_all(c, true);
 	defer_flush(c);
+}
+
+bool
+conn_detached(const struct conn *c)
+{
+	/* A detached connection stays so until freed. */
+	return c->state == CONN_DETACHED;
 }
 
 int
@@ -709,6 +832,7 @@ conn_new(const struct conn_env *env, int fd, const struct ucred *cred, struct co
 	c->fd = TAKE_FD(owned);
 	list_init(&c->link);
 	list_init(&c->reqs);
+	list_init(&c->to_start);
 	update_poll(c);
 	log_debug("connection from pid %d uid %u", (int)c->cred.pid, (unsigned)c->cred.uid);
 	*ret_conn = c;

@@ -35,7 +35,11 @@ struct conn_env {
 	 * connections of one loop (they read one at a time). */
 	unsigned char *recv_bufs;
 	unsigned max_in_flight; /* requests in flight per connection */
+	unsigned max_handoffs;  /* hand-offs in flight, daemon-wide (account.h) */
 	size_t chunk_size;      /* bytes per wake-up of a transfer */
+	/* The client is gone but hand-offs of its still run: no longer a
+	 * connection, though still the owner's until closed(). */
+	void (*detached)(void *owner, struct conn *c);
 	/* The connection is gone (from its last close callback): unlink it. */
 	void (*closed)(void *owner, struct conn *c);
 	void *owner;
@@ -59,6 +63,9 @@ void conn_shutdown(struct conn *c, bool cancel);
 struct list_head *conn_link(struct conn *c);
 /* conn_from_link() - the connection of such an entry. */
 struct conn *conn_from_link(struct list_head *link);
+
+/* conn_detached() - has detached() been called for it? */
+bool conn_detached(const struct conn *c);
 
 void conn_foreach_transfer(struct conn *c, void (*fn)(const struct transfer_info *info, void *arg),
                            void *arg);

@@ -50,6 +50,8 @@ collect(const struct transfer_info *info, void *arg)
 	t->on_worker = info->on_worker;
 	t->has_waiting = true;
 	t->waiting = info->waiting;
+	t->has_handoff = info->handoff;
+	t->handoff = info->handoff;
 	t->has_age_ms = true;
 	t->age_ms = lc->now - info->start_ms;
 	lc->items[lc->n++] = t;
@@ -161,6 +163,12 @@ op_stats(struct ctl *ctl, const Sendfiled__Control__V1__ControlRequest *req, str
 	stats->by_method = snap->by_method;
 	stats->has_control_listener_restarts = true;
 	stats->control_listener_restarts = ctl->listener_restarts;
+	stats->has_handoffs_taken = stats->has_handoffs_completed = true;
+	stats->has_handoffs_failed = stats->has_handoffs_in_flight = true;
+	stats->handoffs_taken = snap->handoffs_taken;
+	stats->handoffs_completed = snap->handoffs_completed;
+	stats->handoffs_failed = snap->handoffs_failed;
+	stats->handoffs_in_flight = snap->handoffs_in_flight;
 	stats_per_uid(a);
 	a->resp.body_case = SENDFILED__CONTROL__V1__CONTROL_RESPONSE__BODY_STATS;
 	a->resp.stats = stats;
@@ -239,6 +247,8 @@ op_limits(struct ctl *ctl, const Sendfiled__Control__V1__ControlRequest *req, st
 	lim->max_in_flight_per_conn = cfg->max_in_flight_per_conn;
 	lim->has_max_in_flight_per_uid = lim->has_max_record = true;
 	lim->max_in_flight_per_uid = cfg->max_in_flight_per_uid;
+	lim->has_max_handoffs = true;
+	lim->max_handoffs = cfg->max_handoffs;
 	lim->max_record = WIRE_MAX_RECORD;
 	lim->has_chunk_size = lim->has_drain_timeout_ms = true;
 	lim->chunk_size = cfg->chunk_size;

@@ -390,6 +390,8 @@ on_event(void *data, enum transfer_event_kind kind, const struct transfer_info *
 	ev.count = info->count;
 	ev.has_time_ms = true;
 	ev.time_ms = realtime_ms();
+	ev.has_handoff = info->handoff;
+	ev.handoff = info->handoff;
 	if (kind != TRANSFER_START) {
 		ev.has_bytes_sent = ev.has_status = ev.has_error = ev.has_method = true;
 		ev.bytes_sent = info->bytes_sent;

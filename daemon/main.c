@@ -61,6 +61,8 @@ usage(FILE *f)
 	        "      --max-connections N      client connections at once (default 256)\n"
 	        "      --max-in-flight N        requests in flight per connection (default 1024)\n"
 	        "      --max-in-flight-per-uid N  requests in flight per user (default 4096)\n"
+	        "      --max-handoffs N         handed-off transfers in flight (default 1024;\n"
+	        "                               0: refuse hand-offs)\n"
 	        "      --chunk-size BYTES       bytes sent per wake-up of one transfer; K, M, G\n"
 	        "                               suffixes (default 2M)\n"
 	        "      --drain-timeout MS       on SIGTERM, how long transfers may finish\n"
@@ -111,6 +113,7 @@ static const struct option long_opts[] = {
         {"max-connections", required_argument, NULL, OPT_KEY + CONF_MAX_CONNECTIONS},
         {"max-in-flight", required_argument, NULL, OPT_KEY + CONF_MAX_IN_FLIGHT},
         {"max-in-flight-per-uid", required_argument, NULL, OPT_KEY + CONF_MAX_IN_FLIGHT_PER_UID},
+        {"max-handoffs", required_argument, NULL, OPT_KEY + CONF_MAX_HANDOFFS},
         {"chunk-size", required_argument, NULL, OPT_KEY + CONF_CHUNK_SIZE},
         {"drain-timeout", required_argument, NULL, OPT_KEY + CONF_DRAIN_TIMEOUT_MS},
         {"workers", required_argument, NULL, OPT_KEY + CONF_WORKERS},

@@ -47,6 +47,7 @@ struct server {
 	int handles; /* handles not closed yet: free the struct when 0 */
 	struct list_head conns;
 	unsigned n_conns;
+	unsigned n_detached; /* in conns, their clients gone, hand-offs running */
 	bool stopping;
 	bool freeing;
 	uint64_t start_ms;
@@ -60,6 +61,7 @@ server_config_defaults(struct server_config *cfg)
 	cfg->max_connections = 256;
 	cfg->max_in_flight_per_conn = 1024;
 	cfg->max_in_flight_per_uid = 4096;
+	cfg->max_handoffs = 1024;
 	cfg->chunk_size = 2 * 1024 * 1024;
 	cfg->drain_timeout_ms = 10000;
 	cfg->workers = ENGINE_WORKERS_DEFAULT;
@@ -198,6 +200,19 @@ adopt(struct server *srv, int fd)
 	account_connection(srv->account, true);
 }
 
+/* Its client is gone, its hand-offs are not (conn_env.detached): it stays in
+ * the list, for the control plane and for a drain, but is no longer a
+ * connection. */
+static void
+on_conn_detached(void *owner, struct conn *c)
+{
+	struct server *srv = owner;
+
+	(void)c;
+	srv->n_conns--;
+	srv->n_detached++;
+}
+
 /* A connection is gone (conn_env.closed). */
 static void
 on_conn_closed(void *owner, struct conn *c)
@@ -205,8 +220,11 @@ on_conn_closed(void *owner, struct conn *c)
 	struct server *srv = owner;
 
 	list_del(conn_link(c));
-	srv->n_conns--;
-	if (srv->stopping && srv->n_conns == 0 && srv->hooks.on_stopped)
+	if (conn_detached(c))
+		srv->n_detached--;
+	else
+		srv->n_conns--;
+	if (srv->stopping && list_empty(&srv->conns) && srv->hooks.on_stopped)
 		srv->hooks.on_stopped(srv->hooks.data);
 }
 
@@ -366,6 +384,8 @@ server_new(uv_loop_t *loop, const struct server_config *cfg, int listen_fd,
 		        .account = srv->account,
 		        .recv_bufs = srv->recv_bufs,
 		        .max_in_flight = cfg->max_in_flight_per_conn,
+		        .max_handoffs = cfg->max_handoffs,
+		        .detached = on_conn_detached,
 		        .chunk_size = cfg->chunk_size,
 		        .closed = on_conn_closed,
 		        .owner = srv,
@@ -439,7 +459,7 @@ server_stop(struct server *srv, bool immediate)
 	if (immediate)
 		uv_timer_stop(&srv->drain_timer);
 	shutdown_all(srv, immediate);
-	if (srv->n_conns == 0 && srv->hooks.on_stopped)
+	if (list_empty(&srv->conns) && srv->hooks.on_stopped)
 		srv->hooks.on_stopped(srv->hooks.data);
 }
 

@@ -22,6 +22,9 @@ struct server_config {
 	unsigned max_connections;
 	unsigned max_in_flight_per_conn;
 	unsigned max_in_flight_per_uid;
+	/* Handed-off transfers in flight, daemon-wide: they outlive their
+	 * connections, so no connection limit bounds them (0: refuse them). */
+	unsigned max_handoffs;
 	size_t chunk_size;
 	unsigned drain_timeout_ms;
 	/* The worker pool's threads (UV_THREADPOOL_SIZE): jobs handed to it

@@ -14,9 +14,13 @@ validate_request(const struct wire_request *req, const char **ret_msg)
 		return -EINVAL;
 	}
 	if (req->has_unsupported) {
-		*ret_msg =
-		        "deadline, rate limit and close-when-done are not supported by this daemon";
+		*ret_msg = "deadline, idle timeout and rate limit are not supported by this daemon";
 		return -EOPNOTSUPP;
+	}
+	if (req->shutdown_write && !req->close_when_done) {
+		/* The daemon shuts down only a destination it was handed. */
+		*ret_msg = "shutdown_write needs close_when_done";
+		return -EINVAL;
 	}
 	if (req->offset > INT64_MAX) {
 		*ret_msg = "offset must be a non-negative 64-bit file offset";

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -397,6 +398,12 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 	if (x->kick_timer_init)
 		close_handle(x, (uv_handle_t *)&x->kick_timer);
 	engine_unpark(x->engine, &x->park);
+	/* Every byte left: the peer reads end of file now, whoever else
+	 * holds the socket. After a failure the stream is cut short, and a
+	 * clean end of file would pass it off as complete: only closed. A
+	 * peer already gone makes it fail, which changes nothing. */
+	if (x->p.shut_wr && status == WIRE_STATUS_OK)
+		(void)shutdown(x->dst, SHUT_WR);
 	release_fds(x);
 	next = dstline_leave(engine_lines(x->engine), &x->line);
 	/* Cancelled before its turn in the chain? */

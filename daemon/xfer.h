@@ -41,6 +41,9 @@ struct xfer_params {
 	 * uid, and its connection (any key unique among live connections). */
 	uint32_t uid;
 	uint64_t flow;
+	/* A handed-off transfer that ends the response: shutdown(SHUT_WR) the
+	 * destination (a socket) after its last byte, on success only. */
+	bool shut_wr;
 };
 
 struct xfer_result {

@@ -324,7 +324,11 @@ sfctl_cmd_stats(struct sfctl_global *g, int argc, char **argv)
 			       i ? "," : "", s->per_uid[i]->uid, s->per_uid[i]->in_flight,
 			       (unsigned long long)s->per_uid[i]->requests,
 			       (unsigned long long)s->per_uid[i]->bytes_sent);
-		printf("]}\n");
+		printf("],\"handoffs\":{\"taken\":%llu,\"completed\":%llu,\"failed\":%llu,"
+		       "\"in_flight\":%u}}\n",
+		       (unsigned long long)s->handoffs_taken,
+		       (unsigned long long)s->handoffs_completed,
+		       (unsigned long long)s->handoffs_failed, s->handoffs_in_flight);
 	} else {
 		printf("connections: %u open, %llu accepted, %llu refused\n", s->connections,
 		       (unsigned long long)s->connections_accepted,
@@ -343,6 +347,10 @@ sfctl_cmd_stats(struct sfctl_global *g, int argc, char **argv)
 				printf(" %s=%llu", wire_method_name(i),
 				       (unsigned long long)s->by_method[i]);
 		printf("\n");
+		printf("hand-offs: %llu taken, %llu completed, %llu failed, %u in flight\n",
+		       (unsigned long long)s->handoffs_taken,
+		       (unsigned long long)s->handoffs_completed,
+		       (unsigned long long)s->handoffs_failed, s->handoffs_in_flight);
 		for (size_t i = 0; i < s->n_per_uid; i++)
 			printf("uid %u: %u in flight, %llu requests, %llu bytes\n",
 			       s->per_uid[i]->uid, s->per_uid[i]->in_flight,
@@ -389,6 +397,13 @@ sfctl_cmd_metrics(struct sfctl_global *g, int argc, char **argv)
 	COUNTER("bytes_sent_total", "Bytes delivered to destinations.", s->bytes_sent);
 	COUNTER("control_listener_restarts_total", "Control-plane listeners re-created.",
 	        s->control_listener_restarts);
+	COUNTER("handoffs_taken_total", "Hand-offs taken (answered when taken).",
+	        s->handoffs_taken);
+	COUNTER("handoffs_completed_total", "Hand-offs that ended with status ok.",
+	        s->handoffs_completed);
+	COUNTER("handoffs_failed_total", "Hand-offs that ended with another status.",
+	        s->handoffs_failed);
+	GAUGE("handoffs_in_flight", "Hand-offs in progress.", s->handoffs_in_flight);
 	printf("# HELP sendfiled_replies_total Replies sent, by status.\n"
 	       "# TYPE sendfiled_replies_total counter\n");
 	for (size_t i = 0; i < s->n_by_status; i++)
@@ -453,22 +468,23 @@ sfctl_cmd_list(struct sfctl_global *g, int argc, char **argv)
 		if (json)
 			printf("%s{\"transfer\":%llu,\"request_id\":%llu,\"pid\":%u,\"uid\":%u,"
 			       "\"offset\":%llu,\"count\":%s,\"bytes_sent\":%llu,\"method\":\"%s\","
-			       "\"on_worker\":%s,\"waiting\":%s,\"age_ms\":%llu}",
+			       "\"on_worker\":%s,\"waiting\":%s,\"handoff\":%s,\"age_ms\":%llu}",
 			       i ? "," : "", (unsigned long long)t->transfer,
 			       (unsigned long long)t->request_id, t->pid, t->uid,
 			       (unsigned long long)t->offset, t->has_count ? count : "null",
 			       (unsigned long long)t->bytes_sent, wire_method_name(t->method),
 			       t->on_worker ? "true" : "false", t->waiting ? "true" : "false",
-			       (unsigned long long)t->age_ms);
+			       t->handoff ? "true" : "false", (unsigned long long)t->age_ms);
 		else
-			printf("%-10llu %-8llu %-8u %-6u %-12llu %-12s %-14llu %-10s %.1fs%s\n",
+			printf("%-10llu %-8llu %-8u %-6u %-12llu %-12s %-14llu %-10s %.1fs%s%s\n",
 			       (unsigned long long)t->transfer, (unsigned long long)t->request_id,
 			       t->pid, t->uid, (unsigned long long)t->offset, count,
 			       (unsigned long long)t->bytes_sent, wire_method_name(t->method),
 			       t->age_ms / 1000.0,
 			       t->waiting     ? " (waiting)"
 			       : t->on_worker ? " (worker)"
-			                      : "");
+			                      : "",
+			       t->handoff ? " (handed off)" : "");
 	}
 	if (json)
 		printf("]\n");
@@ -618,12 +634,13 @@ sfctl_cmd_limits(struct sfctl_global *g, int argc, char **argv)
 	} else {
 		printf(json ? "{\"max_connections\":%u,\"max_in_flight_per_conn\":%u,"
 		              "\"max_in_flight_per_uid\":%u,\"max_record\":%u,\"chunk_size\":%llu,"
-		              "\"drain_timeout_ms\":%u,\"allow_uids\":["
+		              "\"drain_timeout_ms\":%u,\"max_handoffs\":%u,\"allow_uids\":["
 		            : "max_connections %u\nmax_in_flight_per_conn %u\n"
 		              "max_in_flight_per_uid %u\nmax_record %u\nchunk_size %llu\n"
-		              "drain_timeout_ms %u\nallow_uids",
+		              "drain_timeout_ms %u\nmax_handoffs %u\nallow_uids",
 		       l->max_connections, l->max_in_flight_per_conn, l->max_in_flight_per_uid,
-		       l->max_record, (unsigned long long)l->chunk_size, l->drain_timeout_ms);
+		       l->max_record, (unsigned long long)l->chunk_size, l->drain_timeout_ms,
+		       l->max_handoffs);
 		for (size_t i = 0; i < l->n_allow_uids; i++)
 			printf(json ? "%s%u" : "%s%u", json ? (i ? "," : "") : " ",
 			       l->allow_uids[i]);
@@ -687,23 +704,24 @@ print_event(const Sendfiled__Control__V1__Event *ev, bool json)
 		printf("{\"event\":\"%s\",\"transfer\":%llu,\"request_id\":%llu,"
 		       "\"pid\":%u,\"uid\":%u,\"offset\":%llu,\"bytes_sent\":%llu,"
 		       "\"status\":\"%s\",\"error\":%d,\"method\":\"%s\","
-		       "\"time_ms\":%llu,\"duration_ms\":%llu}\n",
+		       "\"time_ms\":%llu,\"duration_ms\":%llu,\"handoff\":%s}\n",
 		       kind, (unsigned long long)ev->transfer, (unsigned long long)ev->request_id,
 		       ev->pid, ev->uid, (unsigned long long)ev->offset,
 		       (unsigned long long)ev->bytes_sent, wire_status_token(ev->status), ev->error,
 		       wire_method_name(ev->method), (unsigned long long)ev->time_ms,
-		       (unsigned long long)ev->duration_ms);
+		       (unsigned long long)ev->duration_ms, ev->handoff ? "true" : "false");
 	else if (ev->kind == SENDFILED__CONTROL__V1__EVENT__KIND__START)
 		printf("start  transfer %llu (pid %u uid %u request %llu) offset "
-		       "%llu\n",
+		       "%llu%s\n",
 		       (unsigned long long)ev->transfer, ev->pid, ev->uid,
-		       (unsigned long long)ev->request_id, (unsigned long long)ev->offset);
+		       (unsigned long long)ev->request_id, (unsigned long long)ev->offset,
+		       ev->handoff ? ", handed off" : "");
 	else
-		printf("%-6s transfer %llu: %s, %llu bytes by %s in %llu ms%s%s\n", kind,
+		printf("%-6s transfer %llu: %s, %llu bytes by %s in %llu ms%s%s%s\n", kind,
 		       (unsigned long long)ev->transfer, wire_status_token(ev->status),
 		       (unsigned long long)ev->bytes_sent, wire_method_name(ev->method),
 		       (unsigned long long)ev->duration_ms, ev->error ? ": " : "",
-		       ev->error ? strerror(ev->error) : "");
+		       ev->error ? strerror(ev->error) : "", ev->handoff ? " (handed off)" : "");
 	fflush(stdout);
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "progress.h"
@@ -28,6 +29,7 @@ struct send_opts {
 	int timeout_ms;
 	bool json;
 	bool no_progress;
+	bool handoff; /* give the transfer away: the daemon finishes it alone */
 	const char *file;
 	const char *dest;
 };
@@ -49,6 +51,11 @@ usage(FILE *f)
 	           "                      zero-copy method applies\n"
 	           "  -t, --timeout-ms N  cancel the transfer after N milliseconds (default: -1,\n"
 	           "                      wait for ever)\n"
+	           "      --handoff       hand the transfer to the daemon and print its id; the\n"
+	           "                      transfer goes on after sendfilectl exits (with a\n"
+	           "                      progress line on a terminal, until it ends)\n"
+	           "      --shut-wr       with --handoff: the daemon shuts the connection's write\n"
+	           "                      side down after the last byte\n"
 	           "  -j, --json          print the daemon's answer as one JSON object on stdout\n"
 	           "      --no-progress   no progress line (there is one only when stderr is a\n"
 	           "                      terminal and the control plane answers)\n"
@@ -244,12 +251,14 @@ range_size(const struct send_opts *o, int in_fd)
 static int
 parse_args(struct sfctl_global *g, int argc, char **argv, struct send_opts *ret)
 {
-	enum { OPT_NO_FALLBACK = 0x100, OPT_NO_PROGRESS };
+	enum { OPT_NO_FALLBACK = 0x100, OPT_NO_PROGRESS, OPT_HANDOFF, OPT_SHUT_WR };
 	static const struct option options[] = {
 	        {"offset", required_argument, NULL, 'o'},
 	        {"count", required_argument, NULL, 'n'},
 	        {"no-fallback", no_argument, NULL, OPT_NO_FALLBACK},
 	        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+	        {"handoff", no_argument, NULL, OPT_HANDOFF},
+	        {"shut-wr", no_argument, NULL, OPT_SHUT_WR},
 	        {"timeout-ms", required_argument, NULL, 't'},
 	        {"json", no_argument, NULL, 'j'},
 	        {"help", no_argument, NULL, 'h'},
@@ -286,6 +295,12 @@ parse_args(struct sfctl_global *g, int argc, char **argv, struct send_opts *ret)
 		case OPT_NO_PROGRESS:
 			o.no_progress = true;
 			break;
+		case OPT_HANDOFF:
+			o.handoff = true;
+			break;
+		case OPT_SHUT_WR:
+			o.flags |= SFD_SHUT_WR;
+			break;
 		case 't':
 			if (strcmp(optarg, "-1") == 0)
 				o.timeout_ms = -1;
@@ -305,6 +320,8 @@ parse_args(struct sfctl_global *g, int argc, char **argv, struct send_opts *ret)
 			return SFCTL_EXIT_USAGE;
 		}
 	}
+	if ((o.flags & SFD_SHUT_WR) && !o.handoff)
+		return sfctl_usage_error("send", "--shut-wr needs --handoff");
 	if (argc - optind != 2)
 		return sfctl_usage_error("send", "expected FILE and HOST:PORT");
 	o.file = argv[optind];
@@ -315,6 +332,52 @@ parse_args(struct sfctl_global *g, int argc, char **argv, struct send_opts *ret)
 		return sfctl_usage_error("send", "bad destination '%s': %s", o.dest, problem);
 	*ret = o;
 	return 0;
+}
+
+/*
+ * Hand the transfer away and say its id. On a terminal, follow it through the
+ * control plane until the daemon no longer lists it; our descriptors are
+ * closed first, as a server that hands off closes its own.
+ */
+static int
+handoff(const struct sfctl_global *g, const struct send_opts *o, struct sfd_client *client,
+        int *out_fd, int in_fd)
+{
+	struct progress *progress = NULL;
+	uint64_t id = 0, sent;
+	int r;
+
+	r = sfd_client_handoff(client, *out_fd, in_fd, o->offset, o->count, o->flags, NULL,
+	                       o->timeout_ms, &id);
+	if (r < 0) {
+		if (o->json) {
+			printf("{\"status\":\"refused\",\"error\":%d,\"message\":", -r);
+			sfctl_json_string(stdout, strerror(-r));
+			printf("}\n");
+		} else {
+			sfctl_error("the daemon did not take the transfer: %s", strerror(-r));
+		}
+		return r == -ECONNRESET || r == -EPIPE || r == -EACCES ? SFCTL_EXIT_UNREACHABLE
+		                                                       : SFCTL_EXIT_FAILED;
+	}
+	if (o->json)
+		printf("{\"transfer\":%" PRIu64 ",\"status\":\"ok\"}\n", id);
+	else
+		printf("handed off: transfer %" PRIu64 "\n", id);
+	fflush(stdout);
+	close(*out_fd);
+	*out_fd = -1;
+	if (o->no_progress || !isatty(STDERR_FILENO))
+		return SFCTL_EXIT_OK;
+	if (progress_start(g, o->offset, range_size(o, in_fd), &progress) < 0)
+		return SFCTL_EXIT_OK;
+	while (sfctl_transfer_progress(g, 1000, o->offset, &id, &sent) != -ENOENT) {
+		struct timespec ts = {.tv_nsec = 200 * 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+	}
+	progress_stop(progress);
+	return SFCTL_EXIT_OK;
 }
 
 int
@@ -360,6 +423,10 @@ sfctl_cmd_send(struct sfctl_global *g, int argc, char **argv)
 		goto free_client;
 	}
 
+	if (o.handoff) {
+		status = handoff(g, &o, client, &out_fd, in_fd);
+		goto close_dest;
+	}
 	/* A progress line for people watching, never for a pipe or a file. */
 	if (!o.no_progress && isatty(STDERR_FILENO))
 		progress_start(g, o.offset, range_size(&o, in_fd), &progress);
@@ -385,7 +452,9 @@ sfctl_cmd_send(struct sfctl_global *g, int argc, char **argv)
 		status = res.status == SFD_STATUS_OK ? SFCTL_EXIT_OK : SFCTL_EXIT_FAILED;
 	}
 
-	close(out_fd);
+close_dest:
+	if (out_fd >= 0)
+		close(out_fd);
 free_client:
 	sfd_client_free(client);
 close_file:

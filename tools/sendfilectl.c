@@ -15,7 +15,8 @@
 
 static const struct sfctl_command commands[] = {
         {"send",
-         "[--offset N] [--count N] [--no-fallback] [--timeout-ms N] [--json] FILE HOST:PORT",
+         "[--offset N] [--count N] [--no-fallback] [--handoff [--shut-wr]] [--timeout-ms N] "
+         "[--json] FILE HOST:PORT",
          "send FILE to a TCP peer through the daemon", sfctl_cmd_send},
         {"status", "[--json]", "the daemon's version, pid, state and live counts",
          sfctl_cmd_status},

@@ -8,7 +8,7 @@
 # exists there, else from the top of the source tree. A virtual environment is
 # made in bindings/python/.venv on first use; the package is installed into it
 # as a user would install it (pip install bindings/python), with pytest,
-# aiohttp and uvloop. The exit status is pytest's.
+# aiohttp, uvloop and gunicorn. The exit status is pytest's.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)

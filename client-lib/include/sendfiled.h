@@ -62,6 +62,10 @@ extern "C" {
 /* Flags for sfd_client_sendfile() and sfd_client_submit(). */
 /* Fail with SFD_STATUS_NOT_AVAILABLE instead of copying through user space. */
 #define SFD_NO_FALLBACK (1u << 0)
+/* sfd_client_handoff() only: shutdown(SHUT_WR) the destination after its last
+ * byte, so that the peer reads end of file (a response that ends with the
+ * connection). */
+#define SFD_SHUT_WR (1u << 2)
 
 /* Outcome of a request (struct sfd_result.status); the wire enum's values. */
 enum sfd_status {
@@ -121,6 +125,19 @@ struct sfd_result {
 struct sfd_client;
 
 /*
+ * Per-transfer options (zero: none). A daemon that does not implement one
+ * that is set refuses the request with SFD_STATUS_INVALID_ARGUMENT and
+ * EOPNOTSUPP. reserved[] must be zero.
+ */
+struct sfd_options {
+	uint32_t deadline_ms;
+	uint32_t idle_timeout_ms;
+	uint64_t rate_limit_bps;
+	uint64_t rate_limit_after;
+	uint64_t reserved[4];
+};
+
+/*
  * sfd_client_open() - connect to the daemon.
  * @path: the daemon's data socket, or NULL for the default: $SENDFILED_SOCKET,
  *        else $XDG_RUNTIME_DIR/sendfiled/sendfiled.sock if it exists (a
@@ -137,7 +154,8 @@ int sfd_client_open(const char *path, struct sfd_client **ret);
 /*
  * sfd_client_free() - close the connection and free the client. NULL is a
  * no-op. Transfers still in flight are cancelled by the daemon (it updates
- * their file positions); their completions are never delivered.
+ * their file positions); their completions are never delivered. Hand-offs
+ * (sfd_client_handoff()) are not: the daemon finishes them.
  */
 void sfd_client_free(struct sfd_client *c);
 
@@ -317,6 +335,42 @@ struct sfd_ping_info {
  * errno (the daemon's error, should it refuse the Ping).
  */
 int sfd_client_ping(struct sfd_client *c, int timeout_ms, struct sfd_ping_info *ret);
+/*
+ * sfd_client_handoff() - give the daemon a download to finish on its own:
+ * it sends the range of @in_fd to @out_fd, then closes both (with
+ * SFD_SHUT_WR, shuts the write side of @out_fd down first, after the last
+ * byte and only if every byte was sent), and the outcome goes to its control
+ * plane (events, statistics, `sendfilectl list`), not to the caller.
+ * @out_fd: destination; with SFD_SHUT_WR a socket. Borrowed.
+ * @in_fd: source; borrowed. @offset, @count: as for sfd_client_sendfile().
+ * @flags: SFD_NO_FALLBACK, SFD_SHUT_WR, or 0.
+ * @opts: per-transfer options, or NULL for none.
+ * @timeout_ms: how long to wait for the daemon to take it; -1 (any negative
+ *        value) waits forever. On timeout the request is cancelled: -ETIMEDOUT
+ *        when it was, success when the daemon had taken it already.
+ * @ret_transfer_id: the daemon's id of the transfer, as `sendfilectl list`
+ *        and the events show it.
+ *
+ * Blocks the calling thread until the daemon has taken the descriptors, not
+ * until the transfer ends. From the return on, the caller may close its own
+ * descriptors, free @c and exit: the transfer goes on. The source's file
+ * position moves as for any transfer (offset + bytes sent, when it ends, if
+ * no other transfer sends from the same open file description). The daemon
+ * bounds hand-offs per user and in all; past either it takes nothing.
+ * After a daemon restart it may send the request again on a new connection,
+ * as sfd_client_sendfile() does (see "Daemon restarts" at the top).
+ *
+ * Return: 0 and *ret_transfer_id; a negative errno when nothing was taken:
+ * the daemon's refusal (its errno: -EINVAL, -EBADF, -ENOTSOCK and the
+ * others of docs/PROTOCOL.md for a bad request; -EUSERS or -EBUSY past a
+ * limit; -ESHUTDOWN while it stops; -EOPNOTSUPP for an option it does not
+ * implement), -EINVAL for unknown @flags or nonzero opts->reserved[], and
+ * the errors of sfd_client_sendfile() (-ECONNRESET, -EPIPE,
+ * -SFD_EOUTCOME_UNKNOWN, -EACCES, -EBADMSG, -ETIMEDOUT).
+ */
+int sfd_client_handoff(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
+                       unsigned flags, const struct sfd_options *opts, int timeout_ms,
+                       uint64_t *ret_transfer_id);
 
 /* sfd_status_str() - a static English name for an enum sfd_status value. */
 const char *sfd_status_str(int status);

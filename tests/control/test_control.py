@@ -226,6 +226,33 @@ def test_send_sizes_with_suffixes(d):
         os.unlink(path)
 
 
+def test_send_handoff(d):
+    """send --handoff --shut-wr prints the transfer id and exits while the
+    receiver is still reading slowly; the daemon finishes: every byte, end
+    of file, and the stats count one hand-off completed."""
+    path = make_file(24 << 20)
+    try:
+        before = json.loads(d.ctl("stats", "--json").stdout)["handoffs"]
+        addr, t, res = receiver(pause=1.0)
+        out = json.loads(d.ctl("send", "--handoff", "--shut-wr", "--json", path, addr).stdout)
+        assert out["status"] == "ok" and out["transfer"] > 0, out
+        t.join(60)
+        with open(path, "rb") as f:
+            want = hashlib.sha256(f.read()).hexdigest()
+        assert res["n"] == 24 << 20 and res["sha"].hexdigest() == want
+        for _ in range(500):
+            after = json.loads(d.ctl("stats", "--json").stdout)["handoffs"]
+            if after["completed"] > before["completed"]:
+                break
+            time.sleep(0.02)
+        assert after["taken"] == before["taken"] + 1, after
+        assert after["completed"] == before["completed"] + 1, after
+        r = d.ctl("send", "--shut-wr", path, addr, check=False)
+        assert r.returncode == 2 and "--handoff" in r.stderr, r
+    finally:
+        os.unlink(path)
+
+
 def test_send_nothing_says_position_untouched(d):
     """An offset past the end sends nothing and leaves the position alone: the
     human output must not print a final offset the file does not have."""

@@ -184,11 +184,11 @@ test_ping(void **state)
 	assert_int_equal(raw_recv(sock, &r, 5000), 1);
 	assert_int_equal(r.id, 3);
 	assert_int_equal(r.status, SFD_STATUS_OK);
-	/* Who answered: protocol 1, a version, no optional features. */
+	/* Who answered: protocol 1, a version, its optional features. */
 	assert_true(r.has_ping);
 	assert_int_equal(r.protocol_version, 1);
 	assert_true(r.daemon_version[0] != '\0');
-	assert_int_equal(r.features, 0);
+	assert_true(r.features & (1u << WIRE_FEATURE_CLOSE_WHEN_DONE));
 	/* Only a Ping's reply says so. */
 	raw_request(sock, &(struct wire_request){.op = WIRE_OP_CANCEL, .id = 4, .target = 9}, NULL,
 	            0);
@@ -240,7 +240,7 @@ test_raw_sendfile(void **state)
 	close(sock);
 }
 
-/* Unknown fields are skipped; the reserved ones are refused. */
+/* Unknown fields are skipped; the reserved ones not implemented are refused. */
 static void
 test_unknown_and_reserved_fields(void **state)
 {
@@ -264,9 +264,21 @@ test_unknown_and_reserved_fields(void **state)
 	/* rate_limit_bps = 1 */
 	raw_send(sock, "\x08\x04\x12\x02\x28\x01", 6, (int[]){f.dst, f.src}, 2);
 	expect_reply(sock, 4, SFD_STATUS_INVALID_ARGUMENT, EOPNOTSUPP);
-	/* close_when_done = true */
+	/* close_when_done = true: a hand-off, answered as soon as it is
+	 * taken, with nothing sent yet and the daemon's transfer id. */
 	raw_send(sock, "\x08\x05\x12\x02\x30\x01", 6, (int[]){f.dst, f.src}, 2);
-	expect_reply(sock, 5, SFD_STATUS_INVALID_ARGUMENT, EOPNOTSUPP);
+	assert_int_equal(raw_recv(sock, &r, 5000), 1);
+	assert_int_equal(r.id, 5);
+	assert_int_equal(r.status, SFD_STATUS_OK);
+	assert_int_equal(r.bytes_sent, 0);
+	assert_int_equal(r.final_offset, 0);
+	assert_true(r.transfer_id > 0);
+	/* shutdown_write = true without close_when_done */
+	raw_send(sock, "\x08\x0b\x12\x02\x48\x01", 6, (int[]){f.dst, f.src}, 2);
+	expect_reply(sock, 11, SFD_STATUS_INVALID_ARGUMENT, EINVAL);
+	/* shutdown_write with close_when_done, to a pipe: not a socket */
+	raw_send(sock, "\x08\x0c\x12\x04\x30\x01\x48\x01", 8, (int[]){f.pipe[1], f.src}, 2);
+	expect_reply(sock, 12, SFD_STATUS_INVALID_ARGUMENT, ENOTSOCK);
 	/* Reserved fields set to their zero values are not "set". */
 	raw_send(sock, "\x08\x06\x12\x08\x10\x01\x20\x00\x28\x00\x30\x00", 12,
 	         (int[]){f.dst, f.src}, 2);

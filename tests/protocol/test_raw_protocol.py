@@ -183,7 +183,8 @@ class Response:
     """A decoded Response; `present` holds the names of the fields on the wire."""
 
     NAMES = {1: "id", 2: "status", 3: "error", 4: "message", 5: "bytes_sent",
-             6: "final_offset", 7: "method", 8: "short_source", 9: "ping"}
+             6: "final_offset", 7: "method", 8: "short_source", 9: "ping",
+             11: "transfer_id"}
 
     def __init__(self, raw):
         self.raw = bytes(raw)
@@ -196,6 +197,7 @@ class Response:
         self.method = METHOD_NONE
         self.short_source = False
         self.ping = None
+        self.transfer_id = 0
         self.present = set()
         self.unknown = []
         for num, wire_type, value in parse_fields(self.raw):
@@ -598,11 +600,11 @@ def ping():
     check("method" not in resp.present or resp.method == METHOD_NONE,
           f"ping names no method: {resp!r}")
     # Who answered (field 9, PingInfo): protocol 1, a version string, and the
-    # optional features it implements: none yet.
+    # optional features it implements: close_when_done (3) among them.
     check(resp.ping is not None, f"ping info in the reply: {resp.raw.hex()}")
     eq(resp.ping.protocol_version, 1, "protocol_version")
     check(resp.ping.daemon_version != "", "daemon_version")
-    eq(resp.ping.features, [], "features")
+    check(3 in resp.ping.features, f"FEATURE_CLOSE_WHEN_DONE in {resp.ping.features}")
 
 
 @test
@@ -898,8 +900,7 @@ def reserved_fields_refused():
     fd = open_src(make_file("reserved", b"hello"))
     try:
         with Conn(D.path) as conn:
-            for rid, extra in ((31, f_varint(4, 1000)), (32, f_varint(5, 1)),
-                               (33, f_varint(6, 1))):
+            for rid, extra in ((31, f_varint(4, 1000)), (32, f_varint(5, 1))):
                 rx = Receiver()
                 conn.send(f_varint(1, rid) + f_bytes(2, extra), [rx.dst.fileno(), fd])
                 resp = conn.wait(rid)
@@ -915,6 +916,42 @@ def reserved_fields_refused():
         expect(resp, OK, what="reserved fields set to 0/false")
         eq(rx.result()[0], 5, "bytes received")
         check_position(fd, resp, 0, 0)
+    finally:
+        os.close(fd)
+
+
+@test
+def handoff():
+    # close_when_done (field 6): the reply comes once the daemon holds the
+    # descriptors, OK with nothing sent yet and the transfer's id (field 11);
+    # the transfer goes on after the client closed everything, and with
+    # shutdown_write (field 9) the receiver reads end of file while the
+    # client's own copy of the socket is still open.
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    fd = open_src(make_file("handoff", data))
+    try:
+        rx = Receiver(read=False)
+        with Conn(D.path) as conn:
+            conn.send(f_varint(1, 41) + f_bytes(2, f_varint(6, 1) + f_varint(9, 1)),
+                      [rx.dst.fileno(), fd])
+            resp = conn.wait(41)
+        expect(resp, OK, what="hand-off taken")
+        eq(resp.bytes_sent, 0, "bytes_sent of a hand-off's reply")
+        check("transfer_id" in resp.present and resp.transfer_id > 0,
+              f"transfer_id in the reply: {resp!r}")
+        rx.release()
+        n, digest = rx.result(30)  # rx.dst is still open here: the end is the shutdown's
+        eq(n, len(data), "bytes received")
+        eq(digest, hashlib.sha256(data).hexdigest(), "sha256 received")
+        rx.close_dst()
+        # shutdown_write without close_when_done is refused; nothing sent.
+        rx = Receiver()
+        with Conn(D.path) as conn:
+            conn.send(f_varint(1, 42) + f_bytes(2, f_varint(9, 1)), [rx.dst.fileno(), fd])
+            resp = conn.wait(42)
+        rx.close_dst()
+        expect(resp, INVALID_ARGUMENT, errno.EINVAL, "shutdown_write alone")
+        eq(rx.result()[0], 0, "bytes received")
     finally:
         os.close(fd)
 

@@ -70,7 +70,8 @@ def test_good_file():
     assert s["control_mode"][0] == "0600"
     assert f"# configuration file: {path}\n" in r.stdout
     # Every key is printed, and the output is itself a good file.
-    assert len(s) == 16, sorted(s)
+    assert s["max_handoffs"] == ("1024", "default")
+    assert len(s) == 17, sorted(s)
     again = write("again.conf", r.stdout)
     r2 = check("--config", again)
     assert r2.returncode == 0, r2.stderr

@@ -215,7 +215,9 @@ test_request_reserved_fields(void **state)
 
 	assert_true(decode_ok(deadline, sizeof(deadline)).has_unsupported);
 	assert_true(decode_ok(rate, sizeof(rate)).has_unsupported);
-	assert_true(decode_ok(close_, sizeof(close_)).has_unsupported);
+	/* Hand-off is implemented: decoded, not refused. */
+	assert_false(decode_ok(close_, sizeof(close_)).has_unsupported);
+	assert_true(decode_ok(close_, sizeof(close_)).close_when_done);
 	/* Set to their "off" value they ask for nothing. */
 	assert_false(decode_ok(zeros, sizeof(zeros)).has_unsupported);
 }

@@ -244,6 +244,62 @@ class Client:
         if r < 0:
             raise OSError(-r, os.strerror(-r))
         return _lib.PingInfo._from_c(info)
+    def handoff(self, sock: socket.socket, file: Any, offset: int = 0,
+                count: Optional[int] = None, *, shutdown: bool = False,
+                fallback: bool = True) -> int:
+        """Give the daemon ``file`` to send to ``sock`` and return at once.
+
+        Returns the daemon's id of the transfer (as ``sendfilectl list`` and
+        the events show it) as soon as the daemon holds the descriptors, not
+        when the transfer ends. From then on the caller may close ``sock``
+        and ``file``, this client, and exit: the daemon finishes the
+        transfer, then closes its copies; with ``shutdown=True`` it first
+        shuts the socket's write side down after the last byte (only when
+        every byte was sent), so that the peer reads end of file even while
+        the caller still holds the socket: for a response that ends with the
+        connection. The outcome goes to the daemon's control plane (events,
+        statistics), not to the caller.
+
+        The file position moves as for any transfer, to ``offset`` + bytes
+        sent when it ends (unless another transfer sends from the same open
+        file); a caller that keeps the file can still read it.
+
+        Arguments are checked as by :meth:`sendfile`. When no daemon can be
+        reached and the client has ``local_fallback``, the file is sent here
+        with :meth:`socket.socket.sendfile` (blocking), the socket shut down
+        if asked, and 0 returned.
+
+        Exceptions: ValueError/TypeError for bad arguments;
+        :class:`LimitError` when the daemon has as many hand-offs as it
+        allows, per user (EUSERS) or in all (EBUSY): nothing was taken;
+        :class:`ShuttingDownError`, :class:`DaemonUnavailableError`;
+        OSError (ENOTSOCK for ``shutdown`` on a non-socket, EBADF, ...).
+        """
+        fileno = _checks.check_source(sock, file, offset, count, fallback)
+        if fileno == _checks.NOT_A_FILE:
+            raise _errors.SendfileNotAvailableError("a hand-off needs a file with a descriptor")
+        if self._lib.handoff is None:
+            raise OSError(_errno.ENOSYS, f"{self._lib.path} has no sfd_client_handoff()")
+        flags = (0 if fallback else _lib.SFD_NO_FALLBACK) | (_lib.SFD_SHUT_WR if shutdown else 0)
+        woff, wcount = _checks.wire_range(offset, count)
+        if count and not wcount:
+            raise ValueError("nothing can be sent past the largest file offset")
+        tid = ctypes.c_uint64()
+        with self._lock:
+            c = self._ensure()
+            if c is None:
+                _stats.bump("fallback_no_daemon")
+                socket.socket.sendfile(sock, file, offset, count)
+                if shutdown:
+                    sock.shutdown(socket.SHUT_WR)
+                return 0
+            r = self._lib.handoff(c, sock.fileno(), fileno, woff, wcount, flags, None, -1,
+                                  ctypes.byref(tid))
+            if r < 0 and -r in DEAD_CONNECTION:
+                self._drop()
+        if r < 0:
+            raise _handoff_error(-r, self.path or _default_path(self._lib))
+        return tid.value
 
     def _raise_call_error(self, err: int, file: Any, fileno: int, offset: int,
                           before: Optional[int]) -> int:
@@ -267,6 +323,22 @@ class Client:
             exc = OSError(err, os.strerror(err))
         exc.bytes_sent = sent  # type: ignore[attr-defined]
         raise exc
+
+
+def _handoff_error(err: int, path: Optional[str]) -> BaseException:
+    """The exception for a hand-off the daemon did not take (nothing was)."""
+    if err in (_errno.EBUSY, _errno.EUSERS, _errno.EMFILE, _errno.ENOMEM):
+        return _errors.LimitError(err, "the daemon takes no more hand-offs now: "
+                                  + os.strerror(err))
+    if err == _errno.ESHUTDOWN:
+        return _errors.ShuttingDownError(err, "the daemon is shutting down")
+    if err in (_errno.EINVAL, _errno.EOVERFLOW):
+        exc = ValueError(os.strerror(err))
+        exc.errno = err  # type: ignore[attr-defined]
+        return exc
+    if err in DEAD_CONNECTION:
+        return _errors.unavailable(err, path, "lost the connection to the daemon")
+    return OSError(err, os.strerror(err))
 
 
 def _send_by_copy(sock: socket.socket, file: Any, offset: int, count: Optional[int]) -> int:

@@ -39,6 +39,8 @@ __all__ = [
 
 #: Flag for a request: fail with NOT_AVAILABLE rather than copy in user space.
 SFD_NO_FALLBACK = 1 << 0
+#: Flag for a hand-off: shut the destination's write side down after the last byte.
+SFD_SHUT_WR = 1 << 2
 
 STATUS_OK = 0
 STATUS_NOT_AVAILABLE = 1
@@ -197,6 +199,13 @@ class Library:
         if hasattr(cdll, "sfd_client_ping"):
             self.ping = fn("sfd_client_ping", ctypes.c_int, vp, ctypes.c_int,
                            ctypes.POINTER(_CPingInfo))
+        # Since 0.3: None in an older library.
+        try:
+            self.handoff: Any = fn("sfd_client_handoff", ctypes.c_int, vp, ctypes.c_int,
+                                   ctypes.c_int, u64, u64, ctypes.c_uint, vp, ctypes.c_int,
+                                   ctypes.POINTER(u64))
+        except AttributeError:
+            self.handoff = None
 
     def default_socket_path(self) -> str:
         """The data socket the library connects to when given no path."""
