@@ -13,7 +13,7 @@
  *  - Descriptors passed in are borrowed: the library never closes them and
  *    keeps none after the call returns (the daemon receives duplicates).
  *  - The library never logs and never raises signals (it sends with
- *    MSG_NOSIGNAL).
+ *    MSG_NOSIGNAL; see "The in-caller path" for its sendfile(2)).
  *  - Thread-safety: a struct sfd_client is not thread-safe. Use one client per
  *    thread, or serialise all calls on one client with a lock. Distinct
  *    clients are independent.
@@ -62,6 +62,9 @@ extern "C" {
 /* Flags for sfd_client_sendfile() and sfd_client_submit(). */
 /* Fail with SFD_STATUS_NOT_AVAILABLE instead of copying through user space. */
 #define SFD_NO_FALLBACK (1u << 0)
+/* Never send in the caller: the whole range goes to the daemon (see
+ * sfd_client_set_inline_max()). */
+#define SFD_NO_INLINE (1u << 1)
 
 /* Outcome of a request (struct sfd_result.status); the wire enum's values. */
 enum sfd_status {
@@ -89,6 +92,9 @@ enum sfd_method {
 /* Bits of struct sfd_result.flags. */
 /* The source ended before the requested range did (short file, truncation). */
 #define SFD_RESULT_SHORT_SOURCE (1u << 0)
+/* The caller sent all of it itself (see sfd_client_set_inline_max()): the
+ * daemon was not asked. */
+#define SFD_RESULT_INLINE (1u << 3)
 
 /*
  * -SFD_EOUTCOME_UNKNOWN: the connection to the daemon was lost (it was killed,
@@ -147,7 +153,7 @@ void sfd_client_free(struct sfd_client *c);
  * @in_fd: source (regular file, pipe or socket open for reading); borrowed.
  * @offset: start of the range (0 for pipes and sockets).
  * @count: bytes to send; 0 means to end of file.
- * @flags: SFD_NO_FALLBACK or 0.
+ * @flags: SFD_NO_FALLBACK, SFD_NO_INLINE, or 0.
  * @timeout_ms: how long to wait for the answer; -1 (any negative value) waits
  *        forever. On timeout the request is cancelled and its answer awaited
  *        so that the file position is settled before returning -ETIMEDOUT;
@@ -157,6 +163,8 @@ void sfd_client_free(struct sfd_client *c);
  *        -ETIMEDOUT: then ret->status is SFD_STATUS_CANCELLED, with the bytes
  *        sent before the cancel and the final offset.
  *
+ * A small range to a non-blocking socket may be sent in the caller (see "The
+ * in-caller path" above).
  * Blocks the calling thread. Completions of requests made with
  * sfd_client_submit() that arrive meanwhile are kept for sfd_client_dispatch().
  * After a daemon restart it may send the request again on a new connection
@@ -175,6 +183,51 @@ void sfd_client_free(struct sfd_client *c);
  */
 int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset,
                         uint64_t count, unsigned flags, int timeout_ms, struct sfd_result *ret);
+
+/*
+ * The in-caller path. A round trip to the daemon costs several times an
+ * in-process sendfile(2) of a few KiB, so small ranges are first tried in
+ * the calling thread. It applies when the destination is a non-blocking
+ * (O_NONBLOCK) SOCK_STREAM socket and the range is at most the client's
+ * threshold (a count of 0, "to end of file", is measured with fstat()):
+ * sendfile(2) runs in the caller with an explicit offset; what it could not
+ * send at once (the socket's buffer was full) goes to the daemon as
+ * (offset + sent, count - sent), and the results are combined: bytes_sent
+ * counts both parts, final_offset and the file position are offset + bytes
+ * sent, method is SFD_METHOD_SENDFILE. When the caller sent it all,
+ * ret->flags has SFD_RESULT_INLINE and the daemon was not asked. Any error
+ * in the caller (a closed peer, a source sendfile cannot read) leaves the
+ * range to the daemon, which reports it as it always does, so the outcome
+ * is the same on both paths; SIGPIPE is never raised (it is blocked in the
+ * calling thread around the call unless the process ignores it). Never
+ * taken: for a blocking destination (it could block the caller), with
+ * SFD_NO_INLINE, on a client whose threshold is 0, and by
+ * sfd_client_submit() while a request it submitted to the same destination
+ * (or from the same file) is in flight at the daemon, or when the client is
+ * in non-blocking mode (sfd_client_set_nonblocking()). A cold file is read
+ * from disk in the caller, as its own sendfile() would be. The daemon does
+ * not see these transfers: its statistics, limits and allow-list apply to
+ * what reaches it (a refused user learns it at the first request that does).
+ * If the daemon cannot be asked for the rest of a range the caller began,
+ * the call fails as it would have, and the file position tells how much was
+ * sent (offset + bytes sent).
+ * Cost: fcntl() and getsockopt() on the destination, sigaction() (and two
+ * sigprocmask() unless SIGPIPE is ignored), sendfile(), lseek(); fstat() of
+ * the source for a count of 0; fstat() of both while submitted requests are
+ * in flight; a second sendfile() when the first was short.
+ */
+
+/* The default threshold of a new client, in bytes: measured on loopback
+ * TCP, where the in-caller path stops paying (bench/RESULTS.md, "Small
+ * requests"). */
+#define SFD_INLINE_MAX_DEFAULT (64u * 1024)
+
+/*
+ * sfd_client_set_inline_max() - the largest range the client tries to send
+ * in the caller (see "The in-caller path" above); 0 turns the path off.
+ * New clients start at SFD_INLINE_MAX_DEFAULT. Return: 0.
+ */
+int sfd_client_set_inline_max(struct sfd_client *c, size_t bytes);
 
 /* The asynchronous interface, for event loops. */
 
@@ -217,6 +270,10 @@ int sfd_client_set_reconnect(struct sfd_client *c, int enable);
  * waits it keeps reading completions, which it holds for the next dispatch:
  * call sfd_client_dispatch() after a submit when sfd_client_pending() > 0.
  * With sfd_client_set_nonblocking() it returns -EAGAIN instead of waiting.
+ * A small range may be sent in the caller (see "The in-caller path" above):
+ * its completion is queued at once, under the id returned, and delivered by
+ * the next sfd_client_dispatch() like any other; sfd_client_pending() says
+ * so (the descriptor does not become readable for it).
  * A completion with SFD_STATUS_SHUTTING_DOWN: see "Daemon restarts" at the
  * top. From the first submit on, sfd_client_sendfile() no longer replaces
  * the connection.
