@@ -654,6 +654,31 @@ guard_leave(const struct pipe_guard *g, int err)
 }
 
 /*
+ * The errors that end a stream for good. The first send after a reset
+ * consumes the socket's pending error (ECONNRESET; EPIPE after it), so the
+ * daemon could not see the same one again: these are reported here,
+ * exactly as the daemon reports them (daemon/xfer.c, xfer_finish_error()).
+ */
+#define PEER_GONE_MESSAGE "the destination's peer closed the connection"
+
+static bool
+peer_gone(int err)
+{
+	switch (err) {
+	case EPIPE:
+	case ECONNRESET:
+	case ECONNABORTED:
+	case ENOTCONN:
+	case ESHUTDOWN:
+	case ETIMEDOUT:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		return true;
+	}
+	return false;
+}
+
+/*
  * try_inline() - send a small range in the caller, before (or instead of)
  * asking the daemon.
  *
@@ -663,10 +688,10 @@ guard_leave(const struct pipe_guard *g, int err)
  * source it cannot read that way (a pipe, a socket: ESPIPE) fails before
  * anything is sent. Whatever stops it early, other than the end of the
  * file, is left to the daemon: a full socket (EAGAIN) for the rest of the
- * range, and every error, which the daemon meets again and reports as it
- * always does (status, errno, message), so that the outcome is the same on
- * both paths. The position is set to offset + sent before the daemon is
- * asked, which is where the daemon then starts.
+ * range, and every error but a closed peer (see peer_gone()), which the
+ * daemon meets again and reports as it always does (status, errno,
+ * message), so that the outcome is the same on both paths. The position is set to offset + sent
+ * before the daemon is asked, which is where the daemon then starts.
  *
  * Not taken, at no cost: the path is off, SFD_NO_INLINE, a count above the
  * threshold, a dead connection. Then the syscalls, each needed: fcntl()
@@ -746,7 +771,7 @@ try_inline(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_
 	if (sent > 0)
 		(void)lseek(in_fd, (off_t)(offset + sent), SEEK_SET);
 	ret->sent = sent;
-	if (sent < want && !eof)
+	if (sent < want && !eof && !peer_gone(err))
 		return;
 	ret->done = true;
 	ret->res = (struct sfd_result){
@@ -756,8 +781,13 @@ try_inline(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_
 	        .method = sent > 0 ? SFD_METHOD_SENDFILE : SFD_METHOD_NONE,
 	        .flags = SFD_RESULT_INLINE,
 	};
-	if (count ? sent < count : offset + sent < size)
+	if (peer_gone(err)) {
+		ret->res.status = SFD_STATUS_PEER_CLOSED;
+		ret->res.error = err;
+		snprintf(ret->res.message, sizeof(ret->res.message), "%s", PEER_GONE_MESSAGE);
+	} else if (count ? sent < count : offset + sent < size) {
 		ret->res.flags |= SFD_RESULT_SHORT_SOURCE;
+	}
 }
 
 /* What the daemon is asked after the caller sent @sent bytes of @wr. */

@@ -195,26 +195,23 @@ int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t of
  * (offset + sent, count - sent), and the results are combined: bytes_sent
  * counts both parts, final_offset and the file position are offset + bytes
  * sent, method is SFD_METHOD_SENDFILE. When the caller sent it all,
- * ret->flags has SFD_RESULT_INLINE and the daemon was not asked. Any error
- * in the caller (a closed peer, a source sendfile cannot read) leaves the
- * range to the daemon, which reports it as it always does, so the outcome
- * is the same on both paths; SIGPIPE is never raised (it is blocked in the
- * calling thread around the call unless the process ignores it). Never
- * taken: for a blocking destination (it could block the caller), with
- * SFD_NO_INLINE, on a client whose threshold is 0, and by
- * sfd_client_submit() while a request it submitted to the same destination
- * (or from the same file) is in flight at the daemon, or when the client is
- * in non-blocking mode (sfd_client_set_nonblocking()). A cold file is read
- * from disk in the caller, as its own sendfile() would be. The daemon does
- * not see these transfers: its statistics, limits and allow-list apply to
- * what reaches it (a refused user learns it at the first request that does).
- * If the daemon cannot be asked for the rest of a range the caller began,
- * the call fails as it would have, and the file position tells how much was
- * sent (offset + bytes sent).
- * Cost: fcntl() and getsockopt() on the destination, sigaction() (and two
- * sigprocmask() unless SIGPIPE is ignored), sendfile(), lseek(); fstat() of
- * the source for a count of 0; fstat() of both while submitted requests are
- * in flight; a second sendfile() when the first was short.
+ * ret->flags has SFD_RESULT_INLINE and the daemon was not asked. A closed
+ * or reset peer is reported there as the daemon reports it (the same status,
+ * errno and message, with SFD_RESULT_INLINE); any other error (a source
+ * sendfile cannot read, say) leaves the range to the daemon, which reports
+ * it as it always does, so the outcome is the same on both paths; SIGPIPE is never raised (it is
+ * blocked in the calling thread around the call unless the process ignores it). Never taken: for a
+ * blocking destination (it could block the caller), with SFD_NO_INLINE, on a client whose threshold
+ * is 0, and by sfd_client_submit() while a request it submitted to the same destination (or from
+ * the same file) is in flight at the daemon, or when the client is in non-blocking mode
+ * (sfd_client_set_nonblocking()). A cold file is read from disk in the caller, as its own
+ * sendfile() would be. The daemon does not see these transfers: its statistics, limits and
+ * allow-list apply to what reaches it (a refused user learns it at the first request that does). If
+ * the daemon cannot be asked for the rest of a range the caller began, the call fails as it would
+ * have, and the file position tells how much was sent (offset + bytes sent). Cost: fcntl() and
+ * getsockopt() on the destination, sigaction() (and two sigprocmask() unless SIGPIPE is ignored),
+ * sendfile(), lseek(); fstat() of the source for a count of 0; fstat() of both while submitted
+ * requests are in flight; a second sendfile() when the first was short.
  */
 
 /* The default threshold of a new client, in bytes: measured on loopback
