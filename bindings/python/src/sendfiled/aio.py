@@ -347,7 +347,7 @@ def _settle_lost(file: Any, fileno: int, offset: int, before: Optional[int]) -> 
 
 def _record(res: _lib.Result) -> None:
     _stats.completed(res.method_name, res.bytes_sent, res.status != _lib.STATUS_OK,
-                     res.status == _lib.STATUS_CANCELLED)
+                     res.status == _lib.STATUS_CANCELLED, res.inline)
 
 
 async def _daemon_send(st: _LoopState, loop: asyncio.AbstractEventLoop, lc: _LoopClient,
