@@ -217,7 +217,7 @@ int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t of
 /* The default threshold of a new client, in bytes: measured on loopback
  * TCP, where the in-caller path stops paying (bench/RESULTS.md, "Small
  * requests"). */
-#define SFD_INLINE_MAX_DEFAULT (64u * 1024)
+#define SFD_INLINE_MAX_DEFAULT (256u * 1024)
 
 /*
  * sfd_client_set_inline_max() - the largest range the client tries to send
