@@ -344,6 +344,74 @@ test_closed_peer_same_outcome_no_sigpipe(void **state)
 }
 
 /*
+ * Sources the caller's sendfile() cannot use, or ranges it answers without
+ * sending: the outcome, field by field, is the daemon's own (SFD_NO_INLINE).
+ */
+static void
+test_same_outcome_as_daemon(void **state)
+{
+	char path[PATH_MAX];
+	struct sfd_client *c = client_open();
+	struct sfd_result res[2];
+	int pipefd[2];
+
+	(void)state;
+	tfile_create(path, 4 * KiB, 20);
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+	assert_int_equal(write(pipefd[1], "0123456789", 10), 10);
+	for (int kind = 0; kind < 5; kind++) {
+		for (int way = 0; way < 2; way++) {
+			uint64_t off = 0, count = 0;
+			int src = -1, dst, srv;
+
+			switch (kind) {
+			case 0: /* not open for reading */
+				src = tfile_open(path, O_WRONLY);
+				break;
+			case 1: /* a directory */
+				src = tfile_open(harness_tmpdir(), O_RDONLY | O_DIRECTORY);
+				break;
+			case 2: /* past the end, with a count */
+				src = tfile_open(path, O_RDONLY);
+				off = 5 * KiB;
+				count = 100;
+				break;
+			case 3: /* a count past the end */
+				src = tfile_open(path, O_RDONLY);
+				off = 4 * KiB - 10;
+				count = 100;
+				break;
+			case 4: /* a pipe, which has no offsets (spliced by the daemon) */
+				src = pipefd[0];
+				count = 5;
+				break;
+			}
+			tcp_pair(true, &dst, &srv);
+			assert_int_equal(sfd_client_sendfile(c, dst, src, off, count,
+			                                     way ? SFD_NO_INLINE : 0, -1,
+			                                     &res[way]),
+			                 0);
+			close(dst);
+			close(srv);
+			if (src != pipefd[0])
+				close(src);
+		}
+		assert_int_equal(res[0].status, res[1].status);
+		assert_int_equal(res[0].error, res[1].error);
+		assert_string_equal(res[0].message, res[1].message);
+		assert_int_equal(res[0].bytes_sent, res[1].bytes_sent);
+		assert_int_equal(res[0].final_offset, res[1].final_offset);
+		assert_int_equal(res[0].method, res[1].method);
+		assert_int_equal(res[0].flags & ~SFD_RESULT_INLINE, res[1].flags);
+		/* Only the ranges it could answer itself are the caller's. */
+		assert_int_equal(!!(res[0].flags & SFD_RESULT_INLINE), kind == 2 || kind == 3);
+	}
+	close(pipefd[0]);
+	close(pipefd[1]);
+	sfd_client_free(c);
+}
+
+/*
  * While a submitted transfer to a socket is in flight at the daemon (its
  * source, a pipe, has nothing yet: the socket has room), a small submit to
  * the same socket goes behind it, not through the caller; one to another
@@ -476,6 +544,7 @@ main(int argc, char **argv)
 	        HTEST(test_rest_finished_by_daemon),
 	        HTEST(test_daemon_when_declined),
 	        HTEST(test_closed_peer_same_outcome_no_sigpipe),
+	        HTEST(test_same_outcome_as_daemon),
 	        HTEST(test_submit_keeps_order),
 	        HTEST(test_nonblocking_client_uses_daemon),
 	};
