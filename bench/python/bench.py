@@ -241,6 +241,32 @@ http {{
 """
 
 
+CC_KEY = "net.ipv4.tcp_congestion_control"
+
+
+def system_cubic() -> Optional[str]:
+    """nginx cannot set TCP_CONGESTION on its sockets: for a fair run the
+    system's default becomes cubic (as bench/node/bench.js does), and the
+    previous value is returned for restore_cc(). None when it is cubic
+    already or cannot be changed."""
+    try:
+        before = subprocess.run(["sysctl", "-n", CC_KEY], check=True, capture_output=True,
+                                text=True).stdout.strip()
+        if before == "cubic":
+            return None
+        subprocess.run(["sysctl", "-q", "-w", f"{CC_KEY}=cubic"], check=True,
+                       capture_output=True)
+        return before
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def restore_cc(before: Optional[str]) -> None:
+    if before:
+        subprocess.run(["sysctl", "-q", "-w", f"{CC_KEY}={before}"], check=False,
+                       capture_output=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -397,6 +423,10 @@ def main() -> None:
 
     results: Dict[str, Dict[str, float]] = {}
     servers: Dict[str, Tuple[Proc, int]] = {}
+    cc_before = None if args.no_nginx else system_cubic()
+    args.cc_note = (f"the system's default congestion control set from {cc_before} to cubic "
+                    f"for the run and restored after it (nginx cannot set it per socket)"
+                    if cc_before else "")
     try:
         # All four servers run at once (idle when not under load), and the
         # runs are interleaved (A B C D A B C D ...), so that whatever else
@@ -461,6 +491,7 @@ def main() -> None:
             srv.stop()
         daemon.terminate()
         daemon.wait()
+        restore_cc(cc_before)
         shutil.rmtree(tmp, ignore_errors=True)
 
     write_results(args, results)
@@ -494,7 +525,7 @@ def write_results(args: argparse.Namespace, r: Dict[str, Dict[str, float]]) -> N
         f"system seconds during the run, of the server process and of the daemon. Load "
         f"average (1 min) at the start {args.load_start:.2f}, at the end "
         f"{os.getloadavg()[0]:.2f}: anything else running on the machine shows in the "
-        f"spread of the runs.",
+        f"spread of the runs." + (f" TCP: {args.cc_note}." if args.cc_note else ""),
         "",
         f"## 1 GiB file, one connection ({args.rounds} downloads, keep-alive; the median "
         f"of {args.repeat} runs)",
