@@ -211,7 +211,10 @@ int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t of
  * have, and the file position tells how much was sent (offset + bytes sent). Cost: fcntl() and
  * getsockopt() on the destination, sigaction() (and two sigprocmask() unless SIGPIPE is ignored),
  * sendfile(), lseek(); fstat() of the source for a count of 0; fstat() of both while submitted
- * requests are in flight; a second sendfile() when the first was short.
+ * requests are in flight; a second sendfile() when the first was short. The source is not
+ * asked its type (a syscall per request): a pipe or socket fails at once (ESPIPE) and goes to
+ * the daemon, and a seekable character device that sendfile(2) can read (/dev/zero) is sent
+ * in the caller, where the daemon would splice it: ret->method says which ran.
  */
 
 /* The default threshold of a new client, in bytes: measured on loopback
