@@ -187,39 +187,53 @@ int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t of
 /*
  * The in-caller path. A round trip to the daemon costs several times an
  * in-process sendfile(2) of a few KiB, so small ranges are first tried in
- * the calling thread. It applies when the destination is a non-blocking
- * (O_NONBLOCK) SOCK_STREAM socket and the range is at most the client's
- * threshold (a count of 0, "to end of file", is measured with fstat()):
- * sendfile(2) runs in the caller with an explicit offset; what it could not
- * send at once (the socket's buffer was full) goes to the daemon as
- * (offset + sent, count - sent), and the results are combined: bytes_sent
+ * the calling thread.
+ *
+ * When: the destination is a non-blocking (O_NONBLOCK) SOCK_STREAM socket
+ * and the range is at most the client's threshold (a count of 0, "to end of
+ * file", is measured with fstat()). Never for a blocking destination (it
+ * could block the caller), with SFD_NO_INLINE, on a client whose threshold
+ * is 0, in non-blocking mode (sfd_client_set_nonblocking()), and not by
+ * sfd_client_submit() while a request it submitted to the same destination
+ * (or from the same file) is in flight at the daemon: transfers to one
+ * destination keep their order.
+ *
+ * What: sendfile(2) runs in the caller with an explicit offset; what it
+ * could not send at once (the socket's buffer was full) goes to the daemon
+ * as (offset + sent, count - sent), and the results are combined: bytes_sent
  * counts both parts, final_offset and the file position are offset + bytes
  * sent, method is SFD_METHOD_SENDFILE. When the caller sent it all,
- * ret->flags has SFD_RESULT_INLINE and the daemon was not asked. A closed
- * or reset peer is reported there as the daemon reports it (the same status,
- * errno and message, with SFD_RESULT_INLINE); any other error (a source
- * sendfile cannot read, say) leaves the range to the daemon, which reports
- * it as it always does, so the outcome is the same on both paths; SIGPIPE is never raised (it is
- * blocked in the calling thread around the call unless the process ignores it). Never taken: for a
- * blocking destination (it could block the caller), with SFD_NO_INLINE, on a client whose threshold
- * is 0, and by sfd_client_submit() while a request it submitted to the same destination (or from
- * the same file) is in flight at the daemon, or when the client is in non-blocking mode
- * (sfd_client_set_nonblocking()). A cold file is read from disk in the caller, as its own
- * sendfile() would be. The daemon does not see these transfers: its statistics, limits and
- * allow-list apply to what reaches it (a refused user learns it at the first request that does). If
- * the daemon cannot be asked for the rest of a range the caller began, the call fails as it would
- * have, and the file position tells how much was sent (offset + bytes sent). Cost: fcntl() and
- * getsockopt() on the destination, sigaction() (and two sigprocmask() unless SIGPIPE is ignored),
- * sendfile(), lseek(); fstat() of the source for a count of 0; fstat() of both while submitted
- * requests are in flight; a second sendfile() when the first was short. The source is not
- * asked its type (a syscall per request): a pipe or socket fails at once (ESPIPE) and goes to
- * the daemon, and a seekable character device that sendfile(2) can read (/dev/zero) is sent
- * in the caller, where the daemon would splice it: ret->method says which ran.
+ * ret->flags has SFD_RESULT_INLINE and the daemon was not asked.
+ *
+ * Errors: a closed or reset peer is reported in the caller as the daemon
+ * reports it (the same status, errno and message, with SFD_RESULT_INLINE);
+ * any other error (a source sendfile cannot read, say) leaves the range to
+ * the daemon, which reports it as it always does. SIGPIPE is never raised:
+ * it is blocked in the calling thread around the call unless the process
+ * ignores it. If the daemon cannot be asked for the rest of a range the
+ * caller began, the call fails as it would have, and the file position
+ * tells how much was sent (offset + bytes sent).
+ *
+ * Caveats: a cold file is read from disk in the caller, as its own
+ * sendfile() would be. The daemon does not see these transfers: its
+ * statistics, limits and allow-list apply to what reaches it (a refused
+ * user learns it at its first request that does). The source is not asked
+ * its type (a syscall per request): a pipe or socket fails at once (ESPIPE)
+ * and goes to the daemon; a seekable character device that sendfile(2) can
+ * read (/dev/zero) is sent in the caller, where the daemon would splice it:
+ * ret->method says which ran.
+ *
+ * Cost per request: fcntl() and getsockopt() on the destination,
+ * sigaction() (and two sigprocmask() unless SIGPIPE is ignored), sendfile(),
+ * lseek(); fstat() of the source for a count of 0; fstat() of both while
+ * submitted requests are in flight; a second sendfile() when the first was
+ * short.
  */
 
-/* The default threshold of a new client, in bytes: measured on loopback
- * TCP, where the in-caller path stops paying (bench/RESULTS.md, "Small
- * requests"). */
+/* The default threshold of a new client, in bytes. Measured on loopback TCP
+ * (bench/RESULTS.md, "small files sent in the caller"): sending in the
+ * caller costs it less CPU than asking the daemon up to 512 KiB, as much at
+ * 1 MiB; 256 KiB keeps a margin for cold files and full sockets. */
 #define SFD_INLINE_MAX_DEFAULT (256u * 1024)
 
 /*
