@@ -516,8 +516,10 @@ def write_results(args: argparse.Namespace, r: Dict[str, Dict[str, float]]) -> N
         "# aiohttp FileResponse: with and without sendfiled",
         "",
         f"Command, from the top of the tree: `{cmd.strip()}` (that Python has the binding, "
-        f"aiohttp and uvloop installed, as bindings/python/run-tests.sh makes it; wrk from "
-        f"Debian's package).",
+        f"aiohttp and uvloop installed, as bindings/python/run-tests.sh makes it; wrk and "
+        f"nginx from Debian's packages); `bench/python/run.sh` runs it so, after installing "
+        f"and building what it needs: `flock /work/bench.lock bench/python/run.sh "
+        f"{' '.join(shlex.quote(a) for a in sys.argv[1:] if a not in ('--build', 'build-release'))}`.",
         "",
         f"Machine: {os.cpu_count()} CPUs, Linux {platform.release()}, Python "
         f"{platform.python_version()}; {datetime.date.today().isoformat()}. Loopback TCP; "
