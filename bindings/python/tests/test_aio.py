@@ -625,3 +625,36 @@ def test_small_range_sent_in_caller(kind, daemon, files):
     assert after["in_flight"] == 0
     if dbefore is not None:
         assert daemon.stats()["requests"] == dbefore["requests"]
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_inline_max_zero_asks_daemon(kind, daemon, files):
+    """install(inline_max=0): every range goes to the daemon."""
+    loop = new_loop(kind)
+    try:
+        aio.install(loop, path=daemon.path, require_daemon=True, inline_max=0)
+        before, dbefore = sendfiled.stats(), daemon.stats()
+
+        async def main() -> None:
+            pair = await Pair.open()
+            try:
+                reader = asyncio.ensure_future(pair.read_all())
+                with open(files["small"], "rb") as f:
+                    assert await loop.sendfile(pair.transport, f, 0, 4096) == 4096
+                    assert f.tell() == 4096
+                pair.transport.close()
+                assert await reader == expected(0, 4096)
+            finally:
+                await pair.close()
+
+        loop.run_until_complete(main())
+        after = sendfiled.stats()
+        assert delta(before, after, "offloaded") == 1
+        assert delta(before, after, "inline") == 0
+        if dbefore is not None:
+            assert daemon.stats()["requests"] == dbefore["requests"] + 1
+        with pytest.raises(ValueError):
+            aio.install(loop, inline_max=-1)
+    finally:
+        aio.uninstall(loop)
+        loop.close()
