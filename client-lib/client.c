@@ -611,7 +611,8 @@ struct pipe_guard {
 	sigset_t old;
 };
 
-static void
+/* Return: whether sending may go ahead (no SIGPIPE can escape). */
+static bool
 guard_enter(struct pipe_guard *g)
 {
 	struct sigaction sa;
@@ -619,20 +620,21 @@ guard_enter(struct pipe_guard *g)
 
 	*g = (struct pipe_guard){0};
 	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
-		return;
+		return true;
 	sigemptyset(&set);
 	sigaddset(&set, SIGPIPE);
 	if (pthread_sigmask(SIG_BLOCK, &set, &g->old) != 0)
-		return;
+		return false;
 	g->masked = true;
 	g->was_blocked = sigismember(&g->old, SIGPIPE) == 1;
-	/* Unblocked until now, none can be pending for this thread: only
-	 * then is the question worth a syscall. */
+	/* Unblocked until now, none can be pending for this thread; only
+	 * when the caller had it blocked is sigpending() worth a syscall. */
 	if (g->was_blocked) {
 		sigset_t pending;
 
 		g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
 	}
+	return true;
 }
 
 static void
@@ -749,7 +751,8 @@ try_inline(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_
 			return;
 	}
 
-	guard_enter(&g);
+	if (!guard_enter(&g))
+		return;
 	while (sent < want) {
 		off_t off = (off_t)(offset + sent);
 		ssize_t n = sendfile(out_fd, in_fd, &off, (size_t)(want - sent));
