@@ -975,8 +975,11 @@ sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, 
 	 * the daemon is lost. */
 	if (e < 0)
 		return e;
+	/* Its keys, for the in-caller path of later requests (none in
+	 * non-blocking mode: a request without keys holds that path back
+	 * for every destination while it is in flight). */
 	i = reqs_find(c, id);
-	if (i >= 0 && c->inline_max) {
+	if (i >= 0 && c->inline_max && !c->nonblocking) {
 		struct req *r = &c->reqs[i];
 
 		r->pre_sent = p.sent;

@@ -227,7 +227,9 @@ int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t of
  * sigaction() (and two sigprocmask() unless SIGPIPE is ignored), sendfile(),
  * lseek(); fstat() of the source for a count of 0; fstat() of both while
  * submitted requests are in flight; a second sendfile() when the first was
- * short.
+ * short. And sfd_client_submit() of a range that goes to the daemon, unless
+ * the path is off or the client is in non-blocking mode: fstat() of both
+ * descriptors, so that later requests know where it sends and from what.
  */
 
 /* The default threshold of a new client, in bytes. Measured on loopback TCP
