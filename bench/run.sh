@@ -16,6 +16,7 @@ trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 # shellcheck disable=SC2086 # word splitting wanted
 "$daemon" --socket "$dir/sendfiled.sock" --log-level warning ${DAEMON_ARGS:-} &
 pid=$!
+export BENCH_DAEMON_PID=$pid
 for _ in $(seq 100); do [ -S "$dir/sendfiled.sock" ] && break; sleep 0.05; done
 echo "kernel $(uname -r), $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null || echo unknown), daemon $daemon"
 ./build-release/bench/bench-sendfiled --socket "$dir/sendfiled.sock" "$@"

@@ -10,14 +10,19 @@
  * same table, so that their replies are told apart from the caller's.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,10 +78,24 @@ enum req_kind {
 	REQ_CANCEL, /* a Cancel we sent: its reply only says whether it found the target */
 };
 
+/* Which file: st_dev and st_ino. A socket's inode is its own, so two
+ * descriptors of one socket have the same key. */
+struct fkey {
+	uint64_t dev;
+	uint64_t ino;
+};
+
 struct req {
 	uint64_t id; /* 0 marks a free slot: ids start at 1 */
 	enum req_kind kind;
 	void *userdata; /* REQ_USER: the caller's pointer; REQ_SYNC: its struct waiter */
+	/* REQ_USER, while the in-caller path is on: its destination and
+	 * source, so that no later request to the same destination (or from
+	 * the same file, whose position the daemon may be using) is sent in
+	 * the caller ahead of it. */
+	bool keyed;
+	struct fkey dst, src;
+	uint64_t pre_sent; /* REQ_USER: bytes the caller sent before it (the daemon has the rest) */
 };
 
 struct completion {
@@ -113,6 +132,9 @@ struct sfd_client {
 	/* sfd_client_set_nonblocking(): sfd_client_submit() and
 	 * sfd_client_cancel() return -EAGAIN rather than wait for room. */
 	bool nonblocking;
+	/* sfd_client_set_inline_max(): the largest range sent in the caller
+	 * (see try_inline()); 0: never. */
+	size_t inline_max;
 
 	/* Requests in flight: open addressing with linear probing, a
 	 * power-of-two number of slots, at most half of them used. */
@@ -292,6 +314,18 @@ ping_from_wire(const struct wire_response *w, struct sfd_ping_info *ret_ping)
 	*ret_ping = p;
 }
 
+/* The daemon's outcome for the rest of a range of which the caller sent
+ * @pre bytes. Its final_offset already counts them (it started there). */
+static void
+combine(uint64_t pre, struct sfd_result *res)
+{
+	if (pre == 0)
+		return;
+	if (res->bytes_sent == 0)
+		res->method = SFD_METHOD_SENDFILE;
+	res->bytes_sent += pre;
+}
+
 /* The daemon closed the connection, or was closing it. */
 static bool
 went_away(int e)
@@ -356,6 +390,7 @@ handle_record(struct sfd_client *c, const void *buf, size_t len)
 	case REQ_USER:
 		x.userdata = r.userdata;
 		result_from_wire(&w, &x.res);
+		combine(r.pre_sent, &x.res);
 		c->n_user--;
 		queue_push(c, &x);
 		break;
@@ -523,7 +558,7 @@ sendfile_request(int out_fd, int in_fd, uint64_t offset, uint64_t count, unsigne
 {
 	if (out_fd < 0 || in_fd < 0)
 		return -EBADF;
-	if (flags & ~SFD_NO_FALLBACK)
+	if (flags & ~(SFD_NO_FALLBACK | SFD_NO_INLINE))
 		return -EINVAL;
 	*ret_req = (struct wire_request){
 	        .op = WIRE_OP_SENDFILE,
@@ -533,6 +568,269 @@ sendfile_request(int out_fd, int in_fd, uint64_t offset, uint64_t count, unsigne
 	        .fallback = !(flags & SFD_NO_FALLBACK),
 	};
 	return 0;
+}
+
+/* ---- the in-caller path ------------------------------------------------- */
+
+/* What try_inline() did: @sent bytes left from the caller; when @done, @res
+ * is the whole outcome and the daemon is not asked. */
+struct inline_part {
+	uint64_t sent;
+	bool done;
+	bool keyed; /* dst and src hold the descriptors' keys */
+	struct fkey dst, src;
+	struct sfd_result res;
+};
+
+static struct fkey
+key_of(const struct stat *st)
+{
+	return (struct fkey){.dev = (uint64_t)st->st_dev, .ino = (uint64_t)st->st_ino};
+}
+
+static int
+fd_key(int fd, struct fkey *ret_key)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	*ret_key = key_of(&st);
+	return 0;
+}
+
+static bool
+same_key(const struct fkey *a, const struct fkey *b)
+{
+	return a->dev == b->dev && a->ino == b->ino;
+}
+
+/*
+ * Is a submitted request in flight at the daemon to @dst, or from @src? The
+ * first would be overtaken (transfers to one destination run in the order
+ * submitted); the second may be sending from the file position we would
+ * move. A request submitted while the path was off has no keys: it counts
+ * as both.
+ */
+static bool
+busy_at_daemon(const struct sfd_client *c, const struct fkey *dst, const struct fkey *src)
+{
+	for (size_t i = 0; i < c->reqs_cap; i++) {
+		const struct req *r = &c->reqs[i];
+
+		if (!r->id || r->kind != REQ_USER)
+			continue;
+		if (!r->keyed || same_key(&r->dst, dst) || same_key(&r->src, src))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * sendfile(2) raises SIGPIPE on a socket that can no longer send (it has no
+ * MSG_NOSIGNAL), and the library promises never to raise a signal. A
+ * process that ignores SIGPIPE (most servers; Python and Node.js do at
+ * start) discards it as it is raised: one query then. Otherwise the
+ * signal is blocked in this thread around the call, and one it raised is
+ * taken back before the mask is restored; one that was already pending,
+ * from the caller's own writes, is left alone.
+ */
+struct pipe_guard {
+	bool masked;      /* we blocked it */
+	bool was_blocked; /* the caller had it blocked already */
+	bool was_pending;
+	sigset_t old;
+};
+
+/* Return: whether sending may go ahead (no SIGPIPE can escape). */
+static bool
+guard_enter(struct pipe_guard *g)
+{
+	struct sigaction sa;
+	sigset_t set;
+
+	*g = (struct pipe_guard){0};
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+		return true;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	if (pthread_sigmask(SIG_BLOCK, &set, &g->old) != 0)
+		return false;
+	g->masked = true;
+	g->was_blocked = sigismember(&g->old, SIGPIPE) == 1;
+	/* Unblocked until now, none can be pending for this thread; only
+	 * when the caller had it blocked is sigpending() worth a syscall. */
+	if (g->was_blocked) {
+		sigset_t pending;
+
+		g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+	}
+	return true;
+}
+
+static void
+guard_leave(const struct pipe_guard *g, int err)
+{
+	if (!g->masked)
+		return;
+	if (err == EPIPE && !g->was_pending) {
+		static const struct timespec zero = {0};
+		sigset_t set;
+
+		sigemptyset(&set);
+		sigaddset(&set, SIGPIPE);
+		while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
+			;
+	}
+	if (!g->was_blocked)
+		pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/*
+ * The errors that end a stream for good. The first send after a reset
+ * consumes the socket's pending error (ECONNRESET; EPIPE after it), so the
+ * daemon could not see the same one again: these are reported here,
+ * exactly as the daemon reports them (daemon/xfer.c, xfer_finish_error()).
+ */
+#define PEER_GONE_MESSAGE "the destination's peer closed the connection"
+
+static bool
+peer_gone(int err)
+{
+	switch (err) {
+	case EPIPE:
+	case ECONNRESET:
+	case ECONNABORTED:
+	case ENOTCONN:
+	case ESHUTDOWN:
+	case ETIMEDOUT:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		return true;
+	}
+	return false;
+}
+
+/*
+ * try_inline() - send a small range in the caller, before (or instead of)
+ * asking the daemon.
+ *
+ * A round trip to the daemon costs several times an in-process sendfile of a
+ * few KiB, so for a range of at most c->inline_max bytes to a non-blocking
+ * stream socket, sendfile(2) runs here first, with an explicit offset: a
+ * source it cannot read that way (a pipe, a socket: ESPIPE) fails before
+ * anything is sent. Whatever stops it early, other than the end of the
+ * file, is left to the daemon: a full socket (EAGAIN) for the rest of the
+ * range, and every error but a closed peer (see peer_gone()), which the
+ * daemon meets again and reports as it always does (status, errno,
+ * message), so that the outcome is the same on both paths. The position is set to offset + sent
+ * before the daemon is asked, which is where the daemon then starts.
+ *
+ * Not taken, at no cost: the path is off, SFD_NO_INLINE, a count above the
+ * threshold, a dead connection. Then the syscalls, each needed: fcntl()
+ * (a blocking destination would block the caller) and getsockopt(SO_TYPE)
+ * (the daemon refuses other socket types) on the destination; fstat() of
+ * the source only when the range runs to the end of the file (its size);
+ * fstat() of both only while submitted requests are in flight (the keys
+ * busy_at_daemon() compares); sigaction(), plus two sigprocmask() unless
+ * SIGPIPE is ignored (see struct pipe_guard); sendfile() until the range is
+ * sent or the socket is full (a second call tells a full socket from the
+ * end of the file); lseek() when anything was sent. The caller's
+ * descriptors are borrowed and their flags never changed.
+ */
+static void
+try_inline(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
+           unsigned flags, struct inline_part *ret)
+{
+	struct pipe_guard g;
+	uint64_t want = count, size = 0, sent = 0;
+	socklen_t len = sizeof(int);
+	bool have_src = false, eof = false;
+	int fl, type = 0, err = 0;
+
+	*ret = (struct inline_part){0};
+	if (!c->inline_max || (flags & SFD_NO_INLINE) || c->err)
+		return;
+	if (count > c->inline_max || offset > (uint64_t)INT64_MAX - c->inline_max)
+		return;
+	fl = fcntl(out_fd, F_GETFL);
+	if (fl < 0 || !(fl & O_NONBLOCK) || (fl & (O_APPEND | O_PATH)) ||
+	    (fl & O_ACCMODE) == O_RDONLY)
+		return;
+	if (getsockopt(out_fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+		return;
+	if (count == 0) {
+		struct stat st;
+
+		/* Size 0 is not always empty (/proc files): the daemon
+		 * reads those to their real end. */
+		if (fstat(in_fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+		    offset >= (uint64_t)st.st_size)
+			return;
+		size = (uint64_t)st.st_size;
+		want = size - offset;
+		if (want > c->inline_max)
+			return;
+		ret->src = key_of(&st);
+		have_src = true;
+	}
+	if (c->n_user > 0) {
+		if (fd_key(out_fd, &ret->dst) < 0 || (!have_src && fd_key(in_fd, &ret->src) < 0))
+			return;
+		ret->keyed = true;
+		if (busy_at_daemon(c, &ret->dst, &ret->src))
+			return;
+	}
+
+	if (!guard_enter(&g))
+		return;
+	while (sent < want) {
+		off_t off = (off_t)(offset + sent);
+		ssize_t n = sendfile(out_fd, in_fd, &off, (size_t)(want - sent));
+
+		if (n > 0) {
+			sent += (uint64_t)n;
+		} else if (n == 0) {
+			eof = true;
+			break;
+		} else if (errno != EINTR) {
+			err = errno;
+			break;
+		}
+	}
+	guard_leave(&g, err);
+
+	/* sendfile() with an offset leaves the position alone: the result
+	 * sets it, as the daemon does. */
+	if (sent > 0)
+		(void)lseek(in_fd, (off_t)(offset + sent), SEEK_SET);
+	ret->sent = sent;
+	if (sent < want && !eof && !peer_gone(err))
+		return;
+	ret->done = true;
+	ret->res = (struct sfd_result){
+	        .bytes_sent = sent,
+	        .final_offset = offset + sent,
+	        .status = SFD_STATUS_OK,
+	        .method = sent > 0 ? SFD_METHOD_SENDFILE : SFD_METHOD_NONE,
+	        .flags = SFD_RESULT_INLINE,
+	};
+	if (peer_gone(err)) {
+		ret->res.status = SFD_STATUS_PEER_CLOSED;
+		ret->res.error = err;
+		snprintf(ret->res.message, sizeof(ret->res.message), "%s", PEER_GONE_MESSAGE);
+	} else if (count ? sent < count : offset + sent < size) {
+		ret->res.flags |= SFD_RESULT_SHORT_SOURCE;
+	}
+}
+
+/* What the daemon is asked after the caller sent @sent bytes of @wr. */
+static void
+rest_of(struct wire_request *wr, uint64_t sent)
+{
+	wr->offset += sent;
+	if (wr->has_count)
+		wr->count -= sent;
 }
 
 /*
@@ -620,6 +918,7 @@ sfd_client_open(const char *path, struct sfd_client **ret)
 	}
 	c->fd = fd;
 	c->next_id = 1;
+	c->inline_max = SFD_INLINE_MAX_DEFAULT;
 	memcpy(c->path, buf, sizeof(buf));
 	*ret = c;
 	return 0;
@@ -650,18 +949,77 @@ sfd_client_set_reconnect(struct sfd_client *c, int enable)
 }
 
 int
+sfd_client_set_inline_max(struct sfd_client *c, size_t bytes)
+{
+	c->inline_max = bytes;
+	return 0;
+}
+
+/* A completion produced in the caller: queued like the daemon's, so that
+ * it reaches the callback through sfd_client_dispatch(), under its own id. */
+static uint64_t
+queue_inline(struct sfd_client *c, struct inline_part *p, void *userdata)
+{
+	struct completion x = {.userdata = userdata, .res = p->res};
+
+	x.res.id = c->next_id++;
+	if (c->next_id == 0)
+		c->next_id = 1;
+	queue_push(c, &x);
+	return x.res.id;
+}
+
+int
 sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
                   unsigned flags, void *userdata, uint64_t *ret_id)
 {
 	int fds[2] = {out_fd, in_fd};
+	struct inline_part p = {0};
 	struct wire_request wr;
+	uint64_t id;
+	ssize_t i;
 	int e;
 
 	e = sendfile_request(out_fd, in_fd, offset, count, flags, &wr);
 	if (e < 0)
 		return e;
 	c->submitted = true;
-	return start_request(c, REQ_USER, &wr, fds, 2, !c->nonblocking, userdata, ret_id);
+	/* In non-blocking mode a submit that finds the connection full must
+	 * be able to say "nothing was sent": a range begun in the caller
+	 * could not be taken back. */
+	if (!c->nonblocking && c->inline_max) {
+		/* Room for the completion first: once bytes have left, it
+		 * must not be lost to a failed allocation. */
+		e = queue_reserve(c, c->q_len + c->n_user + 1);
+		if (e < 0)
+			return e;
+		try_inline(c, out_fd, in_fd, offset, count, flags, &p);
+		if (p.done) {
+			*ret_id = queue_inline(c, &p, userdata);
+			return 0;
+		}
+		rest_of(&wr, p.sent);
+	}
+	e = start_request(c, REQ_USER, &wr, fds, 2, !c->nonblocking, userdata, &id);
+	/* A failure after the caller sent part of the range: the file
+	 * position (offset + the bytes sent) tells how much, as it does when
+	 * the daemon is lost. */
+	if (e < 0)
+		return e;
+	/* Its keys, for the in-caller path of later requests (none in
+	 * non-blocking mode: a request without keys holds that path back
+	 * for every destination while it is in flight). */
+	i = reqs_find(c, id);
+	if (i >= 0 && c->inline_max && !c->nonblocking) {
+		struct req *r = &c->reqs[i];
+
+		r->pre_sent = p.sent;
+		r->keyed = p.keyed || (fd_key(out_fd, &p.dst) == 0 && fd_key(in_fd, &p.src) == 0);
+		r->dst = p.dst;
+		r->src = p.src;
+	}
+	*ret_id = id;
+	return 0;
 }
 
 /*
@@ -780,6 +1138,7 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
 {
 	int fds[2] = {out_fd, in_fd};
 	struct wire_request wr;
+	struct inline_part p;
 	struct waiter w;
 	int64_t deadline = -1;
 	unsigned attempts = 0;
@@ -794,6 +1153,15 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
 	e = reqs_reserve(c, 2);
 	if (e < 0)
 		return e;
+	try_inline(c, out_fd, in_fd, offset, count, flags, &p);
+	if (p.done) {
+		p.res.id = c->next_id++;
+		if (c->next_id == 0)
+			c->next_id = 1;
+		*ret = p.res;
+		return 0;
+	}
+	rest_of(&wr, p.sent);
 	if (timeout_ms >= 0)
 		deadline = mono_ms() + timeout_ms;
 
@@ -817,10 +1185,15 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
 		if (e < 0)
 			return e;
 	}
+	if (w.done)
+		combine(p.sent, &w.res);
 	/* A timed-out transfer was cancelled and its answer awaited: what it
 	 * sent and where it left the file position are known, and useful. */
 	if (e == -ETIMEDOUT && w.done)
 		*ret = w.res;
+	/* A failure after the caller sent part of the range: the file
+	 * position (offset + the bytes sent) tells how much, as it does when
+	 * the daemon is lost. */
 	if (e < 0)
 		return e;
 	*ret = w.res;

@@ -13,7 +13,7 @@
  *  - Descriptors passed in are borrowed: the library never closes them and
  *    keeps none after the call returns (the daemon receives duplicates).
  *  - The library never logs and never raises signals (it sends with
- *    MSG_NOSIGNAL).
+ *    MSG_NOSIGNAL; see "The in-caller path" for its sendfile(2)).
  *  - Thread-safety: a struct sfd_client is not thread-safe. Use one client per
  *    thread, or serialise all calls on one client with a lock. Distinct
  *    clients are independent.
@@ -66,6 +66,9 @@ extern "C" {
  * byte, so that the peer reads end of file (a response that ends with the
  * connection). */
 #define SFD_SHUT_WR (1u << 2)
+/* Never send in the caller: the whole range goes to the daemon (see
+ * sfd_client_set_inline_max()). */
+#define SFD_NO_INLINE (1u << 1)
 
 /* Outcome of a request (struct sfd_result.status); the wire enum's values. */
 enum sfd_status {
@@ -93,6 +96,9 @@ enum sfd_method {
 /* Bits of struct sfd_result.flags. */
 /* The source ended before the requested range did (short file, truncation). */
 #define SFD_RESULT_SHORT_SOURCE (1u << 0)
+/* The caller sent all of it itself (see sfd_client_set_inline_max()): the
+ * daemon was not asked. */
+#define SFD_RESULT_INLINE (1u << 3)
 
 /*
  * -SFD_EOUTCOME_UNKNOWN: the connection to the daemon was lost (it was killed,
@@ -165,7 +171,7 @@ void sfd_client_free(struct sfd_client *c);
  * @in_fd: source (regular file, pipe or socket open for reading); borrowed.
  * @offset: start of the range (0 for pipes and sockets).
  * @count: bytes to send; 0 means to end of file.
- * @flags: SFD_NO_FALLBACK or 0.
+ * @flags: SFD_NO_FALLBACK, SFD_NO_INLINE, or 0.
  * @timeout_ms: how long to wait for the answer; -1 (any negative value) waits
  *        forever. On timeout the request is cancelled and its answer awaited
  *        so that the file position is settled before returning -ETIMEDOUT;
@@ -175,6 +181,8 @@ void sfd_client_free(struct sfd_client *c);
  *        -ETIMEDOUT: then ret->status is SFD_STATUS_CANCELLED, with the bytes
  *        sent before the cancel and the final offset.
  *
+ * A small range to a non-blocking socket may be sent in the caller (see "The
+ * in-caller path" above).
  * Blocks the calling thread. Completions of requests made with
  * sfd_client_submit() that arrive meanwhile are kept for sfd_client_dispatch().
  * After a daemon restart it may send the request again on a new connection
@@ -193,6 +201,67 @@ void sfd_client_free(struct sfd_client *c);
  */
 int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset,
                         uint64_t count, unsigned flags, int timeout_ms, struct sfd_result *ret);
+
+/*
+ * The in-caller path. A round trip to the daemon costs several times an
+ * in-process sendfile(2) of a few KiB, so small ranges are first tried in
+ * the calling thread.
+ *
+ * When: the destination is a non-blocking (O_NONBLOCK) SOCK_STREAM socket
+ * and the range is at most the client's threshold (a count of 0, "to end of
+ * file", is measured with fstat()). Never for a blocking destination (it
+ * could block the caller), with SFD_NO_INLINE, on a client whose threshold
+ * is 0, in non-blocking mode (sfd_client_set_nonblocking()), and not by
+ * sfd_client_submit() while a request it submitted to the same destination
+ * (or from the same file) is in flight at the daemon: transfers to one
+ * destination keep their order.
+ *
+ * What: sendfile(2) runs in the caller with an explicit offset; what it
+ * could not send at once (the socket's buffer was full) goes to the daemon
+ * as (offset + sent, count - sent), and the results are combined: bytes_sent
+ * counts both parts, final_offset and the file position are offset + bytes
+ * sent, method is SFD_METHOD_SENDFILE. When the caller sent it all,
+ * ret->flags has SFD_RESULT_INLINE and the daemon was not asked.
+ *
+ * Errors: a closed or reset peer is reported in the caller as the daemon
+ * reports it (the same status, errno and message, with SFD_RESULT_INLINE);
+ * any other error (a source sendfile cannot read, say) leaves the range to
+ * the daemon, which reports it as it always does. SIGPIPE is never raised:
+ * it is blocked in the calling thread around the call unless the process
+ * ignores it. If the daemon cannot be asked for the rest of a range the
+ * caller began, the call fails as it would have, and the file position
+ * tells how much was sent (offset + bytes sent).
+ *
+ * Caveats: a cold file is read from disk in the caller, as its own
+ * sendfile() would be. The daemon does not see these transfers: its
+ * statistics, limits and allow-list apply to what reaches it (a refused
+ * user learns it at its first request that does). The source is not asked
+ * its type (a syscall per request): a pipe or socket fails at once (ESPIPE)
+ * and goes to the daemon; a seekable character device that sendfile(2) can
+ * read (/dev/zero) is sent in the caller, where the daemon would splice it:
+ * ret->method says which ran.
+ *
+ * Cost per request: fcntl() and getsockopt() on the destination,
+ * sigaction() (and two sigprocmask() unless SIGPIPE is ignored), sendfile(),
+ * lseek(); fstat() of the source for a count of 0; fstat() of both while
+ * submitted requests are in flight; a second sendfile() when the first was
+ * short. And sfd_client_submit() of a range that goes to the daemon, unless
+ * the path is off or the client is in non-blocking mode: fstat() of both
+ * descriptors, so that later requests know where it sends and from what.
+ */
+
+/* The default threshold of a new client, in bytes. Measured on loopback TCP
+ * (bench/RESULTS.md, "small files sent in the caller"): sending in the
+ * caller costs it less CPU than asking the daemon up to 512 KiB, as much at
+ * 1 MiB; 256 KiB keeps a margin for cold files and full sockets. */
+#define SFD_INLINE_MAX_DEFAULT (256u * 1024)
+
+/*
+ * sfd_client_set_inline_max() - the largest range the client tries to send
+ * in the caller (see "The in-caller path" above); 0 turns the path off.
+ * New clients start at SFD_INLINE_MAX_DEFAULT. Return: 0.
+ */
+int sfd_client_set_inline_max(struct sfd_client *c, size_t bytes);
 
 /* The asynchronous interface, for event loops. */
 
@@ -235,6 +304,10 @@ int sfd_client_set_reconnect(struct sfd_client *c, int enable);
  * waits it keeps reading completions, which it holds for the next dispatch:
  * call sfd_client_dispatch() after a submit when sfd_client_pending() > 0.
  * With sfd_client_set_nonblocking() it returns -EAGAIN instead of waiting.
+ * A small range may be sent in the caller (see "The in-caller path" above):
+ * its completion is queued at once, under the id returned, and delivered by
+ * the next sfd_client_dispatch() like any other; sfd_client_pending() says
+ * so (the descriptor does not become readable for it).
  * A completion with SFD_STATUS_SHUTTING_DOWN: see "Daemon restarts" at the
  * top. From the first submit on, sfd_client_sendfile() no longer replaces
  * the connection.

@@ -658,3 +658,73 @@ def test_one_sendfile_at_a_time_per_transport(kind, daemon, files):
             await pair.close()
 
     run(kind, main, install=True, path=daemon.path, require_daemon=True)
+
+
+# -- the in-caller path -------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_small_range_sent_in_caller(kind, daemon, files):
+    """loop.sendfile() of a few KiB: the library sends it from the loop's
+    thread, its completion comes through dispatch like the daemon's; the
+    peer's bytes, the return value and the position are the same."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for offset, count in ((0, 4096), (MiB + 23, None)):
+            pair = await Pair.open()
+            try:
+                reader = asyncio.ensure_future(pair.read_all())
+                with open(files["small"], "rb") as f:
+                    n = await loop.sendfile(pair.transport, f, offset, count)
+                    want = count if count is not None else SMALL - offset
+                    assert n == want
+                    assert f.tell() == offset + want
+                pair.transport.close()
+                assert await reader == expected(offset, want)
+            finally:
+                await pair.close()
+
+    before = sendfiled.stats()
+    dbefore = daemon.stats()
+    run(kind, main, install=True, path=daemon.path, require_daemon=True)
+    after = sendfiled.stats()
+    assert delta(before, after, "offloaded") == 2
+    assert delta(before, after, "inline") == 2
+    assert delta(before, after, "inline_bytes") == 4096 + SMALL - MiB - 23
+    assert after["in_flight"] == 0
+    if dbefore is not None:
+        assert daemon.stats()["requests"] == dbefore["requests"]
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_inline_max_zero_asks_daemon(kind, daemon, files):
+    """install(inline_max=0): every range goes to the daemon."""
+    loop = new_loop(kind)
+    try:
+        aio.install(loop, path=daemon.path, require_daemon=True, inline_max=0)
+        before, dbefore = sendfiled.stats(), daemon.stats()
+
+        async def main() -> None:
+            pair = await Pair.open()
+            try:
+                reader = asyncio.ensure_future(pair.read_all())
+                with open(files["small"], "rb") as f:
+                    assert await loop.sendfile(pair.transport, f, 0, 4096) == 4096
+                    assert f.tell() == 4096
+                pair.transport.close()
+                assert await reader == expected(0, 4096)
+            finally:
+                await pair.close()
+
+        loop.run_until_complete(main())
+        after = sendfiled.stats()
+        assert delta(before, after, "offloaded") == 1
+        assert delta(before, after, "inline") == 0
+        if dbefore is not None:
+            assert daemon.stats()["requests"] == dbefore["requests"] + 1
+        with pytest.raises(ValueError):
+            aio.install(loop, inline_max=-1)
+    finally:
+        aio.uninstall(loop)
+        loop.close()

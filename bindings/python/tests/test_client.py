@@ -11,6 +11,8 @@ import struct
 import threading
 import time
 
+from typing import Optional
+
 import pytest
 
 import sendfiled
@@ -538,3 +540,60 @@ def test_library_env_and_explicit(monkeypatch, tmp_path):
     assert sendfiled.load_library().path == good
     lib = sendfiled.load_library(good)
     assert isinstance(lib, sendfiled.Library)
+
+
+# -- the in-caller path -------------------------------------------------------
+
+
+def _daemon_requests(daemon) -> Optional[int]:
+    st = daemon.stats()
+    return None if st is None else st["requests"]
+
+
+@pytest.mark.parametrize("offset,count", [(0, 4096), (100, 4000), (MiB + 100, None)])
+def test_small_range_sent_in_caller(daemon, files, offset, count):
+    """A small range to a non-blocking socket leaves from this thread: the
+    bytes, the return value and the position are those of the daemon path,
+    the daemon counts no request, the stats count it as inline."""
+    want = expected(offset, (count if count is not None else SMALL - offset))
+    with sendfiled.Client(daemon.path) as c:
+        for inline_max in (None, 0):
+            if inline_max == 0:
+                c.close()
+                c = sendfiled.Client(daemon.path, inline_max=0)
+            peer = Peer()
+            peer.client.setblocking(False)
+            before, dbefore = sendfiled.stats(), _daemon_requests(daemon)
+            with open(files["small"], "rb", buffering=0) as f:
+                assert c.sendfile(peer.client, f, offset, count) == len(want)
+                assert f.tell() == offset + len(want)
+                assert os.lseek(f.fileno(), 0, os.SEEK_CUR) == offset + len(want)
+            after, dafter = sendfiled.stats(), _daemon_requests(daemon)
+            peer.client.setblocking(True)
+            assert peer.finish() == want
+            through_caller = inline_max is None
+            assert after["inline"] - before["inline"] == int(through_caller)
+            assert after["offloaded"] - before["offloaded"] == 1
+            if dbefore is not None:
+                assert dafter - dbefore == int(not through_caller)
+        c.close()
+
+
+def test_blocking_socket_goes_to_daemon(daemon, files):
+    """A blocking socket could block the caller: the daemon sends it."""
+    want = expected(0, 4000)
+    with sendfiled.Client(daemon.path) as c:
+        peer = Peer()
+        before, dbefore = sendfiled.stats(), _daemon_requests(daemon)
+        with open(files["small"], "rb") as f:
+            assert c.sendfile(peer.client, f, 0, 4000) == 4000
+            assert f.tell() == 4000
+        assert sendfiled.stats()["inline"] == before["inline"]
+        if dbefore is not None:
+            assert _daemon_requests(daemon) == dbefore + 1
+        assert peer.finish() == want
+
+
+def test_inline_max_checked():
+    with pytest.raises(ValueError):
+        sendfiled.Client("/nonexistent", inline_max=-1)

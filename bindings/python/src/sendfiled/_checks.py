@@ -135,6 +135,11 @@ def settle_position(file: Any, bytes_sent: int, final_offset: int) -> None:
     """
     if bytes_sent <= 0 or not hasattr(file, "seek"):
         return
+    # An unbuffered file object keeps no position of its own: the
+    # descriptor's is already right, and two more syscalls would only cost
+    # time (they matter for the small ranges sent in the calling thread).
+    if type(file) is io.FileIO:
+        return
     seekable = getattr(file, "seekable", None)
     try:
         if seekable is not None and not seekable():

@@ -67,23 +67,38 @@ class Client:
     :meth:`sendfile` sends in this process with :meth:`socket.socket.sendfile`
     while the daemon is away, and tries to reconnect at each call.
 
+    A small range to a non-blocking socket is sent by the library in the
+    calling thread, without a round trip to the daemon (see
+    ``sfd_client_set_inline_max()`` in sendfiled.h): ``inline_max`` sets the
+    largest such range in bytes, 0 turns it off; None keeps the library's
+    default.
+
     A client may be shared by threads: calls on it are serialised.
     """
 
     def __init__(self, path: PathArg = None, *, lib: LibArg = None,
-                 local_fallback: bool = False) -> None:
+                 local_fallback: bool = False, inline_max: Optional[int] = None) -> None:
         self._lib = _lib.resolve(lib)
         self.path: Optional[str] = os.fsdecode(path) if path is not None else None
         self.local_fallback = local_fallback
+        if inline_max is not None and (not isinstance(inline_max, int) or inline_max < 0):
+            raise ValueError(f"inline_max must be a non-negative integer, got {inline_max!r}")
+        self.inline_max = inline_max
         self._lock = threading.Lock()
         self._c: Optional[ctypes.c_void_p] = None
         self._closed = False
         try:
-            self._c = open_raw(self._lib, path)
+            self._c = self._open()
         except _errors.DaemonUnavailableError as e:
             if not local_fallback:
                 raise
             self._note_unavailable(e)
+
+    def _open(self) -> ctypes.c_void_p:
+        c = open_raw(self._lib, self.path)
+        if self.inline_max is not None and self._lib.set_inline_max is not None:
+            self._lib.set_inline_max(c, self.inline_max)
+        return c
 
     # -- lifetime -----------------------------------------------------------
 
@@ -129,7 +144,7 @@ class Client:
             raise ValueError("I/O operation on closed sendfiled.Client")
         if self._c is None:
             try:
-                self._c = open_raw(self._lib, self.path)
+                self._c = self._open()
             except _errors.DaemonUnavailableError as e:
                 if not self.local_fallback:
                     raise
@@ -202,7 +217,7 @@ class Client:
             return socket.socket.sendfile(sock, file, offset, count)
         _stats.completed(result.method_name, result.bytes_sent,
                          result.status != _lib.STATUS_OK,
-                         result.status == _lib.STATUS_CANCELLED)
+                         result.status == _lib.STATUS_CANCELLED, result.inline)
         _checks.settle_position(file, result.bytes_sent, result.final_offset)
         if result.status == _lib.STATUS_OK:
             return result.bytes_sent

@@ -22,6 +22,7 @@ __all__ = [
     "Result",
     "load_library",
     "SFD_NO_FALLBACK",
+    "SFD_NO_INLINE",
     "STATUS_OK",
     "STATUS_NOT_AVAILABLE",
     "STATUS_INVALID_ARGUMENT",
@@ -41,6 +42,8 @@ __all__ = [
 SFD_NO_FALLBACK = 1 << 0
 #: Flag for a hand-off: shut the destination's write side down after the last byte.
 SFD_SHUT_WR = 1 << 2
+#: Flag for a request: never send in the calling thread, always through the daemon.
+SFD_NO_INLINE = 1 << 1
 
 STATUS_OK = 0
 STATUS_NOT_AVAILABLE = 1
@@ -57,6 +60,8 @@ STATUS_PERMISSION_DENIED = 9
 METHOD_NAMES = {0: "none", 1: "sendfile", 2: "splice", 3: "read_write"}
 
 SFD_RESULT_SHORT_SOURCE = 1 << 0
+#: The library sent the whole range in the calling thread; the daemon was not asked.
+SFD_RESULT_INLINE = 1 << 3
 SFD_MESSAGE_MAX = 256
 
 #: enum sfd_feature (proto Feature) values, by the names every binding uses.
@@ -106,6 +111,12 @@ class Result:
     def short_source(self) -> bool:
         """True when the source ended before the requested range did."""
         return bool(self.flags & SFD_RESULT_SHORT_SOURCE)
+
+    @property
+    def inline(self) -> bool:
+        """True when the library sent it all in the calling thread (a small
+        range to a non-blocking socket) and the daemon was not asked."""
+        return bool(self.flags & SFD_RESULT_INLINE)
 
     def __repr__(self) -> str:
         return (f"<Result id={self.id} status={self.status} error={self.error} "
@@ -189,6 +200,9 @@ class Library:
         self.cancel = fn("sfd_client_cancel", ctypes.c_int, vp, u64)
         self.pending = fn("sfd_client_pending", ctypes.c_uint, vp)
         self.in_flight = fn("sfd_client_in_flight", ctypes.c_uint, vp)
+        # Since libsendfiled 0.3; None with an older library.
+        self.set_inline_max = (fn("sfd_client_set_inline_max", ctypes.c_int, vp, ctypes.c_size_t)
+                               if hasattr(cdll, "sfd_client_set_inline_max") else None)
         self.status_str = fn("sfd_status_str", ctypes.c_char_p, ctypes.c_int)
         self.method_str = fn("sfd_method_str", ctypes.c_char_p, ctypes.c_int)
         self._default_socket_path = fn("sfd_default_socket_path", ctypes.c_int, ctypes.c_char_p,

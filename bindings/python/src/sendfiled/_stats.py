@@ -11,6 +11,11 @@ _COUNTERS = (
     # Requests the daemon answered (any status), and the bytes it sent for them.
     "offloaded",
     "offloaded_bytes",
+    # Of those, how many the library sent in the calling thread (small
+    # ranges to non-blocking sockets), and their bytes: never seen by the
+    # daemon.
+    "inline",
+    "inline_bytes",
     # Of those, how many ended in an error or a cancellation.
     "errors",
     "cancelled",
@@ -42,10 +47,14 @@ def bump(name: str, n: int = 1) -> None:
         _stats[name] += n
 
 
-def completed(method: str, nbytes: int, error: bool, cancelled: bool) -> None:
+def completed(method: str, nbytes: int, error: bool, cancelled: bool,
+              inline: bool = False) -> None:
     with _lock:
         _stats["offloaded"] += 1
         _stats["offloaded_bytes"] += nbytes
+        if inline:
+            _stats["inline"] += 1
+            _stats["inline_bytes"] += nbytes
         m = _stats["methods"]
         m[method] = m.get(method, 0) + 1
         if cancelled:
@@ -62,8 +71,10 @@ def set_last_error(msg: Optional[str]) -> None:
 def stats() -> Dict[str, Any]:
     """A snapshot of the process-wide counters.
 
-    ``offloaded``: requests the daemon answered; ``offloaded_bytes``: bytes it
-    sent for them; ``methods``: how many used each method (sendfile, splice,
+    ``offloaded``: requests libsendfiled answered; ``offloaded_bytes``: bytes
+    sent for them; ``inline`` and ``inline_bytes``: those of them the library
+    sent in the calling thread without asking the daemon (a small range to a
+    non-blocking socket); ``methods``: how many used each method (sendfile, splice,
     read_write, none); ``errors`` and ``cancelled``: those that ended so;
     ``fallback_no_daemon``, ``fallback_tls``, ``fallback_transport``,
     ``fallback_not_regular``, ``fallback_limit``: requests served in-process

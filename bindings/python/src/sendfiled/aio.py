@@ -123,6 +123,8 @@ class _LoopClient:
         # Replaced after the daemon said it is stopping: no new requests,
         # but the ones in flight still complete here.
         self.retiring = False
+        # install(inline_max=): None keeps libsendfiled's default.
+        self.inline_max: Optional[int] = None
 
     # The ctypes callback: called from sfd_client_dispatch(), in this thread.
     def _on_completion(self, c: Any, rid: int, res: Any, userdata: Any) -> None:
@@ -157,6 +159,8 @@ class _LoopClient:
         # The loop watches this descriptor: it must stay the same for the
         # client's life.
         self.lib.set_reconnect(c, 0)
+        if self.inline_max is not None and self.lib.set_inline_max is not None:
+            self.lib.set_inline_max(c, self.inline_max)
         fd = self.lib.get_fd(c)
         self._c = c
         self._fd = fd
@@ -286,6 +290,7 @@ class _LoopState:
         self.path: PathArg = None
         self.lib: LibArg = None
         self.retry_interval = 1.0
+        self.inline_max: Optional[int] = None
         self.client: Optional[_LoopClient] = None
         self.installed = False
         # The loop's own methods, bound, captured before any patching.
@@ -298,6 +303,7 @@ class _LoopState:
         c = self.client
         if c is None or c._closed:
             c = _LoopClient(loop, _lib.resolve(self.lib), self.path, self.retry_interval)
+            c.inline_max = self.inline_max
             self.client = c
         return c
 
@@ -348,7 +354,7 @@ def _settle_lost(file: Any, fileno: int, offset: int, before: Optional[int]) -> 
 
 def _record(res: _lib.Result) -> None:
     _stats.completed(res.method_name, res.bytes_sent, res.status != _lib.STATUS_OK,
-                     res.status == _lib.STATUS_CANCELLED)
+                     res.status == _lib.STATUS_CANCELLED, res.inline)
 
 
 async def _daemon_send(st: _LoopState, loop: asyncio.AbstractEventLoop, lc: _LoopClient,
@@ -559,7 +565,8 @@ async def sock_sendfile(sock: Any, file: Any, offset: int = 0, count: Optional[i
 
 
 def install(loop: Optional[asyncio.AbstractEventLoop] = None, *, require_daemon: bool = False,
-            path: PathArg = None, lib: LibArg = None, retry_interval: float = 1.0) -> None:
+            path: PathArg = None, lib: LibArg = None, retry_interval: float = 1.0,
+            inline_max: Optional[int] = None) -> None:
     """Make ``loop.sendfile`` and ``loop.sock_sendfile`` of ``loop`` (default:
     the running loop) go through the daemon.
 
@@ -567,15 +574,21 @@ def install(loop: Optional[asyncio.AbstractEventLoop] = None, *, require_daemon:
     ``lib``: the library to use; ``require_daemon``: raise
     DaemonUnavailableError instead of sending in-process when the daemon
     cannot be reached; ``retry_interval``: seconds between two attempts to
-    reach an absent daemon (a warning is logged once until it is reached).
+    reach an absent daemon (a warning is logged once until it is reached);
+    ``inline_max``: the largest range (bytes) libsendfiled sends from the
+    loop's own thread to a non-blocking socket instead of asking the daemon,
+    0 to always ask the daemon (None: the library's default, 256 KiB).
 
     The connection is made at the first transfer, and released by
     :func:`uninstall`, :func:`close` or ``loop.close()``. Installing twice
     only updates the options.
     """
+    if inline_max is not None and (not isinstance(inline_max, int) or inline_max < 0):
+        raise ValueError(f"inline_max must be a non-negative integer, got {inline_max!r}")
     loop = _loop_arg(loop)
     st = _state(loop)
-    changed = (st.path, st.lib) != (path, lib)
+    changed = (st.path, st.lib, st.inline_max) != (path, lib, inline_max)
+    st.inline_max = inline_max
     st.require_daemon = require_daemon
     st.path = path
     st.lib = lib
