@@ -218,8 +218,7 @@ wire_request_decode(const void *buf, size_t len, struct wire_request *ret_req)
 		r.close_when_done = s->has_close_when_done && s->close_when_done;
 		r.shutdown_write = s->has_shutdown_write && s->shutdown_write;
 		/* None of them is implemented yet. */
-		r.has_unsupported = r.deadline_ms || r.idle_timeout_ms || r.rate_limit_bps ||
-		                    r.rate_limit_after || r.close_when_done || r.shutdown_write;
+		r.has_unsupported = r.close_when_done || r.shutdown_write;
 		break;
 	}
 	case SENDFILED__V1__REQUEST__OP_CANCEL:

@@ -34,8 +34,10 @@ struct transfer_info {
 	uint64_t bytes_sent;
 	int method; /* enum wire_method */
 	bool on_worker;
-	bool waiting;      /* behind another transfer to the same destination */
-	uint64_t start_ms; /* uv_now() when it started */
+	bool waiting;            /* behind another transfer to the same destination */
+	uint64_t start_ms;       /* uv_now() when it started */
+	uint64_t rate_limit_bps; /* 0: none */
+	int timeout;             /* at its end: enum wire_timeout */
 };
 
 enum transfer_event_kind {
@@ -62,6 +64,8 @@ struct account_snapshot {
 	uint64_t bytes_sent;
 	uint64_t by_status[WIRE_STATUS_COUNT];
 	uint64_t by_method[WIRE_METHOD_COUNT];
+	/* TIMED_OUT transfers by the limit that ended them (enum wire_timeout). */
+	uint64_t by_timeout[WIRE_TIMEOUT_IDLE + 1];
 	struct account_uid *uids; /* malloc'd: account_snapshot_free() */
 	unsigned n_uids;
 };

@@ -23,6 +23,7 @@ struct conn;
 struct engine;
 struct account;
 struct transfer_info;
+struct pace_conf;
 
 /* Records read per recvmmsg(2) (conn.c says why this many). */
 #define CONN_READ_BATCH 32
@@ -36,6 +37,8 @@ struct conn_env {
 	unsigned char *recv_bufs;
 	unsigned max_in_flight; /* requests in flight per connection */
 	size_t chunk_size;      /* bytes per wake-up of a transfer */
+	/* Deadline and idle timeout: the defaults and maxima (pace.h). */
+	const struct pace_conf *pace;
 	/* The connection is gone (from its last close callback): unlink it. */
 	void (*closed)(void *owner, struct conn *c);
 	void *owner;

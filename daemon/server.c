@@ -62,6 +62,7 @@ server_config_defaults(struct server_config *cfg)
 	cfg->max_in_flight_per_uid = 4096;
 	cfg->chunk_size = 2 * 1024 * 1024;
 	cfg->drain_timeout_ms = 10000;
+	pace_conf_defaults(&cfg->pace);
 	cfg->workers = ENGINE_WORKERS_DEFAULT;
 }
 
@@ -367,6 +368,7 @@ server_new(uv_loop_t *loop, const struct server_config *cfg, int listen_fd,
 		        .recv_bufs = srv->recv_bufs,
 		        .max_in_flight = cfg->max_in_flight_per_conn,
 		        .chunk_size = cfg->chunk_size,
+		        .pace = &srv->cfg.pace,
 		        .closed = on_conn_closed,
 		        .owner = srv,
 		};

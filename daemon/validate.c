@@ -14,8 +14,7 @@ validate_request(const struct wire_request *req, const char **ret_msg)
 		return -EINVAL;
 	}
 	if (req->has_unsupported) {
-		*ret_msg =
-		        "deadline, rate limit and close-when-done are not supported by this daemon";
+		*ret_msg = "close-when-done is not supported by this daemon";
 		return -EOPNOTSUPP;
 	}
 	if (req->offset > INT64_MAX) {
