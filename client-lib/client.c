@@ -259,6 +259,11 @@ result_from_wire(const struct wire_response *w, struct sfd_result *ret_res)
 	        .id = w->id,
 	};
 
+	if (w->timeout == WIRE_TIMEOUT_DEADLINE)
+		res.flags |= SFD_RESULT_DEADLINE;
+	else if (w->timeout == WIRE_TIMEOUT_IDLE)
+		res.flags |= SFD_RESULT_IDLE;
+
 	snprintf(res.message, sizeof(res.message), "%s", w->message);
 	*ret_res = res;
 }
@@ -486,21 +491,45 @@ send_cancel(struct sfd_client *c, uint64_t target, bool may_wait)
 	return start_request(c, REQ_CANCEL, &wr, NULL, 0, may_wait, NULL, &id);
 }
 
+/* The transfer's limits; reserved fields must be zero, so that a later
+ * version can give them a meaning. */
+static int
+request_options(const struct sfd_options *opts, struct wire_request *req)
+{
+	if (!opts)
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(opts->reserved); i++)
+		if (opts->reserved[i])
+			return -EINVAL;
+	if (opts->rate_limit_after && !opts->rate_limit_bps)
+		return -EINVAL;
+	req->deadline_ms = opts->deadline_ms;
+	req->idle_timeout_ms = opts->idle_timeout_ms;
+	req->rate_limit_bps = opts->rate_limit_bps;
+	req->rate_limit_after = opts->rate_limit_after;
+	return 0;
+}
+
 static int
 sendfile_request(int out_fd, int in_fd, uint64_t offset, uint64_t count, unsigned flags,
-                 struct wire_request *ret_req)
+                 const struct sfd_options *opts, struct wire_request *ret_req)
 {
+	struct wire_request req;
+
 	if (out_fd < 0 || in_fd < 0)
 		return -EBADF;
 	if (flags & ~SFD_NO_FALLBACK)
 		return -EINVAL;
-	*ret_req = (struct wire_request){
+	req = (struct wire_request){
 	        .op = WIRE_OP_SENDFILE,
 	        .offset = offset,
 	        .count = count,
 	        .has_count = count != 0,
 	        .fallback = !(flags & SFD_NO_FALLBACK),
 	};
+	if (request_options(opts, &req) < 0)
+		return -EINVAL;
+	*ret_req = req;
 	return 0;
 }
 
@@ -622,11 +651,20 @@ int
 sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
                   unsigned flags, void *userdata, uint64_t *ret_id)
 {
+	return sfd_client_submit_opts(c, out_fd, in_fd, offset, count, flags, NULL, userdata,
+	                              ret_id);
+}
+
+int
+sfd_client_submit_opts(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
+                       unsigned flags, const struct sfd_options *opts, void *userdata,
+                       uint64_t *ret_id)
+{
 	int fds[2] = {out_fd, in_fd};
 	struct wire_request wr;
 	int e;
 
-	e = sendfile_request(out_fd, in_fd, offset, count, flags, &wr);
+	e = sendfile_request(out_fd, in_fd, offset, count, flags, opts, &wr);
 	if (e < 0)
 		return e;
 	c->submitted = true;
@@ -747,6 +785,15 @@ int
 sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
                     unsigned flags, int timeout_ms, struct sfd_result *ret)
 {
+	return sfd_client_sendfile_opts(c, out_fd, in_fd, offset, count, flags, NULL, timeout_ms,
+	                                ret);
+}
+
+int
+sfd_client_sendfile_opts(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset,
+                         uint64_t count, unsigned flags, const struct sfd_options *opts,
+                         int timeout_ms, struct sfd_result *ret)
+{
 	int fds[2] = {out_fd, in_fd};
 	struct wire_request wr;
 	struct waiter w;
@@ -755,7 +802,7 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
 	bool unsent;
 	int e;
 
-	e = sendfile_request(out_fd, in_fd, offset, count, flags, &wr);
+	e = sendfile_request(out_fd, in_fd, offset, count, flags, opts, &wr);
 	if (e < 0)
 		return e;
 	/* Room for the request and for the Cancel a timeout may need, so
