@@ -212,9 +212,15 @@ test_request_reserved_fields(void **state)
 	static const uint8_t close_[] = {0x08, 0x01, 0x12, 0x02, 0x30, 0x01};
 	/* id=1, sendfile={deadline_ms=0, rate_limit_bps=0, close_when_done=false} */
 	static const uint8_t zeros[] = {0x08, 0x01, 0x12, 0x06, 0x20, 0x00, 0x28, 0x00, 0x30, 0x00};
+	struct wire_request r;
 
-	assert_true(decode_ok(deadline, sizeof(deadline)).has_unsupported);
-	assert_true(decode_ok(rate, sizeof(rate)).has_unsupported);
+	/* The limits are implemented: decoded, not refused. */
+	r = decode_ok(deadline, sizeof(deadline));
+	assert_false(r.has_unsupported);
+	assert_int_equal(r.deadline_ms, 5);
+	r = decode_ok(rate, sizeof(rate));
+	assert_false(r.has_unsupported);
+	assert_int_equal(r.rate_limit_bps, 1000);
 	assert_true(decode_ok(close_, sizeof(close_)).has_unsupported);
 	/* Set to their "off" value they ask for nothing. */
 	assert_false(decode_ok(zeros, sizeof(zeros)).has_unsupported);
