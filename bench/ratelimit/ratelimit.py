@@ -52,7 +52,7 @@ sys.path.insert(0, os.path.join(TOP, "bindings", "python", "src"))
 import sendfiled  # noqa: E402
 
 SIOCINQ = 0x541B
-SIOCOUTQ = 0x5411
+SIOCOUTQNSD = 0x894B
 TCP_CONGESTION = getattr(socket, "TCP_CONGESTION", 13)
 BENCH_CPU, SERVER_CPU = 1, 0
 
@@ -299,13 +299,17 @@ def limits_bench(args, client):
             last = [time.monotonic(), 0]
 
             def sample():
-                # Bytes the daemon has written and nobody has read: in the
-                # destination's send queue or the receiver's receive queue.
-                # They grow exactly when the daemon moves a byte.
+                # Bytes the daemon has written and nobody has read: those
+                # not sent yet from the destination's queue plus those in
+                # the receiver's queue (loopback delivers at once). Not
+                # SIOCOUTQ: it counts delivered bytes until their delayed
+                # ACK, 40 ms later. The sum grows exactly when the daemon
+                # writes.
                 while not stop.is_set():
                     q = (struct.unpack("i", fcntl.ioctl(rcv.fileno(), SIOCINQ, b"\0" * 4))[0] +
-                         struct.unpack("i", fcntl.ioctl(dst.fileno(), SIOCOUTQ, b"\0" * 4))[0])
-                    if q != last[1]:
+                         struct.unpack("i", fcntl.ioctl(dst.fileno(), SIOCOUTQNSD,
+                                                        b"\0" * 4))[0])
+                    if q > last[1]:
                         last[:] = [time.monotonic(), q]
                     time.sleep(0.001)
 
