@@ -166,6 +166,17 @@ pub struct Reply {
     pub method: Method,
     /// The source ended before the requested range did.
     pub short_source: bool,
+    /// `TIMED_OUT`: the limit that ended the transfer.
+    pub timeout: Option<Limit>,
+}
+
+/// Which of a transfer's limits ended it (the wire enum `Timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// [`SendOptions::deadline`](crate::SendOptions::deadline).
+    Deadline,
+    /// [`SendOptions::idle_timeout`](crate::SendOptions::idle_timeout).
+    Idle,
 }
 
 impl From<Response> for Reply {
@@ -179,6 +190,11 @@ impl From<Response> for Reply {
             bytes_sent: r.bytes_sent,
             final_offset: r.final_offset,
             short_source: r.short_source,
+            timeout: match r.timeout {
+                1 => Some(Limit::Deadline),
+                2 => Some(Limit::Idle),
+                _ => None,
+            },
         }
     }
 }

@@ -334,9 +334,10 @@ impl AsyncClient {
         src: BorrowedFd<'_>,
         offset: u64,
         count: Option<u64>,
-        fallback: bool,
+        opts: &SendOptions,
         patience: &mut Option<Instant>,
     ) -> Result<Transfer, Error> {
+        let limits = opts.wire_limits()?;
         loop {
             let conn = self.conn(patience).await?;
             let Some((id, Some(rx))) = conn.register(true) else {
@@ -346,7 +347,8 @@ impl AsyncClient {
                 id,
                 offset,
                 count,
-                fallback,
+                fallback: opts.allows_fallback(),
+                limits,
             };
             match conn.send(&req, &[dst, src]).await {
                 Ok(()) => {
@@ -395,7 +397,7 @@ impl AsyncClient {
             src.as_fd(),
             offset,
             count,
-            opts.allows_fallback(),
+            &opts,
             &mut patience,
         )
         .await
@@ -422,14 +424,7 @@ impl AsyncClient {
         let mut patience = None;
         loop {
             let mut t = self
-                .start(
-                    dst,
-                    src,
-                    offset,
-                    count,
-                    opts.allows_fallback(),
-                    &mut patience,
-                )
+                .start(dst, src, offset, count, &opts, &mut patience)
                 .await?;
             let delivery = match deadline {
                 None => t.raw().await,
