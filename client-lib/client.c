@@ -296,6 +296,11 @@ result_from_wire(const struct wire_response *w, struct sfd_result *ret_res)
 	        .id = w->id,
 	};
 
+	if (w->timeout == WIRE_TIMEOUT_DEADLINE)
+		res.flags |= SFD_RESULT_DEADLINE;
+	else if (w->timeout == WIRE_TIMEOUT_IDLE)
+		res.flags |= SFD_RESULT_IDLE;
+
 	snprintf(res.message, sizeof(res.message), "%s", w->message);
 	*ret_res = res;
 }
@@ -552,21 +557,45 @@ send_cancel(struct sfd_client *c, uint64_t target, bool may_wait)
 	return start_request(c, REQ_CANCEL, &wr, NULL, 0, may_wait, NULL, &id);
 }
 
+/* The transfer's limits; reserved fields must be zero, so that a later
+ * version can give them a meaning. */
+static int
+request_options(const struct sfd_options *opts, struct wire_request *req)
+{
+	if (!opts)
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(opts->reserved); i++)
+		if (opts->reserved[i])
+			return -EINVAL;
+	if (opts->rate_limit_after && !opts->rate_limit_bps)
+		return -EINVAL;
+	req->deadline_ms = opts->deadline_ms;
+	req->idle_timeout_ms = opts->idle_timeout_ms;
+	req->rate_limit_bps = opts->rate_limit_bps;
+	req->rate_limit_after = opts->rate_limit_after;
+	return 0;
+}
+
 static int
 sendfile_request(int out_fd, int in_fd, uint64_t offset, uint64_t count, unsigned flags,
-                 struct wire_request *ret_req)
+                 const struct sfd_options *opts, struct wire_request *ret_req)
 {
+	struct wire_request req;
+
 	if (out_fd < 0 || in_fd < 0)
 		return -EBADF;
 	if (flags & ~(SFD_NO_FALLBACK | SFD_NO_INLINE))
 		return -EINVAL;
-	*ret_req = (struct wire_request){
+	req = (struct wire_request){
 	        .op = WIRE_OP_SENDFILE,
 	        .offset = offset,
 	        .count = count,
 	        .has_count = count != 0,
 	        .fallback = !(flags & SFD_NO_FALLBACK),
 	};
+	if (request_options(opts, &req) < 0)
+		return -EINVAL;
+	*ret_req = req;
 	return 0;
 }
 
@@ -709,6 +738,18 @@ peer_gone(int err)
 		return true;
 	}
 	return false;
+}
+
+/* A range with limits is the daemon's: it paces a rate from the first byte
+ * (the caller would send at full speed), and it is the one to judge the
+ * limits, so that a bad one is refused however small the range. */
+static unsigned
+inline_flags(unsigned flags, const struct sfd_options *opts)
+{
+	bool limited = opts && (opts->deadline_ms || opts->idle_timeout_ms ||
+	                        opts->rate_limit_bps || opts->rate_limit_after);
+
+	return limited ? flags | SFD_NO_INLINE : flags;
 }
 
 /*
@@ -973,6 +1014,15 @@ int
 sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
                   unsigned flags, void *userdata, uint64_t *ret_id)
 {
+	return sfd_client_submit_opts(c, out_fd, in_fd, offset, count, flags, NULL, userdata,
+	                              ret_id);
+}
+
+int
+sfd_client_submit_opts(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
+                       unsigned flags, const struct sfd_options *opts, void *userdata,
+                       uint64_t *ret_id)
+{
 	int fds[2] = {out_fd, in_fd};
 	struct inline_part p = {0};
 	struct wire_request wr;
@@ -980,7 +1030,7 @@ sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, 
 	ssize_t i;
 	int e;
 
-	e = sendfile_request(out_fd, in_fd, offset, count, flags, &wr);
+	e = sendfile_request(out_fd, in_fd, offset, count, flags, opts, &wr);
 	if (e < 0)
 		return e;
 	c->submitted = true;
@@ -993,7 +1043,7 @@ sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, 
 		e = queue_reserve(c, c->q_len + c->n_user + 1);
 		if (e < 0)
 			return e;
-		try_inline(c, out_fd, in_fd, offset, count, flags, &p);
+		try_inline(c, out_fd, in_fd, offset, count, inline_flags(flags, opts), &p);
 		if (p.done) {
 			*ret_id = queue_inline(c, &p, userdata);
 			return 0;
@@ -1136,6 +1186,15 @@ int
 sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
                     unsigned flags, int timeout_ms, struct sfd_result *ret)
 {
+	return sfd_client_sendfile_opts(c, out_fd, in_fd, offset, count, flags, NULL, timeout_ms,
+	                                ret);
+}
+
+int
+sfd_client_sendfile_opts(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset,
+                         uint64_t count, unsigned flags, const struct sfd_options *opts,
+                         int timeout_ms, struct sfd_result *ret)
+{
 	int fds[2] = {out_fd, in_fd};
 	struct wire_request wr;
 	struct inline_part p;
@@ -1145,7 +1204,7 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
 	bool unsent;
 	int e;
 
-	e = sendfile_request(out_fd, in_fd, offset, count, flags, &wr);
+	e = sendfile_request(out_fd, in_fd, offset, count, flags, opts, &wr);
 	if (e < 0)
 		return e;
 	/* Room for the request and for the Cancel a timeout may need, so
@@ -1153,7 +1212,7 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
 	e = reqs_reserve(c, 2);
 	if (e < 0)
 		return e;
-	try_inline(c, out_fd, in_fd, offset, count, flags, &p);
+	try_inline(c, out_fd, in_fd, offset, count, inline_flags(flags, opts), &p);
 	if (p.done) {
 		p.res.id = c->next_id++;
 		if (c->next_id == 0)
@@ -1258,20 +1317,12 @@ handoff_request(int out_fd, int in_fd, uint64_t offset, uint64_t count, unsigned
 
 	if (flags & ~(SFD_NO_FALLBACK | SFD_SHUT_WR))
 		return -EINVAL;
-	for (size_t i = 0; opts && i < ARRAY_SIZE(opts->reserved); i++)
-		if (opts->reserved[i])
-			return -EINVAL;
-	e = sendfile_request(out_fd, in_fd, offset, count, flags & SFD_NO_FALLBACK, &wr);
+	/* The options are checked and encoded as for any request. */
+	e = sendfile_request(out_fd, in_fd, offset, count, flags & SFD_NO_FALLBACK, opts, &wr);
 	if (e < 0)
 		return e;
 	wr.close_when_done = true;
 	wr.shutdown_write = flags & SFD_SHUT_WR;
-	if (opts) {
-		wr.deadline_ms = opts->deadline_ms;
-		wr.idle_timeout_ms = opts->idle_timeout_ms;
-		wr.rate_limit_bps = opts->rate_limit_bps;
-		wr.rate_limit_after = opts->rate_limit_after;
-	}
 	*ret_req = wr;
 	return 0;
 }

@@ -20,6 +20,15 @@
  */
 int size_parse(const char *s, uint64_t *ret_size);
 
+/*
+ * duration_parse() - decimal digits, then one unit: ms, s, m (minutes) or h,
+ * as in "500ms", "10s", "2m". A unit is required: a bare number could mean
+ * either milliseconds or seconds.
+ * Return: 0 and *ret_ms; -EINVAL for anything else; -ERANGE when the
+ * value in milliseconds does not fit in 64 bits.
+ */
+int duration_parse(const char *s, uint64_t *ret_ms);
+
 /* Room for any size_format() result, terminating NUL included. */
 #define SIZE_FORMAT_MAX 16
 

@@ -217,9 +217,6 @@ wire_request_decode(const void *buf, size_t len, struct wire_request *ret_req)
 		r.rate_limit_after = s->has_rate_limit_after ? s->rate_limit_after : 0;
 		r.close_when_done = s->has_close_when_done && s->close_when_done;
 		r.shutdown_write = s->has_shutdown_write && s->shutdown_write;
-		/* Those not implemented yet. */
-		r.has_unsupported = r.deadline_ms || r.idle_timeout_ms || r.rate_limit_bps ||
-		                    r.rate_limit_after;
 		break;
 	}
 	case SENDFILED__V1__REQUEST__OP_CANCEL:

@@ -75,7 +75,6 @@ struct wire_request {
 	uint64_t rate_limit_after;
 	bool close_when_done;
 	bool shutdown_write;
-	bool has_unsupported; /* a feature this daemon does not implement was asked for */
 	/* WIRE_OP_CANCEL */
 	uint64_t target;
 };

@@ -27,6 +27,7 @@ struct account {
 	uint64_t bytes_sent;
 	uint64_t by_status[WIRE_STATUS_COUNT];
 	uint64_t by_method[WIRE_METHOD_COUNT];
+	uint64_t by_timeout[WIRE_TIMEOUT_IDLE + 1];
 	unsigned in_flight;
 	uint64_t next_transfer;
 	uint64_t handoffs_taken, handoffs_completed, handoffs_failed;
@@ -223,6 +224,9 @@ account_done(struct account *a, const struct transfer_info *info, int status, in
 	count_status(a, status);
 	if (info->method >= 0 && (size_t)info->method < ARRAY_SIZE(a->by_method))
 		a->by_method[info->method]++;
+	if (status == WIRE_STATUS_TIMED_OUT && info->timeout > 0 &&
+	    (size_t)info->timeout < ARRAY_SIZE(a->by_timeout))
+		a->by_timeout[info->timeout]++;
 }
 
 unsigned
@@ -263,6 +267,7 @@ account_snapshot(const struct account *a, struct account_snapshot *ret)
 	};
 	memcpy(ret->by_status, a->by_status, sizeof(ret->by_status));
 	memcpy(ret->by_method, a->by_method, sizeof(ret->by_method));
+	memcpy(ret->by_timeout, a->by_timeout, sizeof(ret->by_timeout));
 	return 0;
 }
 

@@ -39,6 +39,8 @@ struct transfer_info {
 	/* Handed off (close_when_done): answered when taken; its outcome is
 	 * only the control plane's. */
 	bool handoff;
+	uint64_t rate_limit_bps; /* 0: none */
+	int timeout;             /* at its end: enum wire_timeout */
 };
 
 enum transfer_event_kind {
@@ -71,6 +73,8 @@ struct account_snapshot {
 	uint64_t handoffs_completed;
 	uint64_t handoffs_failed;
 	unsigned handoffs_in_flight;
+	/* TIMED_OUT transfers by the limit that ended them (enum wire_timeout). */
+	uint64_t by_timeout[WIRE_TIMEOUT_IDLE + 1];
 	struct account_uid *uids; /* malloc'd: account_snapshot_free() */
 	unsigned n_uids;
 };

@@ -31,6 +31,7 @@
 #include "fdmsg.h"
 #include "log.h"
 #include "macro.h"
+#include "pace.h"
 #include "validate.h"
 #include "wire.h"
 #include "xfer.h"
@@ -248,6 +249,7 @@ req_info(const struct req *rq, struct transfer_info *ret)
 	        .waiting = rq->x ? xfer_waiting(rq->x) : false,
 	        .start_ms = rq->start_ms,
 	        .handoff = rq->handoff,
+	        .rate_limit_bps = rq->x ? xfer_rate_limit(rq->x) : 0,
 	};
 }
 
@@ -307,6 +309,7 @@ on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 	        .final_offset = res->final_offset,
 	        .method = res->method,
 	        .short_source = res->short_source,
+	        .timeout = res->timeout,
 	};
 	struct transfer_info info;
 
@@ -314,6 +317,7 @@ on_xfer_done(struct xfer *x, const struct xfer_result *res, void *userdata)
 	req_info(rq, &info);
 	info.bytes_sent = res->bytes_sent;
 	info.method = res->method;
+	info.timeout = res->timeout;
 	account_done(c->env->account, &info, res->status, res->error);
 	list_del(&rq->link);
 	c->n_reqs--;
@@ -354,7 +358,7 @@ struct refusal {
  * *no filled. */
 static bool
 admissible(struct conn *c, const struct wire_request *req, const struct fdmsg_record *rec,
-           struct fdinfo *dinfo, struct fdinfo *sinfo, struct refusal *no)
+           struct fdinfo *dinfo, struct fdinfo *sinfo, struct pace_limits *lim, struct refusal *no)
 {
 	const char *msg = NULL;
 	int r;
@@ -365,6 +369,8 @@ admissible(struct conn *c, const struct wire_request *req, const struct fdmsg_re
 		return false;
 	}
 	r = validate_request(req, &msg);
+	if (r == 0)
+		r = pace_limits_resolve(c->env->pace, req, lim, &msg);
 	if (r == 0)
 		r = validate_dst(rec->fds[0], dinfo, &msg);
 	if (r == 0)
@@ -406,7 +412,8 @@ unreserve(struct conn *c, bool handoff)
  * descriptors on every path. Return: the request, or NULL with *no filled. */
 static struct req *
 new_req(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec,
-        const struct fdinfo *dinfo, const struct fdinfo *sinfo, struct refusal *no)
+        const struct fdinfo *dinfo, const struct fdinfo *sinfo, const struct pace_limits *lim,
+        struct refusal *no)
 {
 	struct xfer_params p = {
 	        .id = req->id,
@@ -420,6 +427,7 @@ new_req(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec
 	         * freed (and its address reused). */
 	        .flow = (uint64_t)(uintptr_t)c,
 	        .shut_wr = req->shutdown_write,
+	        .limits = *lim,
 	};
 	bool handoff = req->close_when_done;
 	struct req *rq;
@@ -466,12 +474,13 @@ static void
 handle_sendfile(struct conn *c, const struct wire_request *req, struct fdmsg_record *rec)
 {
 	struct fdinfo dinfo, sinfo;
+	struct pace_limits lim;
 	struct refusal no;
 	struct transfer_info info;
 	struct req *rq;
 
-	if (!admissible(c, req, rec, &dinfo, &sinfo, &no) ||
-	    !(rq = new_req(c, req, rec, &dinfo, &sinfo, &no))) {
+	if (!admissible(c, req, rec, &dinfo, &sinfo, &lim, &no) ||
+	    !(rq = new_req(c, req, rec, &dinfo, &sinfo, &lim, &no))) {
 		/* The one way out of a refusal: nothing is kept. */
 		fdmsg_close_all(rec->fds, rec->nfds);
 		reply_status(c, req->id, req->offset, no.status, no.error, no.msg);
@@ -523,7 +532,8 @@ handle_ping(struct conn *c, const struct wire_request *req, struct fdmsg_record 
 	        .id = req->id,
 	        .has_ping = true,
 	        .protocol_version = WIRE_PROTOCOL_VERSION,
-	        .features = 1u << WIRE_FEATURE_CLOSE_WHEN_DONE,
+	        .features = 1u << WIRE_FEATURE_DEADLINE | 1u << WIRE_FEATURE_RATE_LIMIT |
+	                    1u << WIRE_FEATURE_CLOSE_WHEN_DONE | 1u << WIRE_FEATURE_IDLE_TIMEOUT,
 	};
 
 	(void)rec;

@@ -23,6 +23,7 @@ struct conn;
 struct engine;
 struct account;
 struct transfer_info;
+struct pace_conf;
 
 /* Records read per recvmmsg(2) (conn.c says why this many). */
 #define CONN_READ_BATCH 32
@@ -40,6 +41,8 @@ struct conn_env {
 	/* The client is gone but hand-offs of its still run: no longer a
 	 * connection, though still the owner's until closed(). */
 	void (*detached)(void *owner, struct conn *c);
+	/* Deadline and idle timeout: the defaults and maxima (pace.h). */
+	const struct pace_conf *pace;
 	/* The connection is gone (from its last close callback): unlink it. */
 	void (*closed)(void *owner, struct conn *c);
 	void *owner;

@@ -54,6 +54,8 @@ collect(const struct transfer_info *info, void *arg)
 	t->handoff = info->handoff;
 	t->has_age_ms = true;
 	t->age_ms = lc->now - info->start_ms;
+	t->has_rate_limit_bps = info->rate_limit_bps != 0;
+	t->rate_limit_bps = info->rate_limit_bps;
 	lc->items[lc->n++] = t;
 }
 
@@ -161,6 +163,8 @@ op_stats(struct ctl *ctl, const Sendfiled__Control__V1__ControlRequest *req, str
 	stats->by_status = snap->by_status;
 	stats->n_by_method = ARRAY_SIZE(snap->by_method);
 	stats->by_method = snap->by_method;
+	stats->n_by_timeout = ARRAY_SIZE(snap->by_timeout);
+	stats->by_timeout = snap->by_timeout;
 	stats->has_control_listener_restarts = true;
 	stats->control_listener_restarts = ctl->listener_restarts;
 	stats->has_handoffs_taken = stats->has_handoffs_completed = true;

@@ -400,6 +400,8 @@ on_event(void *data, enum transfer_event_kind kind, const struct transfer_info *
 		ev.method = (uint32_t)info->method;
 		ev.has_duration_ms = true;
 		ev.duration_ms = uv_now(server_loop(ctl->srv)) - info->start_ms;
+		ev.has_timeout = info->timeout != 0;
+		ev.timeout = (uint32_t)info->timeout;
 	}
 	publish(ctl, &ev);
 }

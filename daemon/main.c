@@ -67,6 +67,15 @@ usage(FILE *f)
 	        "                               suffixes (default 2M)\n"
 	        "      --drain-timeout MS       on SIGTERM, how long transfers may finish\n"
 	        "                               (default 10000)\n"
+	        "      --deadline MS            a transfer's deadline when its request sets\n"
+	        "                               none (default 0: none)\n"
+	        "      --max-deadline MS        the longest deadline a request may ask for\n"
+	        "                               (default 86400000, one day; 0: any)\n"
+	        "      --idle-timeout MS        end a transfer after this long without a byte\n"
+	        "                               moving, when its request sets none (default 0:\n"
+	        "                               never)\n"
+	        "      --max-idle-timeout MS    the longest idle timeout a request may ask for\n"
+	        "                               (default 86400000; 0: any)\n"
 	        "      --workers N              threads for transfers that could block\n"
 	        "                               (default 8)\n"
 	        "      --allow-uid USER         allow this user, by name or uid (repeatable;\n"
@@ -116,6 +125,10 @@ static const struct option long_opts[] = {
         {"max-handoffs", required_argument, NULL, OPT_KEY + CONF_MAX_HANDOFFS},
         {"chunk-size", required_argument, NULL, OPT_KEY + CONF_CHUNK_SIZE},
         {"drain-timeout", required_argument, NULL, OPT_KEY + CONF_DRAIN_TIMEOUT_MS},
+        {"deadline", required_argument, NULL, OPT_KEY + CONF_DEADLINE_MS},
+        {"max-deadline", required_argument, NULL, OPT_KEY + CONF_MAX_DEADLINE_MS},
+        {"idle-timeout", required_argument, NULL, OPT_KEY + CONF_IDLE_TIMEOUT_MS},
+        {"max-idle-timeout", required_argument, NULL, OPT_KEY + CONF_MAX_IDLE_TIMEOUT_MS},
         {"workers", required_argument, NULL, OPT_KEY + CONF_WORKERS},
         {"allow-uid", required_argument, NULL, OPT_KEY + CONF_ALLOW_UIDS},
         {"allow-gid", required_argument, NULL, OPT_KEY + CONF_ALLOW_GIDS},

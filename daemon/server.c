@@ -64,6 +64,7 @@ server_config_defaults(struct server_config *cfg)
 	cfg->max_handoffs = 1024;
 	cfg->chunk_size = 2 * 1024 * 1024;
 	cfg->drain_timeout_ms = 10000;
+	pace_conf_defaults(&cfg->pace);
 	cfg->workers = ENGINE_WORKERS_DEFAULT;
 }
 
@@ -387,6 +388,7 @@ server_new(uv_loop_t *loop, const struct server_config *cfg, int listen_fd,
 		        .max_handoffs = cfg->max_handoffs,
 		        .detached = on_conn_detached,
 		        .chunk_size = cfg->chunk_size,
+		        .pace = &srv->cfg.pace,
 		        .closed = on_conn_closed,
 		        .owner = srv,
 		};

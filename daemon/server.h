@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "pace.h"
 #include "sockpath.h"
 
 #define SERVER_MAX_ALLOW 64
@@ -27,6 +28,8 @@ struct server_config {
 	unsigned max_handoffs;
 	size_t chunk_size;
 	unsigned drain_timeout_ms;
+	/* Transfers' deadline and idle timeout: defaults and maxima. */
+	struct pace_conf pace;
 	/* The worker pool's threads (UV_THREADPOOL_SIZE): jobs handed to it
 	 * at once. */
 	unsigned workers;

@@ -13,10 +13,6 @@ validate_request(const struct wire_request *req, const char **ret_msg)
 		*ret_msg = "not a sendfile request";
 		return -EINVAL;
 	}
-	if (req->has_unsupported) {
-		*ret_msg = "deadline, idle timeout and rate limit are not supported by this daemon";
-		return -EOPNOTSUPP;
-	}
 	if (req->shutdown_write && !req->close_when_done) {
 		/* The daemon shuts down only a destination it was handed. */
 		*ret_msg = "shutdown_write needs close_when_done";

@@ -15,6 +15,7 @@
 #include "dstline.h"
 #include "engine.h"
 #include "fairq.h"
+#include "pace.h"
 #include "validate.h"
 #include "xfer.h"
 
@@ -55,6 +56,18 @@ enum wait {
 	WAIT_NONE = 0,
 	WAIT_DST, /* for the destination to become writable */
 	WAIT_SRC, /* for the source to become readable */
+};
+
+/* A transfer's limits and the one timer that enforces them. Loop thread,
+ * except pace.idle_from, pace's bucket while a worker job runs, and hungry. */
+struct xfer_pace {
+	bool on; /* the transfer has a limit */
+	bool timer_init;
+	bool waiting; /* stopped for the rate limiter: nothing runs it */
+	bool hungry;  /* a worker job stopped for the rate limiter */
+	int expired;  /* enum pace_expiry that ended it, or 0 */
+	struct pace p;
+	uv_timer_t timer;
 };
 
 struct xfer {
@@ -123,6 +136,10 @@ struct xfer {
 
 	int final_status, final_error;
 	const char *final_msg;
+
+	/* Deadline, idle timeout and rate limit (xfer-pace.c): the timer runs
+	 * only for a transfer that has one of them. */
+	struct xfer_pace pace;
 };
 
 /* xfer.c */
@@ -132,6 +149,22 @@ void xfer_finish(struct xfer *x, int status, int err, const char *msg);
 void xfer_finish_error(struct xfer *x, int err);
 void xfer_run_loop(struct xfer *x, size_t budget);
 void xfer_own_line(struct xfer *x);
+
+/* xfer-pace.c */
+void xfer_pace_init(struct xfer *x);
+/* xfer_pace_arm() - (re)start the timer for the next thing to look at. */
+void xfer_pace_arm(struct xfer *x);
+/* xfer_pace_start() - its turn came: idleness counts from now. */
+void xfer_pace_start(struct xfer *x);
+/* xfer_pace_allow() - of @want bytes, how many may go now (0: wait). Any
+ * thread that runs the transfer. */
+size_t xfer_pace_allow(struct xfer *x, size_t want);
+/* xfer_pace_moved() - @n bytes left. Any thread that runs the transfer. */
+void xfer_pace_moved(struct xfer *x, size_t n);
+/* xfer_pace_wait() - stop until the rate limiter lets it go on (loop). */
+void xfer_pace_wait(struct xfer *x);
+/* xfer_pace_timeout() - the enum wire_timeout that ended it, or 0. */
+int xfer_pace_timeout(const struct xfer *x);
 
 /* xfer-worker.c */
 /* xfer_queue_job() - run the transfer on a worker for a time slice. */

@@ -71,6 +71,7 @@ work_cb(uv_work_t *w)
 	size_t budget = x->p.chunk * WORKER_CHUNKS, moved = 0;
 
 	x->job_err = 0;
+	x->pace.hungry = false;
 	pthread_mutex_lock(&x->mtx);
 	x->thread = pthread_self();
 	x->job_start = mono_ms();
@@ -78,6 +79,7 @@ work_cb(uv_work_t *w)
 
 	while (!xfer_range_done(x) && moved < budget) {
 		ssize_t n;
+		size_t allow;
 
 		/* Checking cancel and announcing the syscall under one lock
 		 * means a canceller either sees us in the syscall (and kicks)
@@ -89,10 +91,17 @@ work_cb(uv_work_t *w)
 		}
 		if (x->yield)
 			goto out_locked; /* job_err 0: more to do, queued again */
+		/* The rate limit: give the thread back; the transfer's timer
+		 * queues it again (xfer-pace.c). */
+		allow = xfer_pace_allow(x, budget - moved);
+		if (allow == 0) {
+			x->pace.hungry = true;
+			goto out_locked;
+		}
 		x->in_syscall = true;
 		pthread_mutex_unlock(&x->mtx);
 
-		n = xfer_step(x, budget - moved);
+		n = xfer_step(x, allow);
 		if (n == -EAGAIN) {
 			struct pollfd pfd = {
 			        .fd = x->wait == WAIT_SRC ? x->src : x->dst,
@@ -115,6 +124,7 @@ work_cb(uv_work_t *w)
 		}
 		__atomic_store_n(&x->sent, x->sent + n, __ATOMIC_RELAXED);
 		moved += n;
+		xfer_pace_moved(x, n);
 	}
 	x->job_err = xfer_range_done(x) ? 1 : 0;
 	pthread_mutex_lock(&x->mtx);
@@ -151,7 +161,9 @@ after_work_cb(uv_work_t *w, int status)
 		x->cold = false;
 		x->on_worker = false;
 		xfer_run_loop(x, x->p.chunk);
-	} else
+	} else if (x->pace.hungry)
+		xfer_pace_wait(x);
+	else
 		xfer_queue_job(x);
 	dispatch(e);
 }

@@ -298,6 +298,8 @@ result_of(struct xfer *x, int status, int err, const char *msg, struct xfer_resu
 	        .method = x->sent > 0 ? wire_method(x) : WIRE_METHOD_NONE,
 	        .message = msg,
 	};
+	if (status == WIRE_STATUS_TIMED_OUT)
+		ret->timeout = xfer_pace_timeout(x);
 	/* The source ended before the range did: a count past EOF, or a file
 	 * truncated while being sent (sendfile returned 0 early). */
 	if (status == WIRE_STATUS_OK) {
@@ -397,6 +399,8 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 		close_handle(x, (uv_handle_t *)&x->src_poll);
 	if (x->kick_timer_init)
 		close_handle(x, (uv_handle_t *)&x->kick_timer);
+	if (x->pace.timer_init)
+		close_handle(x, (uv_handle_t *)&x->pace.timer);
 	engine_unpark(x->engine, &x->park);
 	/* Every byte left: the peer reads end of file now, whoever else
 	 * holds the socket. After a failure the stream is cut short, and a
@@ -441,7 +445,13 @@ xfer_finish_error(struct xfer *x, int err)
 		            "the destination's peer closed the connection");
 		break;
 	case ECANCELED:
-		xfer_finish(x, WIRE_STATUS_CANCELLED, ECANCELED, "cancelled");
+		/* Stopped by its deadline or idle timeout (xfer-pace.c). */
+		if (x->pace.expired)
+			xfer_finish(x, WIRE_STATUS_TIMED_OUT, ETIMEDOUT,
+			            x->pace.expired == PACE_DEADLINE ? "the deadline passed"
+			                                             : "the idle timeout passed");
+		else
+			xfer_finish(x, WIRE_STATUS_CANCELLED, ECANCELED, "cancelled");
 		break;
 	case EBADF:
 		/* Validation left access checks on files to the first syscall. */
@@ -580,9 +590,15 @@ xfer_run_loop(struct xfer *x, size_t budget)
 
 	while (!xfer_range_done(x)) {
 		ssize_t n;
+		size_t allow = xfer_pace_allow(x, budget - moved);
 
+		if (allow == 0) {
+			/* The rate limit: its timer brings it back. */
+			xfer_pace_wait(x);
+			return;
+		}
 		if (seekable_source(x) && (x->method == M_SENDFILE || x->method == M_COPY) &&
-		    cold(x, want_bytes(x, budget - moved))) {
+		    cold(x, want_bytes(x, allow))) {
 			/* Read it on a worker; come back once that job is done. */
 			if (x->watching)
 				uv_poll_stop(x->watching);
@@ -592,7 +608,7 @@ xfer_run_loop(struct xfer *x, size_t budget)
 			xfer_queue_job(x);
 			return;
 		}
-		n = xfer_step(x, budget - moved);
+		n = xfer_step(x, allow);
 
 		if (n == -EINTR)
 			continue;
@@ -606,6 +622,7 @@ xfer_run_loop(struct xfer *x, size_t budget)
 		}
 		x->sent += n;
 		moved += n;
+		xfer_pace_moved(x, n);
 		/* A short sendfile() means the socket buffer is full: the next
 		 * call would only say EAGAIN, so wait right away. */
 		if ((moved >= budget || x->short_write) && !xfer_range_done(x)) {
@@ -653,6 +670,7 @@ xfer_new(struct engine *e, int dst, const struct fdinfo *dinfo, int src, const s
 	x->done = done;
 	x->userdata = userdata;
 	x->p = *p;
+	xfer_pace_init(x);
 	x->dinfo = *dinfo;
 	x->sinfo = *sinfo;
 	x->pipe_rd = x->pipe_wr = -1;
@@ -752,6 +770,7 @@ static void
 start(struct xfer *x)
 {
 	x->started = true;
+	xfer_pace_start(x);
 	take_position(x);
 	if (x->on_worker) {
 		xfer_queue_job(x);
@@ -804,6 +823,8 @@ xfer_run(struct xfer *x)
 		xfer_finish_error(x, XFER_ENOZEROCOPY);
 		return;
 	}
+	/* A deadline counts in the line too. */
+	xfer_pace_arm(x);
 	/* Another transfer to the same destination is under way: wait for it,
 	 * so that their bytes do not interleave. */
 	if (dstline_any(engine_lines(x->engine)) && dst_key(x) &&
@@ -817,8 +838,9 @@ xfer_cancel(struct xfer *x)
 {
 	if (x->finished)
 		return;
-	/* Waiting for its turn, or not started yet: nothing runs it. */
-	if (!x->started || !x->on_worker) {
+	/* Waiting for its turn, not started yet, or stopped for the rate
+	 * limit: nothing runs it. */
+	if (!x->started || !x->on_worker || x->pace.waiting) {
 		xfer_finish_error(x, ECANCELED);
 		return;
 	}

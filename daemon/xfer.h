@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "pace.h"
 #include "validate.h"
 #include "wire.h"
 
@@ -44,6 +45,8 @@ struct xfer_params {
 	/* A handed-off transfer that ends the response: shutdown(SHUT_WR) the
 	 * destination (a socket) after its last byte, on success only. */
 	bool shut_wr;
+	/* Deadline, idle timeout, rate limit (pace.h); zero: none. */
+	struct pace_limits limits;
 };
 
 struct xfer_result {
@@ -53,6 +56,7 @@ struct xfer_result {
 	uint64_t final_offset;
 	int method; /* enum wire_method */
 	bool short_source;
+	int timeout;         /* enum wire_timeout: which limit ended a TIMED_OUT one */
 	const char *message; /* static, or NULL */
 };
 
@@ -101,5 +105,7 @@ bool xfer_waiting(const struct xfer *x);
 /* xfer_method() - the enum wire_method in use now (WIRE_METHOD_NONE before
  * any byte). */
 int xfer_method(const struct xfer *x);
+/* xfer_rate_limit() - its rate limit in bytes/s, 0 for none. */
+uint64_t xfer_rate_limit(const struct xfer *x);
 
 #endif

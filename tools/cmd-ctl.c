@@ -21,6 +21,7 @@
 #include "control.pb-c.h"
 #include "sendfilectl.h"
 #include "macro.h"
+#include "size.h"
 #include "sendfiled.h"
 #include "sockpath.h"
 #include "wire.h"
@@ -283,6 +284,14 @@ get_stats(const struct sfctl_global *g, Sendfiled__Control__V1__ControlResponse 
 	return r;
 }
 
+/* TIMED_OUT transfers ended by @limit (enum wire_timeout); 0 from a daemon
+ * that does not count them. */
+static uint64_t
+timeouts(const Sendfiled__Control__V1__Stats *s, int limit)
+{
+	return (size_t)limit < s->n_by_timeout ? s->by_timeout[limit] : 0;
+}
+
 int
 sfctl_cmd_stats(struct sfctl_global *g, int argc, char **argv)
 {
@@ -317,7 +326,10 @@ sfctl_cmd_stats(struct sfctl_global *g, int argc, char **argv)
 		for (size_t i = 0; i < s->n_by_method; i++)
 			printf("%s\"%s\":%llu", i ? "," : "", wire_method_name(i),
 			       (unsigned long long)s->by_method[i]);
-		printf("},\"per_uid\":[");
+		printf("},\"by_timeout\":{\"deadline\":%llu,\"idle\":%llu}",
+		       (unsigned long long)timeouts(s, WIRE_TIMEOUT_DEADLINE),
+		       (unsigned long long)timeouts(s, WIRE_TIMEOUT_IDLE));
+		printf(",\"per_uid\":[");
 		for (size_t i = 0; i < s->n_per_uid; i++)
 			printf("%s{\"uid\":%u,\"in_flight\":%u,\"requests\":%llu,\"bytes_sent\":%"
 			       "llu}",
@@ -346,7 +358,9 @@ sfctl_cmd_stats(struct sfctl_global *g, int argc, char **argv)
 			if (s->by_method[i])
 				printf(" %s=%llu", wire_method_name(i),
 				       (unsigned long long)s->by_method[i]);
-		printf("\n");
+		printf("\ntimed out: deadline=%llu idle=%llu\n",
+		       (unsigned long long)timeouts(s, WIRE_TIMEOUT_DEADLINE),
+		       (unsigned long long)timeouts(s, WIRE_TIMEOUT_IDLE));
 		printf("hand-offs: %llu taken, %llu completed, %llu failed, %u in flight\n",
 		       (unsigned long long)s->handoffs_taken,
 		       (unsigned long long)s->handoffs_completed,
@@ -414,6 +428,12 @@ sfctl_cmd_metrics(struct sfctl_global *g, int argc, char **argv)
 	for (size_t i = 0; i < s->n_by_method; i++)
 		printf("sendfiled_transfers_total{method=\"%s\"} %llu\n", wire_method_name(i),
 		       (unsigned long long)s->by_method[i]);
+	printf("# HELP sendfiled_timeouts_total Transfers ended by a limit, by the limit.\n"
+	       "# TYPE sendfiled_timeouts_total counter\n"
+	       "sendfiled_timeouts_total{limit=\"deadline\"} %llu\n"
+	       "sendfiled_timeouts_total{limit=\"idle\"} %llu\n",
+	       (unsigned long long)timeouts(s, WIRE_TIMEOUT_DEADLINE),
+	       (unsigned long long)timeouts(s, WIRE_TIMEOUT_IDLE));
 	printf("# HELP sendfiled_uid_requests_total Sendfile requests, by client uid.\n"
 	       "# TYPE sendfiled_uid_requests_total counter\n");
 	for (size_t i = 0; i < s->n_per_uid; i++)
@@ -428,6 +448,18 @@ sfctl_cmd_metrics(struct sfctl_global *g, int argc, char **argv)
 #undef GAUGE
 	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
 	return SFCTL_EXIT_OK;
+}
+
+/* " (rate 1.00 MiB/s)" for a rate-limited transfer, else "". */
+static const char *
+rate_note(const Sendfiled__Control__V1__Transfer *t, char *buf, size_t cap)
+{
+	char size[SIZE_FORMAT_MAX];
+
+	if (!t->rate_limit_bps)
+		return "";
+	snprintf(buf, cap, " (rate %s/s)", size_format(t->rate_limit_bps, size));
+	return buf;
 }
 
 int
@@ -459,7 +491,7 @@ sfctl_cmd_list(struct sfctl_global *g, int argc, char **argv)
 		       "PID", "UID", "OFFSET", "COUNT", "SENT", "METHOD", "AGE");
 	for (size_t i = 0; i < resp->list->n_transfers; i++) {
 		Sendfiled__Control__V1__Transfer *t = resp->list->transfers[i];
-		char count[32];
+		char count[32], rate[48];
 
 		if (t->has_count)
 			snprintf(count, sizeof(count), "%llu", (unsigned long long)t->count);
@@ -468,15 +500,17 @@ sfctl_cmd_list(struct sfctl_global *g, int argc, char **argv)
 		if (json)
 			printf("%s{\"transfer\":%llu,\"request_id\":%llu,\"pid\":%u,\"uid\":%u,"
 			       "\"offset\":%llu,\"count\":%s,\"bytes_sent\":%llu,\"method\":\"%s\","
-			       "\"on_worker\":%s,\"waiting\":%s,\"handoff\":%s,\"age_ms\":%llu}",
+			       "\"on_worker\":%s,\"waiting\":%s,\"handoff\":%s,\"age_ms\":%llu,"
+			       "\"rate_limit_bps\":%llu}",
 			       i ? "," : "", (unsigned long long)t->transfer,
 			       (unsigned long long)t->request_id, t->pid, t->uid,
 			       (unsigned long long)t->offset, t->has_count ? count : "null",
 			       (unsigned long long)t->bytes_sent, wire_method_name(t->method),
 			       t->on_worker ? "true" : "false", t->waiting ? "true" : "false",
-			       t->handoff ? "true" : "false", (unsigned long long)t->age_ms);
+			       t->handoff ? "true" : "false", (unsigned long long)t->age_ms,
+			       (unsigned long long)t->rate_limit_bps);
 		else
-			printf("%-10llu %-8llu %-8u %-6u %-12llu %-12s %-14llu %-10s %.1fs%s%s\n",
+			printf("%-10llu %-8llu %-8u %-6u %-12llu %-12s %-14llu %-10s %.1fs%s%s%s\n",
 			       (unsigned long long)t->transfer, (unsigned long long)t->request_id,
 			       t->pid, t->uid, (unsigned long long)t->offset, count,
 			       (unsigned long long)t->bytes_sent, wire_method_name(t->method),
@@ -484,7 +518,7 @@ sfctl_cmd_list(struct sfctl_global *g, int argc, char **argv)
 			       t->waiting     ? " (waiting)"
 			       : t->on_worker ? " (worker)"
 			                      : "",
-			       t->handoff ? " (handed off)" : "");
+			       rate_note(t, rate, sizeof(rate)), t->handoff ? " (handed off)" : "");
 	}
 	if (json)
 		printf("]\n");
@@ -704,12 +738,15 @@ print_event(const Sendfiled__Control__V1__Event *ev, bool json)
 		printf("{\"event\":\"%s\",\"transfer\":%llu,\"request_id\":%llu,"
 		       "\"pid\":%u,\"uid\":%u,\"offset\":%llu,\"bytes_sent\":%llu,"
 		       "\"status\":\"%s\",\"error\":%d,\"method\":\"%s\","
-		       "\"time_ms\":%llu,\"duration_ms\":%llu,\"handoff\":%s}\n",
+		       "\"time_ms\":%llu,\"duration_ms\":%llu,\"handoff\":%s,\"timeout\":%s}\n",
 		       kind, (unsigned long long)ev->transfer, (unsigned long long)ev->request_id,
 		       ev->pid, ev->uid, (unsigned long long)ev->offset,
 		       (unsigned long long)ev->bytes_sent, wire_status_token(ev->status), ev->error,
 		       wire_method_name(ev->method), (unsigned long long)ev->time_ms,
-		       (unsigned long long)ev->duration_ms, ev->handoff ? "true" : "false");
+		       (unsigned long long)ev->duration_ms, ev->handoff ? "true" : "false",
+		       ev->timeout == WIRE_TIMEOUT_DEADLINE ? "\"deadline\""
+		       : ev->timeout == WIRE_TIMEOUT_IDLE   ? "\"idle\""
+		                                            : "null");
 	else if (ev->kind == SENDFILED__CONTROL__V1__EVENT__KIND__START)
 		printf("start  transfer %llu (pid %u uid %u request %llu) offset "
 		       "%llu%s\n",
@@ -717,8 +754,11 @@ print_event(const Sendfiled__Control__V1__Event *ev, bool json)
 		       (unsigned long long)ev->request_id, (unsigned long long)ev->offset,
 		       ev->handoff ? ", handed off" : "");
 	else
-		printf("%-6s transfer %llu: %s, %llu bytes by %s in %llu ms%s%s%s\n", kind,
+		printf("%-6s transfer %llu: %s%s, %llu bytes by %s in %llu ms%s%s%s\n", kind,
 		       (unsigned long long)ev->transfer, wire_status_token(ev->status),
+		       ev->timeout == WIRE_TIMEOUT_DEADLINE ? " (deadline)"
+		       : ev->timeout == WIRE_TIMEOUT_IDLE   ? " (idle timeout)"
+		                                            : "",
 		       (unsigned long long)ev->bytes_sent, wire_method_name(ev->method),
 		       (unsigned long long)ev->duration_ms, ev->error ? ": " : "",
 		       ev->error ? strerror(ev->error) : "", ev->handoff ? " (handed off)" : "");

@@ -27,6 +27,7 @@ struct send_opts {
 	uint64_t count; /* 0: to end of file */
 	unsigned flags;
 	int timeout_ms;
+	struct sfd_options limits;
 	bool json;
 	bool no_progress;
 	bool handoff; /* give the transfer away: the daemon finishes it alone */
@@ -56,6 +57,11 @@ usage(FILE *f)
 	           "                      progress line on a terminal, until it ends)\n"
 	           "      --shut-wr       with --handoff: the daemon shuts the connection's write\n"
 	           "                      side down after the last byte\n"
+	           "      --deadline D    the daemon ends the transfer D after it received it\n"
+	           "                      (TIMED_OUT); D is 500ms, 10s, 2m or 1h\n"
+	           "      --idle-timeout D  the daemon ends it after D without a byte moving\n"
+	           "      --rate SIZE/s   at most SIZE bytes per second (4M/s; binary suffixes)\n"
+	           "      --rate-after SIZE  send SIZE bytes at full speed first (needs --rate)\n"
 	           "  -j, --json          print the daemon's answer as one JSON object on stdout\n"
 	           "      --no-progress   no progress line (there is one only when stderr is a\n"
 	           "                      terminal and the control plane answers)\n"
@@ -166,7 +172,10 @@ print_json(const struct sfd_result *res)
 	       res->id, wire_status_token(res->status), res->bytes_sent, res->final_offset,
 	       sfd_method_str(res->method), res->error);
 	sfctl_json_string(stdout, res->message);
-	printf(",\"short_source\":%s}\n", res->flags & SFD_RESULT_SHORT_SOURCE ? "true" : "false");
+	printf(",\"short_source\":%s", res->flags & SFD_RESULT_SHORT_SOURCE ? "true" : "false");
+	printf(",\"timeout\":%s}\n", res->flags & SFD_RESULT_DEADLINE ? "\"deadline\""
+	                             : res->flags & SFD_RESULT_IDLE   ? "\"idle\""
+	                                                              : "null");
 }
 
 static void
@@ -193,6 +202,10 @@ print_human(const struct sfd_result *res)
 	}
 	if (!*detail && res->error)
 		detail = strerror(res->error);
+	if (res->flags & SFD_RESULT_DEADLINE)
+		detail = "the deadline passed";
+	else if (res->flags & SFD_RESULT_IDLE)
+		detail = "the idle timeout passed (the peer stopped reading)";
 	/* The daemon's message often names the status already ("cancelled",
 	 * "the destination's peer closed the connection"): say it once. */
 	if (*detail && strcasestr(detail, sfd_status_str(res->status)))
@@ -246,12 +259,41 @@ range_size(const struct send_opts *o, int in_fd)
 	return (uint64_t)st.st_size - o->offset;
 }
 
+/* "4M/s" or "4M": bytes per second, positive. */
+static int
+parse_rate(const char *s, uint64_t *ret)
+{
+	char buf[32];
+	size_t len = strlen(s);
+	uint64_t v;
+
+	if (len >= 2 && strcmp(s + len - 2, "/s") == 0)
+		len -= 2;
+	if (len == 0 || len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (size_parse(buf, &v) < 0 || v == 0)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
 /* Return: 0 and *ret (and the global options in *g); -1 when --help was
  * shown; or SFCTL_EXIT_USAGE. */
 static int
 parse_args(struct sfctl_global *g, int argc, char **argv, struct send_opts *ret)
 {
-	enum { OPT_NO_FALLBACK = 0x100, OPT_NO_PROGRESS, OPT_HANDOFF, OPT_SHUT_WR };
+	enum {
+		OPT_NO_FALLBACK = 0x100,
+		OPT_NO_PROGRESS,
+		OPT_HANDOFF,
+		OPT_SHUT_WR,
+		OPT_DEADLINE,
+		OPT_IDLE_TIMEOUT,
+		OPT_RATE,
+		OPT_RATE_AFTER,
+	};
 	static const struct option options[] = {
 	        {"offset", required_argument, NULL, 'o'},
 	        {"count", required_argument, NULL, 'n'},
@@ -260,6 +302,10 @@ parse_args(struct sfctl_global *g, int argc, char **argv, struct send_opts *ret)
 	        {"handoff", no_argument, NULL, OPT_HANDOFF},
 	        {"shut-wr", no_argument, NULL, OPT_SHUT_WR},
 	        {"timeout-ms", required_argument, NULL, 't'},
+	        {"deadline", required_argument, NULL, OPT_DEADLINE},
+	        {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+	        {"rate", required_argument, NULL, OPT_RATE},
+	        {"rate-after", required_argument, NULL, OPT_RATE_AFTER},
 	        {"json", no_argument, NULL, 'j'},
 	        {"help", no_argument, NULL, 'h'},
 	        SFCTL_GLOBAL_OPTIONS,
@@ -309,6 +355,35 @@ parse_args(struct sfctl_global *g, int argc, char **argv, struct send_opts *ret)
 			else
 				return sfctl_usage_error("send", "bad timeout '%s'", optarg);
 			break;
+		case OPT_DEADLINE:
+			if (duration_parse(optarg, &v) < 0 || v == 0 || v > UINT32_MAX)
+				return sfctl_usage_error("send",
+				                         "bad deadline '%s': a duration such as "
+				                         "500ms, 10s, 2m",
+				                         optarg);
+			o.limits.deadline_ms = (uint32_t)v;
+			break;
+		case OPT_IDLE_TIMEOUT:
+			if (duration_parse(optarg, &v) < 0 || v == 0 || v > UINT32_MAX)
+				return sfctl_usage_error(
+				        "send",
+				        "bad idle timeout '%s': a duration such as "
+				        "500ms, 10s, 2m",
+				        optarg);
+			o.limits.idle_timeout_ms = (uint32_t)v;
+			break;
+		case OPT_RATE:
+			if (parse_rate(optarg, &o.limits.rate_limit_bps) < 0)
+				return sfctl_usage_error("send",
+				                         "bad rate '%s': a size per second such "
+				                         "as 500K/s or 10M/s",
+				                         optarg);
+			break;
+		case OPT_RATE_AFTER:
+			if (size_parse(optarg, &o.limits.rate_limit_after) < 0 ||
+			    o.limits.rate_limit_after == 0)
+				return sfctl_usage_error("send", "bad size '%s'", optarg);
+			break;
 		case 'j':
 			o.json = true;
 			break;
@@ -322,6 +397,8 @@ parse_args(struct sfctl_global *g, int argc, char **argv, struct send_opts *ret)
 	}
 	if ((o.flags & SFD_SHUT_WR) && !o.handoff)
 		return sfctl_usage_error("send", "--shut-wr needs --handoff");
+	if (o.limits.rate_limit_after && !o.limits.rate_limit_bps)
+		return sfctl_usage_error("send", "--rate-after needs --rate");
 	if (argc - optind != 2)
 		return sfctl_usage_error("send", "expected FILE and HOST:PORT");
 	o.file = argv[optind];
@@ -347,7 +424,7 @@ handoff(const struct sfctl_global *g, const struct send_opts *o, struct sfd_clie
 	uint64_t id = 0, sent;
 	int r;
 
-	r = sfd_client_handoff(client, *out_fd, in_fd, o->offset, o->count, o->flags, NULL,
+	r = sfd_client_handoff(client, *out_fd, in_fd, o->offset, o->count, o->flags, &o->limits,
 	                       o->timeout_ms, &id);
 	if (r < 0) {
 		if (o->json) {
@@ -430,8 +507,8 @@ sfctl_cmd_send(struct sfctl_global *g, int argc, char **argv)
 	/* A progress line for people watching, never for a pipe or a file. */
 	if (!o.no_progress && isatty(STDERR_FILENO))
 		progress_start(g, o.offset, range_size(&o, in_fd), &progress);
-	r = sfd_client_sendfile(client, out_fd, in_fd, o.offset, o.count, o.flags, o.timeout_ms,
-	                        &res);
+	r = sfd_client_sendfile_opts(client, out_fd, in_fd, o.offset, o.count, o.flags, &o.limits,
+	                             o.timeout_ms, &res);
 	progress_stop(progress);
 	if (r == -ETIMEDOUT) {
 		print_timeout(&o, in_fd);

@@ -96,6 +96,11 @@ enum sfd_method {
 /* Bits of struct sfd_result.flags. */
 /* The source ended before the requested range did (short file, truncation). */
 #define SFD_RESULT_SHORT_SOURCE (1u << 0)
+/* SFD_STATUS_TIMED_OUT: the transfer's deadline ended it. */
+#define SFD_RESULT_DEADLINE (1u << 1)
+/* SFD_STATUS_TIMED_OUT: its idle timeout ended it (no byte moved for that
+ * long: the destination's reader stopped reading). */
+#define SFD_RESULT_IDLE (1u << 2)
 /* The caller sent all of it itself (see sfd_client_set_inline_max()): the
  * daemon was not asked. */
 #define SFD_RESULT_INLINE (1u << 3)
@@ -129,19 +134,6 @@ struct sfd_result {
 };
 
 struct sfd_client;
-
-/*
- * Per-transfer options (zero: none). A daemon that does not implement one
- * that is set refuses the request with SFD_STATUS_INVALID_ARGUMENT and
- * EOPNOTSUPP. reserved[] must be zero.
- */
-struct sfd_options {
-	uint32_t deadline_ms;
-	uint32_t idle_timeout_ms;
-	uint64_t rate_limit_bps;
-	uint64_t rate_limit_after;
-	uint64_t reserved[4];
-};
 
 /*
  * sfd_client_open() - connect to the daemon.
@@ -210,7 +202,8 @@ int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t of
  * When: the destination is a non-blocking (O_NONBLOCK) SOCK_STREAM socket
  * and the range is at most the client's threshold (a count of 0, "to end of
  * file", is measured with fstat()). Never for a blocking destination (it
- * could block the caller), with SFD_NO_INLINE, on a client whose threshold
+ * could block the caller), with SFD_NO_INLINE, with any limit in struct
+ * sfd_options (the daemon paces and judges those), on a client whose threshold
  * is 0, in non-blocking mode (sfd_client_set_nonblocking()), and not by
  * sfd_client_submit() while a request it submitted to the same destination
  * (or from the same file) is in flight at the daemon: transfers to one
@@ -262,6 +255,42 @@ int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t of
  * New clients start at SFD_INLINE_MAX_DEFAULT. Return: 0.
  */
 int sfd_client_set_inline_max(struct sfd_client *c, size_t bytes);
+
+/*
+ * Limits of one transfer, enforced by the daemon; zero means none. A limit
+ * that runs out ends the transfer with SFD_STATUS_TIMED_OUT, error
+ * ETIMEDOUT, SFD_RESULT_DEADLINE or SFD_RESULT_IDLE in flags, and the bytes
+ * sent so far (the file position says the same, as on any outcome).
+ *
+ * @deadline_ms: the transfer ends this long after the daemon received the
+ *   request, time waiting behind another transfer to the same destination
+ *   included.
+ * @idle_timeout_ms: it ends after this long without a byte moving (waiting
+ *   for the rate limit does not count).
+ * @rate_limit_bps: at most this many bytes per second, after
+ * @rate_limit_after bytes sent at full speed (which needs a rate).
+ * @reserved: must be zero.
+ *
+ * The daemon refuses (SFD_STATUS_INVALID_ARGUMENT) a deadline or idle
+ * timeout beyond its configured maximum (one day by default).
+ */
+struct sfd_options {
+	uint32_t deadline_ms;
+	uint32_t idle_timeout_ms;
+	uint64_t rate_limit_bps;
+	uint64_t rate_limit_after;
+	uint64_t reserved[4];
+};
+
+/*
+ * sfd_client_sendfile_opts() - sfd_client_sendfile() with @opts (NULL: no
+ * limits). @timeout_ms is the caller's own wait, as there; the daemon's
+ * limits are @opts's. Return: as sfd_client_sendfile(); -EINVAL also for
+ * nonzero reserved fields or rate_limit_after without rate_limit_bps.
+ */
+int sfd_client_sendfile_opts(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset,
+                             uint64_t count, unsigned flags, const struct sfd_options *opts,
+                             int timeout_ms, struct sfd_result *ret);
 
 /* The asynchronous interface, for event loops. */
 
@@ -316,6 +345,15 @@ int sfd_client_set_reconnect(struct sfd_client *c, int enable);
  */
 int sfd_client_submit(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
                       unsigned flags, void *userdata, uint64_t *ret_id);
+
+/*
+ * sfd_client_submit_opts() - sfd_client_submit() with @opts (NULL: no
+ * limits; see struct sfd_options). Return: as sfd_client_submit(); -EINVAL
+ * also for bad @opts.
+ */
+int sfd_client_submit_opts(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset,
+                           uint64_t count, unsigned flags, const struct sfd_options *opts,
+                           void *userdata, uint64_t *ret_id);
 
 /*
  * sfd_client_dispatch() - deliver every completion available now, without

@@ -210,6 +210,7 @@ status_name(int st)
 	        [SFD_STATUS_PROTOCOL] = "protocol",
 	        [SFD_STATUS_SHUTTING_DOWN] = "shutting_down",
 	        [SFD_STATUS_PERMISSION_DENIED] = "permission_denied",
+	        [SFD_STATUS_TIMED_OUT] = "timed_out",
 	};
 
 	return st >= 0 && st < (int)(sizeof(names) / sizeof(names[0])) && names[st] ? names[st]

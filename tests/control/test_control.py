@@ -4,6 +4,7 @@
 Run by meson (suite 'control') with SENDFILED_BIN and SENDFILECTL_BIN set.
 Standard library only; prints the plain 'N passed, N failed' summary.
 """
+import errno
 import hashlib
 import json
 import os
@@ -579,6 +580,60 @@ def test_watch_list_cancel(d):
         assert [e["event"] for e in events] == ["start", "error"], events
         assert events[1]["status"] == "cancelled"
         assert events[1]["bytes_sent"] == out["bytes_sent"]
+    finally:
+        os.unlink(path)
+
+
+def test_timeouts_counted_listed_and_published(d):
+    """A rate-limited transfer to a receiver that never reads: `list` shows
+    its rate; its idle timeout ends it; `send` says timed_out and which limit;
+    `stats` counts exactly one more idle timeout; the event says so too."""
+    path = make_file(64 << 20)
+    try:
+        before = json.loads(d.ctl("stats", "--json").stdout)
+        w = spawn(
+            [CTL, "--socket", d.sock, "watch", "--json", "--count", "2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        w.stderr.readline()  # "watching ...": subscribed
+        time.sleep(0.2)
+        addr, t, res = receiver(pause=30)
+        send = spawn(
+            [CTL, "--socket", d.sock, "send", "--json", "--rate", "64M/s", "--idle-timeout",
+             "300ms", path, addr],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        transfers = []
+        for _ in range(100):
+            transfers = json.loads(d.ctl("list", "--json").stdout)
+            if transfers:
+                break
+            time.sleep(0.02)
+        assert len(transfers) == 1, transfers
+        assert transfers[0]["rate_limit_bps"] == 64 << 20, transfers
+        out = json.loads(send.communicate(timeout=20)[0])
+        assert send.returncode == 1, out
+        assert out["status"] == "timed_out" and out["timeout"] == "idle", out
+        assert out["error"] == errno.ETIMEDOUT, out
+        assert 0 < out["bytes_sent"] < 64 << 20 and out["final_offset"] == out["bytes_sent"]
+        after = json.loads(d.ctl("stats", "--json").stdout)
+        assert after["by_timeout"]["idle"] == before["by_timeout"]["idle"] + 1, after
+        assert after["by_timeout"]["deadline"] == before["by_timeout"]["deadline"], after
+        assert after["by_status"]["timed_out"] == before["by_status"]["timed_out"] + 1, after
+        text = d.ctl("stats").stdout
+        assert "timed out: deadline=%d idle=%d" % (after["by_timeout"]["deadline"],
+                                                   after["by_timeout"]["idle"]) in text, text
+        events = [json.loads(l) for l in w.communicate(timeout=10)[0].splitlines()]
+        assert [e["event"] for e in events] == ["start", "error"], events
+        assert events[1]["status"] == "timed_out" and events[1]["timeout"] == "idle", events
+        assert events[1]["bytes_sent"] == out["bytes_sent"]
+        for bad in (("--deadline", "10"), ("--idle-timeout", "1x"), ("--rate", "0"),
+                    ("--rate-after", "1M")):
+            r = d.ctl("send", *bad, path, addr, check=False)
+            assert r.returncode == 2, (bad, r)
     finally:
         os.unlink(path)
 

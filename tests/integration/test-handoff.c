@@ -456,12 +456,11 @@ test_refusals(void **state)
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	assert_int_equal(sfd_client_handoff(t.c, p[1], t.src, 0, 0, SFD_SHUT_WR, NULL, 5000, &id),
 	                 -ENOTSOCK);
-	/* An option this daemon does not implement: refused, not ignored
-	 * (this changes when deadlines are implemented). */
+	/* A limit beyond the daemon's maximum (one day): refused, not
+	 * clamped. */
 	memset(&opts, 0, sizeof(opts));
-	opts.deadline_ms = 1000;
-	assert_int_equal(sfd_client_handoff(t.c, t.dst, t.src, 0, 0, 0, &opts, 5000, &id),
-	                 -EOPNOTSUPP);
+	opts.deadline_ms = UINT32_MAX;
+	assert_int_equal(sfd_client_handoff(t.c, t.dst, t.src, 0, 0, 0, &opts, 5000, &id), -EINVAL);
 	assert_int_equal(id, 0);
 	assert_int_equal(fd_pos(t.src), 0);
 	close(p[0]);

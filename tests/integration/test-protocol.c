@@ -184,11 +184,14 @@ test_ping(void **state)
 	assert_int_equal(raw_recv(sock, &r, 5000), 1);
 	assert_int_equal(r.id, 3);
 	assert_int_equal(r.status, SFD_STATUS_OK);
-	/* Who answered: protocol 1, a version, its optional features. */
+	/* Who answered: protocol 1, a version, and the optional features:
+	 * deadline, rate limit, hand-off, idle timeout. */
 	assert_true(r.has_ping);
 	assert_int_equal(r.protocol_version, 1);
 	assert_true(r.daemon_version[0] != '\0');
-	assert_true(r.features & (1u << WIRE_FEATURE_CLOSE_WHEN_DONE));
+	assert_int_equal(r.features, 1u << WIRE_FEATURE_DEADLINE | 1u << WIRE_FEATURE_RATE_LIMIT |
+	                                     1u << WIRE_FEATURE_CLOSE_WHEN_DONE |
+	                                     1u << WIRE_FEATURE_IDLE_TIMEOUT);
 	/* Only a Ping's reply says so. */
 	raw_request(sock, &(struct wire_request){.op = WIRE_OP_CANCEL, .id = 4, .target = 9}, NULL,
 	            0);
@@ -240,7 +243,7 @@ test_raw_sendfile(void **state)
 	close(sock);
 }
 
-/* Unknown fields are skipped; the reserved ones not implemented are refused. */
+/* Unknown fields are skipped; the optional ones are checked. */
 static void
 test_unknown_and_reserved_fields(void **state)
 {
@@ -258,12 +261,18 @@ test_unknown_and_reserved_fields(void **state)
 	assert_int_equal(r.status, SFD_STATUS_OK);
 	assert_int_equal(r.bytes_sent, 10);
 
-	/* deadline_ms = 5 */
-	raw_send(sock, "\x08\x03\x12\x02\x20\x05", 6, (int[]){f.dst, f.src}, 2);
-	expect_reply(sock, 3, SFD_STATUS_INVALID_ARGUMENT, EOPNOTSUPP);
-	/* rate_limit_bps = 1 */
-	raw_send(sock, "\x08\x04\x12\x02\x28\x01", 6, (int[]){f.dst, f.src}, 2);
-	expect_reply(sock, 4, SFD_STATUS_INVALID_ARGUMENT, EOPNOTSUPP);
+	/* count 1, deadline_ms = 60000: served. */
+	raw_send(sock, "\x08\x03\x12\x06\x10\x01\x20\xe0\xd4\x03", 10, (int[]){f.dst, f.src}, 2);
+	assert_int_equal(raw_recv(sock, &r, 5000), 1);
+	assert_int_equal(r.id, 3);
+	assert_int_equal(r.status, SFD_STATUS_OK);
+	assert_int_equal(r.bytes_sent, 1);
+	/* deadline_ms = 2^32 - 1: beyond the daemon's maximum (one day). */
+	raw_send(sock, "\x08\x04\x12\x06\x20\xff\xff\xff\xff\x0f", 10, (int[]){f.dst, f.src}, 2);
+	expect_reply(sock, 4, SFD_STATUS_INVALID_ARGUMENT, EINVAL);
+	/* rate_limit_after = 1 without a rate. */
+	raw_send(sock, "\x08\x07\x12\x02\x40\x01", 6, (int[]){f.dst, f.src}, 2);
+	expect_reply(sock, 7, SFD_STATUS_INVALID_ARGUMENT, EINVAL);
 	/* close_when_done = true: a hand-off, answered as soon as it is
 	 * taken, with nothing sent yet and the daemon's transfer id. */
 	raw_send(sock, "\x08\x05\x12\x02\x30\x01", 6, (int[]){f.dst, f.src}, 2);

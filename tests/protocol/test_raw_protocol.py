@@ -127,9 +127,14 @@ def parse_fields(buf):
 # --- sendfiled.v1 messages -------------------------------------------------
 
 STATUS = ["OK", "NOT_AVAILABLE", "INVALID_ARGUMENT", "PEER_CLOSED", "IO_ERROR",
-          "CANCELLED", "LIMIT", "PROTOCOL", "SHUTTING_DOWN", "PERMISSION_DENIED"]
+          "CANCELLED", "LIMIT", "PROTOCOL", "SHUTTING_DOWN", "PERMISSION_DENIED",
+          "TIMED_OUT"]
 (OK, NOT_AVAILABLE, INVALID_ARGUMENT, PEER_CLOSED, IO_ERROR, CANCELLED, LIMIT,
- PROTOCOL, SHUTTING_DOWN, PERMISSION_DENIED) = range(10)
+ PROTOCOL, SHUTTING_DOWN, PERMISSION_DENIED, TIMED_OUT) = range(11)
+# Response.timeout: which limit ended a TIMED_OUT transfer.
+TIMEOUT_NONE, TIMEOUT_DEADLINE, TIMEOUT_IDLE = range(3)
+# Feature values, as a Ping's reply lists them.
+FEATURE_DEADLINE, FEATURE_RATE_LIMIT, FEATURE_CLOSE_WHEN_DONE, FEATURE_IDLE_TIMEOUT = 1, 2, 3, 4
 METHOD = ["METHOD_NONE", "METHOD_SENDFILE", "METHOD_SPLICE", "METHOD_READ_WRITE"]
 METHOD_NONE, METHOD_SENDFILE, METHOD_SPLICE, METHOD_READ_WRITE = range(4)
 
@@ -184,7 +189,7 @@ class Response:
 
     NAMES = {1: "id", 2: "status", 3: "error", 4: "message", 5: "bytes_sent",
              6: "final_offset", 7: "method", 8: "short_source", 9: "ping",
-             11: "transfer_id"}
+             10: "timeout", 11: "transfer_id"}
 
     def __init__(self, raw):
         self.raw = bytes(raw)
@@ -196,6 +201,7 @@ class Response:
         self.final_offset = 0
         self.method = METHOD_NONE
         self.short_source = False
+        self.timeout = TIMEOUT_NONE
         self.ping = None
         self.transfer_id = 0
         self.present = set()
@@ -600,11 +606,13 @@ def ping():
     check("method" not in resp.present or resp.method == METHOD_NONE,
           f"ping names no method: {resp!r}")
     # Who answered (field 9, PingInfo): protocol 1, a version string, and the
-    # optional features it implements: close_when_done (3) among them.
+    # optional features it implements: all four.
     check(resp.ping is not None, f"ping info in the reply: {resp.raw.hex()}")
     eq(resp.ping.protocol_version, 1, "protocol_version")
     check(resp.ping.daemon_version != "", "daemon_version")
-    check(3 in resp.ping.features, f"FEATURE_CLOSE_WHEN_DONE in {resp.ping.features}")
+    eq(sorted(resp.ping.features),
+       [FEATURE_DEADLINE, FEATURE_RATE_LIMIT, FEATURE_CLOSE_WHEN_DONE, FEATURE_IDLE_TIMEOUT],
+       "features")
 
 
 @test
@@ -896,16 +904,23 @@ def count_zero_is_invalid():
 
 
 @test
-def reserved_fields_refused():
-    fd = open_src(make_file("reserved", b"hello"))
+def limits_refused():
+    """Limits the daemon will not take: a deadline or idle timeout beyond its
+    maximum (one day by default), a rate above 2^40 B/s, a burst without a
+    rate. Nothing is sent."""
+    fd = open_src(make_file("limits-bad", b"hello"))
     try:
         with Conn(D.path) as conn:
-            for rid, extra in ((31, f_varint(4, 1000)), (32, f_varint(5, 1))):
+            for rid, extra, err in ((31, f_varint(4, 0xFFFFFFFF), errno.EINVAL),
+                                    (32, f_varint(7, 24 * 3600 * 1000 + 1), errno.EINVAL),
+                                    (33, f_varint(5, (1 << 40) + 1), errno.EINVAL),
+                                    (35, f_varint(8, 4096), errno.EINVAL)):
                 rx = Receiver()
                 conn.send(f_varint(1, rid) + f_bytes(2, extra), [rx.dst.fileno(), fd])
                 resp = conn.wait(rid)
                 rx.close_dst()
-                expect(resp, INVALID_ARGUMENT, errno.EOPNOTSUPP, f"reserved field id {rid}")
+                expect(resp, INVALID_ARGUMENT, err, f"field in request {rid}")
+                check(resp.message != "", f"a message says why: {resp!r}")
                 eq(rx.result()[0], 0, "bytes received")
             # Reserved fields present with their zero value are allowed.
             rx = Receiver()
@@ -913,7 +928,7 @@ def reserved_fields_refused():
             conn.send(f_varint(1, 34) + f_bytes(2, zeros), [rx.dst.fileno(), fd])
             resp = conn.wait(34)
             rx.close_dst()
-        expect(resp, OK, what="reserved fields set to 0/false")
+        expect(resp, OK, what="optional fields set to 0/false")
         eq(rx.result()[0], 5, "bytes received")
         check_position(fd, resp, 0, 0)
     finally:
@@ -952,6 +967,56 @@ def handoff():
         rx.close_dst()
         expect(resp, INVALID_ARGUMENT, errno.EINVAL, "shutdown_write alone")
         eq(rx.result()[0], 0, "bytes received")
+    finally:
+        os.close(fd)
+
+
+@test
+def idle_timeout():
+    """A receiver that stops reading: TIMED_OUT, ETIMEDOUT, timeout = IDLE, the bytes
+    that left (what the receiver reads once it drains) and the position there."""
+    data = os.urandom(48 * 1024 * 1024)
+    fd = open_src(make_file("idle", data))
+    try:
+        rx = Receiver(read=False)
+        with Conn(D.path) as conn:
+            conn.send(f_varint(1, 40) + f_bytes(2, msg_sendfile(offset=1000,
+                                                                extra=f_varint(7, 300))),
+                      [rx.dst.fileno(), fd])
+            resp = conn.wait(40, timeout=30)
+        rx.close_dst()
+        expect(resp, TIMED_OUT, errno.ETIMEDOUT)
+        eq(resp.timeout, TIMEOUT_IDLE, "timeout")
+        check(0 < resp.bytes_sent < len(data) - 1000, f"some bytes sent: {resp!r}")
+        check_position(fd, resp, 1000, 0)
+        n, digest = rx.result()
+        eq(n, resp.bytes_sent, "bytes received")
+        eq(digest, hashlib.sha256(data[1000:1000 + n]).hexdigest(), "bytes received (sha256)")
+    finally:
+        os.close(fd)
+
+
+@test
+def deadline_and_rate():
+    """A rate-limited transfer (64 KiB/s after a 64 KiB burst) ends at its deadline:
+    TIMED_OUT, timeout = DEADLINE; the burst went out, the rest at the rate."""
+    data = os.urandom(4 * 1024 * 1024)
+    fd = open_src(make_file("deadline", data))
+    try:
+        rx = Receiver()
+        extra = f_varint(4, 500) + f_varint(5, 64 * 1024) + f_varint(8, 64 * 1024)
+        with Conn(D.path) as conn:
+            conn.send(f_varint(1, 41) + f_bytes(2, msg_sendfile(extra=extra)),
+                      [rx.dst.fileno(), fd])
+            resp = conn.wait(41, timeout=30)
+        rx.close_dst()
+        expect(resp, TIMED_OUT, errno.ETIMEDOUT)
+        eq(resp.timeout, TIMEOUT_DEADLINE, "timeout")
+        check(64 * 1024 <= resp.bytes_sent < len(data), f"the burst and then some: {resp!r}")
+        check_position(fd, resp, 0, 0)
+        n, digest = rx.result()
+        eq(n, resp.bytes_sent, "bytes received")
+        eq(digest, hashlib.sha256(data[:n]).hexdigest(), "bytes received (sha256)")
     finally:
         os.close(fd)
 

@@ -71,7 +71,10 @@ def test_good_file():
     assert f"# configuration file: {path}\n" in r.stdout
     # Every key is printed, and the output is itself a good file.
     assert s["max_handoffs"] == ("1024", "default")
-    assert len(s) == 17, sorted(s)
+    assert len(s) == 21, sorted(s)
+    assert s["deadline_ms"] == ("0", "default") and s["idle_timeout_ms"] == ("0", "default")
+    assert s["max_deadline_ms"] == ("86400000", "default")
+    assert s["max_idle_timeout_ms"] == ("86400000", "default")
     again = write("again.conf", r.stdout)
     r2 = check("--config", again)
     assert r2.returncode == 0, r2.stderr

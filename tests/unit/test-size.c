@@ -1,6 +1,7 @@
 /*
  * test-size.c - byte counts: the suffixes, what is refused, the edges of
- * 64 bits, and the form sendfilectl prints them in.
+ * 64 bits, and the form sendfilectl prints them in; durations with their
+ * units (sendfilectl send --deadline, --idle-timeout).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -84,14 +85,48 @@ test_format(void **state)
 	assert_string_equal(size_format(UINT64_MAX, buf), "16.0 EiB");
 }
 
+static void
+test_durations(void **state)
+{
+	static const struct {
+		const char *s;
+		uint64_t ms;
+	} good[] = {
+	        {"0ms", 0},
+	        {"500ms", 500},
+	        {"1s", 1000},
+	        {"10s", 10000},
+	        {"2m", 120000},
+	        {"1h", 3600000},
+	        {"86400000ms", 86400000},
+	};
+	static const char *const bad[] = {"",    "10", "ms",   "-1s", " 1s",  "1s ", "1.5s",
+	                                  "1 s", "1S", "1sec", "1d",  "1ms1", "s10"};
+	uint64_t ms = 7;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(duration_parse(good[i].s, &ms), 0);
+		assert_int_equal(ms, good[i].ms);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ms = 7;
+		assert_int_equal(duration_parse(bad[i], &ms), -EINVAL);
+		/* Written only on success. */
+		assert_int_equal(ms, 7);
+	}
+	assert_int_equal(duration_parse("18446744073709551615h", &ms), -ERANGE);
+	assert_int_equal(duration_parse("99999999999999999999ms", &ms), -ERANGE);
+	assert_int_equal(ms, 7);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        fd_test(test_plain_and_suffixes),
-	        fd_test(test_refused),
-	        fd_test(test_too_large),
-	        fd_test(test_format),
+	        fd_test(test_plain_and_suffixes), fd_test(test_refused),
+	        fd_test(test_too_large),          fd_test(test_format),
+	        fd_test(test_durations),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

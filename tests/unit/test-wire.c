@@ -54,7 +54,6 @@ test_request_sendfile_roundtrip(void **state)
 	assert_true(out.has_count);
 	assert_int_equal(out.count, 12345);
 	assert_false(out.fallback);
-	assert_false(out.has_unsupported);
 
 	in.fallback = true;
 	in.offset = 0;
@@ -124,7 +123,6 @@ test_request_fallback_default(void **state)
 	assert_true(r.fallback);
 	assert_false(r.has_count);
 	assert_int_equal(r.offset, 0);
-	assert_false(r.has_unsupported);
 	r = decode_ok(off, sizeof(off));
 	assert_false(r.fallback);
 	r = decode_ok(on, sizeof(on));
@@ -186,7 +184,6 @@ test_request_unknown_fields(void **state)
 	assert_true(r.has_count);
 	assert_int_equal(r.count, 20);
 	assert_false(r.fallback);
-	assert_false(r.has_unsupported);
 }
 
 static void
@@ -202,7 +199,7 @@ test_request_unknown_op(void **state)
 }
 
 static void
-test_request_reserved_fields(void **state)
+test_request_optional_fields(void **state)
 {
 	/* id=1, sendfile={deadline_ms=5} */
 	static const uint8_t deadline[] = {0x08, 0x01, 0x12, 0x02, 0x20, 0x05};
@@ -212,14 +209,18 @@ test_request_reserved_fields(void **state)
 	static const uint8_t close_[] = {0x08, 0x01, 0x12, 0x02, 0x30, 0x01};
 	/* id=1, sendfile={deadline_ms=0, rate_limit_bps=0, close_when_done=false} */
 	static const uint8_t zeros[] = {0x08, 0x01, 0x12, 0x06, 0x20, 0x00, 0x28, 0x00, 0x30, 0x00};
+	struct wire_request r;
 
-	assert_true(decode_ok(deadline, sizeof(deadline)).has_unsupported);
-	assert_true(decode_ok(rate, sizeof(rate)).has_unsupported);
-	/* Hand-off is implemented: decoded, not refused. */
-	assert_false(decode_ok(close_, sizeof(close_)).has_unsupported);
+	r = decode_ok(deadline, sizeof(deadline));
+	assert_int_equal(r.deadline_ms, 5);
+	r = decode_ok(rate, sizeof(rate));
+	assert_int_equal(r.rate_limit_bps, 1000);
 	assert_true(decode_ok(close_, sizeof(close_)).close_when_done);
 	/* Set to their "off" value they ask for nothing. */
-	assert_false(decode_ok(zeros, sizeof(zeros)).has_unsupported);
+	r = decode_ok(zeros, sizeof(zeros));
+	assert_int_equal(r.deadline_ms, 0);
+	assert_int_equal(r.rate_limit_bps, 0);
+	assert_false(r.close_when_done);
 }
 
 struct bad_case {
@@ -517,7 +518,7 @@ main(void)
 	        fd_test(test_request_hand_made),
 	        fd_test(test_request_unknown_fields),
 	        fd_test(test_request_unknown_op),
-	        fd_test(test_request_reserved_fields),
+	        fd_test(test_request_optional_fields),
 	        fd_test(test_request_garbage),
 	        fd_test(test_request_encode_too_small),
 	        fd_test(test_response_roundtrip),

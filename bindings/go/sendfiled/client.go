@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -82,15 +83,65 @@ type Options struct {
 	// source, an O_APPEND file as destination), SendFile fails with
 	// ErrNotAvailable and sends nothing.
 	NoFallback bool
+
+	// Limits the daemon enforces; zero means none. Deadline ends the
+	// transfer that long after the daemon received the request (time
+	// waiting behind another transfer to the same destination counts);
+	// IdleTimeout ends it once that long passes without a byte moving (a
+	// peer that stopped reading; waiting for the rate limit does not
+	// count). Either ends it with ErrTimedOut (StatusTimedOut, ETIMEDOUT),
+	// Result.Timeout saying which, and the bytes sent so far. Both are
+	// rounded up to whole milliseconds; the daemon refuses more than its
+	// maximum (one day unless configured) with ErrInvalidArgument.
+	Deadline    time.Duration
+	IdleTimeout time.Duration
+	// RateLimit is at most this many bytes per second, after
+	// RateLimitAfter bytes sent at full speed (which needs a RateLimit).
+	RateLimit      int64
+	RateLimitAfter int64
+}
+
+// Timeout says which limit ended a StatusTimedOut transfer.
+type Timeout int32
+
+// The limits, with the wire's values.
+const (
+	TimeoutNone     Timeout = 0
+	TimeoutDeadline Timeout = 1
+	TimeoutIdle     Timeout = 2
+)
+
+func (t Timeout) String() string {
+	switch t {
+	case TimeoutDeadline:
+		return "deadline"
+	case TimeoutIdle:
+		return "idle"
+	}
+	return "none"
+}
+
+// limitMs is @d in whole milliseconds, rounded up; ok is false when it
+// cannot be carried (negative, or more than 2^32 - 1 ms).
+func limitMs(d time.Duration) (uint32, bool) {
+	if d < 0 {
+		return 0, false
+	}
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	if ms > math.MaxUint32 {
+		return 0, false
+	}
+	return uint32(ms), true
 }
 
 // Result is the daemon's account of a transfer. SendFile returns it on
 // every outcome the daemon reported, failures included.
 type Result struct {
-	BytesSent   int64  // bytes sent, on every outcome
-	FinalOffset int64  // offset + BytesSent: where the source's position was left
-	Method      Method // how the bytes moved (MethodNone when no transfer started)
-	ShortSource bool   // the source ended before the requested range did
+	BytesSent   int64   // bytes sent, on every outcome
+	FinalOffset int64   // offset + BytesSent: where the source's position was left
+	Method      Method  // how the bytes moved (MethodNone when no transfer started)
+	ShortSource bool    // the source ended before the requested range did
+	Timeout     Timeout // StatusTimedOut: the limit that ended it
 	Status      Status
 	Errno       syscall.Errno // the cause of a failure, 0 when none
 	Message     string        // the daemon's explanation of a failure, for people
@@ -102,6 +153,7 @@ func resultOf(r *wire.Response) Result {
 		FinalOffset: int64(r.FinalOffset),
 		Method:      Method(r.Method),
 		ShortSource: r.ShortSource,
+		Timeout:     Timeout(r.Timeout),
 		Status:      Status(r.Status),
 		Errno:       syscall.Errno(uint32(r.Error)),
 		Message:     r.Message,
@@ -362,6 +414,16 @@ func (c *Client) SendFile(ctx context.Context, dst, src syscall.Conn, offset, co
 	}
 	req := wire.Request{Op: wire.OpSendfile, Offset: uint64(offset), Count: uint64(count),
 		HasCount: count > 0, NoFallback: opts != nil && opts.NoFallback}
+	if opts != nil {
+		var okD, okI bool
+		req.DeadlineMs, okD = limitMs(opts.Deadline)
+		req.IdleTimeoutMs, okI = limitMs(opts.IdleTimeout)
+		if !okD || !okI || opts.RateLimit < 0 || opts.RateLimitAfter < 0 ||
+			(opts.RateLimitAfter > 0 && opts.RateLimit == 0) {
+			return fail(ErrInvalidArgument, syscall.EINVAL, nil)
+		}
+		req.RateLimitBps, req.RateLimitAfter = uint64(opts.RateLimit), uint64(opts.RateLimitAfter)
+	}
 
 	attempts := 0
 	for {

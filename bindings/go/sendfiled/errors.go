@@ -22,6 +22,7 @@ const (
 	StatusProtocol         Status = 7
 	StatusShuttingDown     Status = 8
 	StatusPermissionDenied Status = 9
+	StatusTimedOut         Status = 10 // the transfer's deadline or idle timeout ended it
 )
 
 var statusNames = [...]string{
@@ -35,6 +36,7 @@ var statusNames = [...]string{
 	StatusProtocol:         "protocol error",
 	StatusShuttingDown:     "shutting down",
 	StatusPermissionDenied: "permission denied",
+	StatusTimedOut:         "timed out",
 }
 
 func (s Status) String() string {
@@ -77,6 +79,7 @@ var (
 	ErrProtocol         = errors.New("sendfiled: protocol error")
 	ErrShuttingDown     = errors.New("sendfiled: daemon shutting down")
 	ErrPermissionDenied = errors.New("sendfiled: permission denied")
+	ErrTimedOut         = errors.New("sendfiled: the transfer's deadline or idle timeout passed")
 	ErrUnavailable      = errors.New("sendfiled: daemon unavailable")
 	// ErrOutcomeUnknown: the connection to the daemon was lost (it was
 	// killed, or crashed) after it read the request: no reply will come.
@@ -97,6 +100,7 @@ var statusErrors = [...]error{
 	StatusProtocol:         ErrProtocol,
 	StatusShuttingDown:     ErrShuttingDown,
 	StatusPermissionDenied: ErrPermissionDenied,
+	StatusTimedOut:         ErrTimedOut,
 }
 
 // Error is the error of a request that did not succeed. It carries the

@@ -19,10 +19,12 @@ const STATUS = Object.freeze({
   PROTOCOL: 7,
   SHUTTING_DOWN: 8,
   PERMISSION_DENIED: 9,
+  TIMED_OUT: 10,
 });
 
 const STATUS_NAMES = ['ok', 'not available', 'invalid argument', 'peer closed', 'I/O error',
-  'cancelled', 'limit reached', 'protocol error', 'shutting down', 'permission denied'];
+  'cancelled', 'limit reached', 'protocol error', 'shutting down', 'permission denied',
+  'timed out'];
 
 const METHODS = ['none', 'sendfile', 'splice', 'read_write'];
 
@@ -37,6 +39,7 @@ const CODES = Object.freeze({
   [STATUS.PROTOCOL]: 'ERR_SENDFILED_PROTOCOL',
   [STATUS.SHUTTING_DOWN]: 'ERR_SENDFILED_SHUTTING_DOWN',
   [STATUS.PERMISSION_DENIED]: 'ERR_SENDFILED_PERMISSION_DENIED',
+  [STATUS.TIMED_OUT]: 'ERR_SENDFILED_TIMED_OUT',
 });
 
 class SendfiledError extends Error {

@@ -111,6 +111,7 @@ impl Client {
         count: Option<u64>,
         opts: SendOptions,
     ) -> Result<Reply, Error> {
+        let limits = opts.wire_limits()?;
         let deadline = opts.get_timeout().map(|t| Instant::now() + t);
         let mut patience: Option<Instant> = None;
         let mut until = |deadline: Option<Instant>| {
@@ -127,6 +128,7 @@ impl Client {
                 offset,
                 count,
                 fallback: opts.allows_fallback(),
+                limits,
             };
             let fds = [dst.as_fd(), src.as_fd()];
             let unsent = match self.try_once(&req, &fds, deadline) {

@@ -28,6 +28,8 @@ pub enum Status {
     ShuttingDown,
     /// This user is not in the daemon's allow-list.
     PermissionDenied,
+    /// The transfer's deadline or idle timeout (set in the request) ended it.
+    TimedOut,
     /// A value this version does not know.
     Unknown(i32),
 }
@@ -46,6 +48,7 @@ impl Status {
             7 => Status::Protocol,
             8 => Status::ShuttingDown,
             9 => Status::PermissionDenied,
+            10 => Status::TimedOut,
             v => Status::Unknown(v),
         }
     }
@@ -63,6 +66,7 @@ impl Status {
             Status::Protocol => 7,
             Status::ShuttingDown => 8,
             Status::PermissionDenied => 9,
+            Status::TimedOut => 10,
             Status::Unknown(v) => v,
         }
     }
@@ -80,6 +84,7 @@ impl Status {
             Status::Protocol => "PROTOCOL",
             Status::ShuttingDown => "SHUTTING_DOWN",
             Status::PermissionDenied => "PERMISSION_DENIED",
+            Status::TimedOut => "TIMED_OUT",
             Status::Unknown(_) => "UNKNOWN",
         }
     }
@@ -163,6 +168,17 @@ pub struct Reply {
     pub short_source: bool,
     /// A Ping's reply only: who answered, as the daemon said it.
     pub(crate) ping: Option<crate::wire::PingInfo>,
+    /// `TIMED_OUT`: the limit that ended the transfer.
+    pub timeout: Option<Limit>,
+}
+
+/// Which of a transfer's limits ended it (the wire enum `Timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// [`SendOptions::deadline`](crate::SendOptions::deadline).
+    Deadline,
+    /// [`SendOptions::idle_timeout`](crate::SendOptions::idle_timeout).
+    Idle,
 }
 
 impl From<Response> for Reply {
@@ -177,6 +193,11 @@ impl From<Response> for Reply {
             final_offset: r.final_offset,
             short_source: r.short_source,
             ping: r.ping,
+            timeout: match r.timeout {
+                1 => Some(Limit::Deadline),
+                2 => Some(Limit::Idle),
+                _ => None,
+            },
         }
     }
 }
@@ -212,8 +233,9 @@ pub enum Error {
     /// Stopped by a cancel (this client's, `sendfilectl cancel`, or the daemon stopping).
     #[error("transfer cancelled: {0}")]
     Cancelled(Box<Reply>),
-    /// The blocking client's timeout ran out: the transfer was cancelled and its reply
-    /// awaited, so the position is settled.
+    /// The blocking client's timeout ran out (the transfer was cancelled and its reply
+    /// awaited), or the daemon ended it at the request's deadline or idle timeout
+    /// (`TIMED_OUT`): either way the position is settled.
     #[error("transfer timed out: {0}")]
     TimedOut(Box<Reply>),
     /// The daemon is stopping and did nothing with the request. Send it again on a new
@@ -265,6 +287,7 @@ impl Error {
             Status::NotAvailable => Error::NotAvailable(b),
             Status::PeerClosed => Error::PeerClosed(b),
             Status::Cancelled => Error::Cancelled(b),
+            Status::TimedOut => Error::TimedOut(b),
             Status::ShuttingDown => Error::ShuttingDown(b),
             _ => Error::Failed(b),
         }

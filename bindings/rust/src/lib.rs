@@ -56,7 +56,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use blocking::Client;
-pub use error::{Error, Method, Reply, Status};
+pub use error::{Error, Limit, Method, Reply, Status};
 #[cfg(feature = "tokio")]
 pub use tokio_client::{AsyncClient, Canceller, Transfer};
 
@@ -92,6 +92,10 @@ pub fn default_socket_path() -> PathBuf {
 pub struct SendOptions {
     fallback: bool,
     timeout: Option<Duration>,
+    deadline: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    rate_limit: Option<u64>,
+    rate_limit_after: Option<u64>,
 }
 
 impl Default for SendOptions {
@@ -99,6 +103,21 @@ impl Default for SendOptions {
         SendOptions {
             fallback: true,
             timeout: None,
+            deadline: None,
+            idle_timeout: None,
+            rate_limit: None,
+            rate_limit_after: None,
+        }
+    }
+}
+
+/// Whole milliseconds, rounded up, if they fit the wire's 32 bits.
+fn limit_ms(d: Option<Duration>) -> Option<u32> {
+    match d {
+        None => Some(0),
+        Some(d) => {
+            let ms = d.as_nanos().div_ceil(1_000_000).max(1);
+            u32::try_from(ms).ok()
         }
     }
 }
@@ -123,6 +142,64 @@ impl SendOptions {
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// A deadline the daemon enforces (`None`, the default: none): it ends the transfer
+    /// this long after it received the request (time waiting behind another transfer to
+    /// the same destination counts), with [`Error::TimedOut`] whose reply says
+    /// [`Limit::Deadline`] and the bytes sent. Unlike [`timeout`](Self::timeout), it holds
+    /// even if this process goes away. Rounded up to milliseconds; the daemon refuses
+    /// more than its maximum (one day unless configured).
+    pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// An idle timeout the daemon enforces: it ends the transfer once this long passes
+    /// without a byte moving (a peer that stopped reading), with [`Error::TimedOut`] and
+    /// [`Limit::Idle`]. Waiting for the rate limit is not idleness.
+    pub fn idle_timeout(mut self, idle: Option<Duration>) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// At most this many bytes per second (`None`: no limit), after
+    /// [`rate_limit_after`](Self::rate_limit_after) bytes at full speed.
+    pub fn rate_limit(mut self, bytes_per_second: Option<u64>) -> Self {
+        self.rate_limit = bytes_per_second;
+        self
+    }
+
+    /// Bytes sent at full speed before the rate limit applies; needs a rate limit.
+    pub fn rate_limit_after(mut self, bytes: Option<u64>) -> Self {
+        self.rate_limit_after = bytes;
+        self
+    }
+
+    /// The limits as the wire carries them, or `InvalidInput` for ones it cannot
+    /// carry (a duration beyond 2^32 - 1 ms, a burst without a rate).
+    pub(crate) fn wire_limits(&self) -> Result<wire::Limits, Error> {
+        let bad = |what: &str| {
+            Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("sendfiled: {what}"),
+            ))
+        };
+        let deadline_ms =
+            limit_ms(self.deadline).ok_or_else(|| bad("deadline beyond 2^32 - 1 ms"))?;
+        let idle_timeout_ms =
+            limit_ms(self.idle_timeout).ok_or_else(|| bad("idle timeout beyond 2^32 - 1 ms"))?;
+        let rate_limit_bps = self.rate_limit.unwrap_or(0);
+        let rate_limit_after = self.rate_limit_after.unwrap_or(0);
+        if rate_limit_after != 0 && rate_limit_bps == 0 {
+            return Err(bad("rate_limit_after needs a rate limit"));
+        }
+        Ok(wire::Limits {
+            deadline_ms,
+            rate_limit_bps,
+            idle_timeout_ms,
+            rate_limit_after,
+        })
     }
 
     /// The fallback setting.

@@ -334,12 +334,13 @@ impl AsyncClient {
         src: BorrowedFd<'_>,
         offset: u64,
         count: Option<u64>,
-        fallback: bool,
+        opts: &SendOptions,
         patience: &mut Option<Instant>,
     ) -> Result<Transfer, Error> {
         // The transfer's own handle on the source's open file description: its file
         // position is the only account of what left should the daemon die.
         let src_dup = src.try_clone_to_owned()?;
+        let limits = opts.wire_limits()?;
         loop {
             let conn = self.conn(patience).await?;
             let Some((id, Some(rx))) = conn.register(true) else {
@@ -349,7 +350,8 @@ impl AsyncClient {
                 id,
                 offset,
                 count,
-                fallback,
+                fallback: opts.allows_fallback(),
+                limits,
             };
             match conn.send(&req, &[dst, src]).await {
                 Ok(()) => {
@@ -405,7 +407,7 @@ impl AsyncClient {
             src.as_fd(),
             offset,
             count,
-            opts.allows_fallback(),
+            &opts,
             &mut patience,
         )
         .await
@@ -432,14 +434,7 @@ impl AsyncClient {
         let mut patience = None;
         loop {
             let mut t = self
-                .start(
-                    dst,
-                    src,
-                    offset,
-                    count,
-                    opts.allows_fallback(),
-                    &mut patience,
-                )
+                .start(dst, src, offset, count, &opts, &mut patience)
                 .await?;
             let delivery = match deadline {
                 None => t.raw().await,

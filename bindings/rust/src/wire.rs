@@ -31,6 +31,8 @@ pub enum Request {
         count: Option<u64>,
         /// Allow the user-space copy.
         fallback: bool,
+        /// The transfer's limits (fields 4, 5, 7, 8), zero: none.
+        limits: Limits,
     },
     /// Stop the transfer with id `target` on the same connection.
     Cancel {
@@ -44,6 +46,19 @@ pub enum Request {
         /// Request id, 1 and up.
         id: u64,
     },
+}
+
+/// A transfer's limits as the wire carries them; zero means none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// `deadline_ms` (field 4).
+    pub deadline_ms: u32,
+    /// `rate_limit_bps` (field 5).
+    pub rate_limit_bps: u64,
+    /// `idle_timeout_ms` (field 7).
+    pub idle_timeout_ms: u32,
+    /// `rate_limit_after` (field 8).
+    pub rate_limit_after: u64,
 }
 
 /// One reply, as the daemon sends it. Absent fields read as protobuf's defaults.
@@ -67,6 +82,8 @@ pub struct Response {
     pub short_source: bool,
     /// A Ping's reply only: who answered (`PingInfo`, field 9).
     pub ping: Option<PingInfo>,
+    /// `TIMED_OUT` only: the wire value of `Timeout` (1 deadline, 2 idle).
+    pub timeout: i32,
 }
 
 /// The `PingInfo` of a Ping's reply, as it is on the wire.
@@ -174,6 +191,7 @@ impl Request {
                 offset,
                 count,
                 fallback,
+                limits,
                 ..
             } => {
                 if offset != 0 {
@@ -187,6 +205,18 @@ impl Request {
                 if !fallback {
                     put_key(&mut body, 3, WT_VARINT);
                     put_varint(&mut body, 0);
+                }
+                // The limits in field order, each only when set, as libsendfiled does.
+                for (field, v) in [
+                    (4, u64::from(limits.deadline_ms)),
+                    (5, limits.rate_limit_bps),
+                    (7, u64::from(limits.idle_timeout_ms)),
+                    (8, limits.rate_limit_after),
+                ] {
+                    if v != 0 {
+                        put_key(&mut body, field, WT_VARINT);
+                        put_varint(&mut body, v);
+                    }
                 }
                 put_message(&mut out, 2, &body);
             }
@@ -245,7 +275,7 @@ impl Response {
             if field == 0 || field > u64::from(u32::MAX >> 3) {
                 return Err(DecodeError("bad field number"));
             }
-            let known_varint = matches!(field, 1 | 2 | 3 | 5 | 6 | 7 | 8);
+            let known_varint = matches!(field, 1 | 2 | 3 | 5 | 6 | 7 | 8 | 10);
             let known_len = matches!(field, 4 | 9);
             if known_varint && wire_type != WT_VARINT || known_len && wire_type != WT_LEN {
                 return Err(DecodeError("field with the wrong wire type"));
@@ -262,6 +292,7 @@ impl Response {
                         6 => resp.final_offset = v,
                         7 => resp.method = v as i32,
                         8 => resp.short_source = v != 0,
+                        10 => resp.timeout = v as i32,
                         _ => {}
                     }
                 }
@@ -319,6 +350,7 @@ mod tests {
                     offset: 0,
                     count: None,
                     fallback: true,
+                    limits: Limits::default(),
                 },
                 "08 01 12 00",
             ),
@@ -328,6 +360,7 @@ mod tests {
                     offset: 0,
                     count: Some(1 << 20),
                     fallback: true,
+                    limits: Limits::default(),
                 },
                 "08 01 12 04 10 80 80 40",
             ),
@@ -337,6 +370,7 @@ mod tests {
                     offset: 4096,
                     count: Some(1000),
                     fallback: false,
+                    limits: Limits::default(),
                 },
                 "08 07 12 08 08 80 20 10 e8 07 18 00",
             ),
@@ -386,6 +420,7 @@ mod tests {
             offset: (1 << 63) - 1,
             count: Some(1),
             fallback: true,
+            limits: Limits::default(),
         };
         let b = req.encode();
         assert_eq!(&b[..11], hex("08 ff ff ff ff ff ff ff ff ff 01").as_slice());

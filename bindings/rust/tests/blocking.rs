@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use sendfiled::{Client, Error, Feature, Method, SendOptions, Status};
+use sendfiled::{Client, Error, Feature, Limit, Method, SendOptions, Status};
 
 /// Run `f` with a fresh daemon and a client of it; afterwards, the daemon's descriptors
 /// and this process's must be back to what they were.
@@ -295,6 +295,62 @@ fn ping_says_who_answers() {
         assert_eq!(c.ping().unwrap(), info);
         assert_eq!(r.bytes_sent, 100 * KIB);
         assert_eq!(peer.finish(), Received::expected(0, 100 * KIB));
+    });
+}
+
+/// A peer that stops reading: the daemon's idle timeout ends the transfer
+/// (`TIMED_OUT`, ETIMEDOUT, `Limit::Idle`), with the bytes the peer then reads and
+/// the position there.
+#[test]
+fn idle_timeout_ends_the_transfer() {
+    run(|_, c| {
+        let peer = Peer::idle(Some(64 * 1024));
+        let f = File::open(&files().medium).unwrap();
+        let o = opts().idle_timeout(Some(Duration::from_millis(300)));
+        let e = c.sendfile(&peer.client, &f, 100, None, o).unwrap_err();
+        let Error::TimedOut(r) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(r.status, Status::TimedOut);
+        assert_eq!(r.timeout, Some(Limit::Idle));
+        assert_eq!(e.errno(), Some(libc::ETIMEDOUT));
+        assert!(r.bytes_sent > 0 && r.bytes_sent < 32 * MIB, "{r:?}");
+        assert_eq!(position(&f), 100 + r.bytes_sent);
+        assert_eq!(peer.finish(), Received::expected(100, r.bytes_sent));
+    });
+}
+
+/// A rate-limited transfer that keeps moving ends at its deadline.
+#[test]
+fn deadline_ends_a_rate_limited_transfer() {
+    run(|_, c| {
+        let peer = Peer::new();
+        let f = File::open(&files().medium).unwrap();
+        let o = opts()
+            .deadline(Some(Duration::from_millis(300)))
+            .rate_limit(Some(MIB))
+            .rate_limit_after(Some(64 * KIB));
+        let e = c.sendfile(&peer.client, &f, 0, None, o).unwrap_err();
+        let r = e.reply().unwrap().clone();
+        assert_eq!(r.status, Status::TimedOut);
+        assert_eq!(r.timeout, Some(Limit::Deadline));
+        assert!(r.bytes_sent >= 64 * KIB && r.bytes_sent < 32 * MIB, "{r:?}");
+        assert_eq!(peer.finish(), Received::expected(0, r.bytes_sent));
+        // Limits the wire cannot carry, or the daemon refuses: nothing is sent.
+        for o in [
+            opts().rate_limit_after(Some(10)),
+            opts().deadline(Some(Duration::from_secs(50 * 24 * 3600))),
+            opts().idle_timeout(Some(Duration::from_secs(2 * 24 * 3600))),
+        ] {
+            let peer = Peer::new();
+            let e = c.sendfile(&peer.client, &f, 0, None, o).unwrap_err();
+            assert!(
+                matches!(&e, Error::Io(i) if i.kind() == io::ErrorKind::InvalidInput)
+                    || matches!(e.reply(), Some(r) if r.status == Status::InvalidArgument),
+                "{e:?}"
+            );
+            assert_eq!(peer.finish(), Received::of(b""));
+        }
     });
 }
 

@@ -121,6 +121,7 @@ fn requests() -> Vec<Request> {
                 offset: rng.value(),
                 count: (rng.next() & 1 == 0).then(|| rng.value()),
                 fallback: rng.next() & 1 == 0,
+                limits: Default::default(),
             },
             1 => Request::Cancel {
                 id,
@@ -145,6 +146,7 @@ fn requests_encode_as_in_c() {
                 offset,
                 count,
                 fallback,
+                ..
             } => format!(
                 "req {id} s {offset} {} {} {} 0\n",
                 count.is_some() as u8,
@@ -170,6 +172,7 @@ fn requests_encode_as_in_c() {
                 offset,
                 count,
                 fallback,
+                ..
             } => format!(
                 "{id} 1 1 {offset} {} {} {} 0",
                 count.is_some() as u8,
@@ -206,6 +209,7 @@ fn replies_from_c_decode() {
             method: (rng.next() % 5) as i32,
             short_source: rng.next() & 1 == 0,
             ping: None,
+            timeout: 0,
         });
     }
     let mut input = String::new();

@@ -244,6 +244,7 @@ fn only_the_last_unread_request_is_sent_again_async() {
             offset,
             count: Some(5000),
             fallback: true,
+            limits: Default::default(),
         }
         .encode()
         .len()

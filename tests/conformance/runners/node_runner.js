@@ -25,6 +25,7 @@ const STATUS_OF_CODE = {
   ERR_SENDFILED_PROTOCOL: 'protocol',
   ERR_SENDFILED_SHUTTING_DOWN: 'shutting_down',
   ERR_SENDFILED_PERMISSION_DENIED: 'permission_denied',
+  ERR_SENDFILED_TIMED_OUT: 'timed_out',
   ABORT_ERR: 'cancelled',
 };
 

@@ -110,6 +110,7 @@ def dest_pair(k: Dict[str, Any]) -> Tuple[socket.socket, socket.socket]:
 
 STATUS_OF = [
     (sendfiled.SendfileNotAvailableError, "not_available"),
+    (sendfiled.TransferTimeoutError, "timed_out"),
     (sendfiled.TransferCancelledError, "cancelled"),
     (sendfiled.LimitError, "limit"),
     (sendfiled.ProtocolError, "protocol"),

@@ -29,6 +29,11 @@ type Request struct {
 	Count      uint64
 	HasCount   bool
 	NoFallback bool
+	// The transfer's limits (0: none): Sendfile fields 4, 5, 7 and 8.
+	DeadlineMs     uint32
+	RateLimitBps   uint64
+	IdleTimeoutMs  uint32
+	RateLimitAfter uint64
 	// Cancel
 	Target uint64
 }
@@ -80,6 +85,17 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 		if r.NoFallback {
 			n += 2
 		}
+		// The limits, in field order, each only when set.
+		limits := [...]struct {
+			field int
+			v     uint64
+		}{{4, uint64(r.DeadlineMs)}, {5, r.RateLimitBps}, {7, uint64(r.IdleTimeoutMs)},
+			{8, r.RateLimitAfter}}
+		for _, l := range limits {
+			if l.v != 0 {
+				n += 1 + varintLen(l.v)
+			}
+		}
 		b = appendKey(b, 2, wtLen)
 		b = appendVarint(b, uint64(n))
 		if r.Offset != 0 {
@@ -93,6 +109,12 @@ func AppendRequest(b []byte, r *Request) ([]byte, error) {
 		if r.NoFallback {
 			b = appendKey(b, 3, wtVarint)
 			b = append(b, 0)
+		}
+		for _, l := range limits {
+			if l.v != 0 {
+				b = appendKey(b, l.field, wtVarint)
+				b = appendVarint(b, l.v)
+			}
 		}
 	case OpCancel:
 		b = appendKey(b, 3, wtLen)
@@ -120,6 +142,8 @@ type Response struct {
 	ShortSource bool
 	// A Ping's reply only (field 9): who answered.
 	Ping *PingInfo
+	// TIMED_OUT only (field 10): 1 the deadline, 2 the idle timeout.
+	Timeout int32
 }
 
 // PingInfo is the PingInfo of a Ping's reply, as it is on the wire.
@@ -222,6 +246,8 @@ func DecodeResponse(p []byte) (Response, error) {
 				r.Method = int32(v)
 			case 8:
 				r.ShortSource = v != 0
+			case 10:
+				r.Timeout = int32(v)
 			}
 		case wtLen:
 			n, j, ok := readVarint(p, i)
@@ -253,7 +279,7 @@ func DecodeResponse(p []byte) (Response, error) {
 			// Groups (3, 4) are not part of this schema; 6 and 7 do not exist.
 			return Response{}, ErrMalformed
 		}
-		if field <= 8 && field != 4 && wt != wtVarint {
+		if (field <= 8 && field != 4 || field == 10) && wt != wtVarint {
 			return Response{}, ErrMalformed // a known field with the wrong type
 		}
 		if (field == 4 || field == 9) && wt != wtLen {
@@ -275,6 +301,7 @@ func DecodeRequest(p []byte) (Request, error) {
 		case field >= 2 && field <= 4 && wt == wtLen:
 			r.Op = Op(field - 1)
 			r.Offset, r.Count, r.HasCount, r.NoFallback, r.Target = 0, 0, false, false, 0
+			r.DeadlineMs, r.RateLimitBps, r.IdleTimeoutMs, r.RateLimitAfter = 0, 0, 0, 0
 			return walk(b, func(f uint64, wt int, v uint64, _ []byte) bool {
 				if wt != wtVarint {
 					// Only an unknown field may be something else.
@@ -288,6 +315,14 @@ func DecodeRequest(p []byte) (Request, error) {
 					r.Count, r.HasCount = v, true
 				case field == 2 && f == 3:
 					r.NoFallback = v == 0
+				case field == 2 && f == 4:
+					r.DeadlineMs = uint32(v)
+				case field == 2 && f == 5:
+					r.RateLimitBps = v
+				case field == 2 && f == 7:
+					r.IdleTimeoutMs = uint32(v)
+				case field == 2 && f == 8:
+					r.RateLimitAfter = v
 				case field == 3 && f == 1:
 					r.Target = v
 				}

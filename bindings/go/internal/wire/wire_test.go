@@ -101,6 +101,9 @@ func TestProtocolDocExamples(t *testing.T) {
 		{Request{ID: 1, Op: OpSendfile, Count: 1048576, HasCount: true}, "08 01 12 04 10 80 80 40"},
 		{Request{ID: 7, Op: OpSendfile, Offset: 4096, Count: 1000, HasCount: true, NoFallback: true},
 			"08 07 12 08 08 80 20 10 e8 07 18 00"},
+		// The limits, in field order (4, 5, 7, 8), as the C encoder writes them.
+		{Request{ID: 4, Op: OpSendfile, DeadlineMs: 500, RateLimitBps: 1000, IdleTimeoutMs: 300,
+			RateLimitAfter: 5}, "08 04 12 0b 20 f4 03 28 e8 07 38 ac 02 40 05"},
 		{Request{ID: 2, Op: OpCancel, Target: 1}, "08 02 1a 02 08 01"},
 		{Request{ID: 3, Op: OpPing}, "08 03 22 00"},
 	}
@@ -128,9 +131,9 @@ func TestDecodeUnknownAndRepeated(t *testing.T) {
 		in   string
 		want Response
 	}{
-		// Unknown fields of every wire type are skipped (field 9 is
-		// PingInfo now: field 20 is the unknown varint).
-		{"08 05 a0 01 07 51 0102030405060708 5a 03 616263 65 01020304 28 0a",
+		// Unknown fields of every wire type are skipped (fields 9 to 11 are
+		// known now: 23 is the unknown varint).
+		{"08 05 b8 01 07 a1 01 0102030405060708 aa 01 03 616263 b5 01 01020304 28 0a",
 			Response{ID: 5, BytesSent: 10}},
 		// The last value of a repeated scalar wins.
 		{"08 01 08 02 10 03 10 05", Response{ID: 2, Status: 5}},
@@ -140,6 +143,8 @@ func TestDecodeUnknownAndRepeated(t *testing.T) {
 		{"f8 ff ff ff 0f 01 08 09", Response{ID: 9}},
 		{"08 01 22 00", Response{ID: 1}},
 		{"08 01 40 02", Response{ID: 1, ShortSource: true}},
+		// timeout (field 10) of a TIMED_OUT reply.
+		{"08 01 10 0a 50 02", Response{ID: 1, Status: 10, Timeout: 2}},
 	}
 	for _, c := range cases {
 		got, err := DecodeResponse(unhex(t, c.in))

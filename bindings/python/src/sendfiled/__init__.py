@@ -26,6 +26,7 @@ from ._errors import (
     SendfileNotAvailableError,
     ShuttingDownError,
     TransferCancelledError,
+    TransferTimeoutError,
 )
 from ._lib import Library, LibraryNotFoundError, PingInfo, Result, load_library
 from ._stats import reset_stats, stats
@@ -46,6 +47,7 @@ __all__ = [
     "SendfileNotAvailableError",
     "ShuttingDownError",
     "TransferCancelledError",
+    "TransferTimeoutError",
     "load_library",
     "reset_stats",
     "stats",

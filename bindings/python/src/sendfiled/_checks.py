@@ -152,3 +152,50 @@ def settle_position(file: Any, bytes_sent: int, final_offset: int) -> None:
     # cached position the daemon has made wrong).
     file.tell()
     file.seek(final_offset)
+
+
+#: The longest deadline or idle timeout the wire can carry (milliseconds in 32 bits).
+_MAX_MS = 2**32 - 1
+
+
+def _ms(name: str, seconds: Any) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(seconds).__name__}")
+    if not seconds > 0:
+        raise ValueError(f"{name} must be positive, got {seconds!r}")
+    # Rounded up: a limit never ends a transfer sooner than asked.
+    ms = -(-int(seconds * 1_000_000) // 1000)
+    if ms > _MAX_MS:
+        raise ValueError(f"{name} must be at most {_MAX_MS / 1000:.0f} seconds")
+    return max(1, ms)
+
+
+def _bytes(name: str, n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{name} must be an int, not {type(n).__name__}")
+    if n <= 0 or n >= 2**64:
+        raise ValueError(f"{name} must be a positive 64-bit integer, got {n!r}")
+    return n
+
+
+def limits(deadline: Any, idle_timeout: Any, rate_limit: Any, rate_limit_after: Any
+           ) -> Optional[Any]:
+    """struct sfd_options for the limits given (seconds, bytes/s, bytes), or None
+    when there are none. TypeError/ValueError for bad values."""
+    from . import _lib
+
+    if deadline is None and idle_timeout is None and rate_limit is None and \
+            rate_limit_after is None:
+        return None
+    o = _lib.Options()
+    if deadline is not None:
+        o.deadline_ms = _ms("deadline", deadline)
+    if idle_timeout is not None:
+        o.idle_timeout_ms = _ms("idle_timeout", idle_timeout)
+    if rate_limit is not None:
+        o.rate_limit_bps = _bytes("rate_limit", rate_limit)
+    if rate_limit_after is not None:
+        if rate_limit is None:
+            raise ValueError("rate_limit_after needs rate_limit")
+        o.rate_limit_after = _bytes("rate_limit_after", rate_limit_after)
+    return o

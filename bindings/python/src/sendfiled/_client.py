@@ -157,7 +157,9 @@ class Client:
 
     def sendfile(self, sock: socket.socket, file: Any, offset: int = 0,
                  count: Optional[int] = None, *, fallback: bool = True,
-                 timeout: Optional[float] = None) -> int:
+                 timeout: Optional[float] = None, deadline: Optional[float] = None,
+                 idle_timeout: Optional[float] = None, rate_limit: Optional[int] = None,
+                 rate_limit_after: Optional[int] = None) -> int:
         """Send ``file`` to ``sock`` through the daemon and return the bytes sent.
 
         The contract of :meth:`socket.socket.sendfile`: ``offset`` is where to
@@ -175,6 +177,16 @@ class Client:
         ``timeout`` (seconds) bounds the wait; on expiry the transfer is
         cancelled, its position settled, and :class:`TimeoutError` raised.
 
+        Limits the daemon enforces (None: none): ``deadline`` (seconds from
+        when the daemon received the request, time waiting behind another
+        transfer to the same socket included), ``idle_timeout`` (seconds
+        without a byte moving, such as a peer that stopped reading),
+        ``rate_limit`` (bytes per second) after ``rate_limit_after`` bytes
+        sent at full speed. A limit that runs out raises
+        :class:`TransferTimeoutError` (a TimeoutError) with ``limit``
+        ("deadline" or "idle") and ``bytes_sent``. A transfer sent
+        in-process (``local_fallback`` with no daemon) has no limits.
+
         Blocking and non-blocking sockets both work: the daemon never blocks
         on them and never changes their flags.
 
@@ -184,6 +196,10 @@ class Client:
         :class:`LimitError`, :class:`TransferCancelledError`,
         :class:`DaemonUnavailableError`.
         """
+        opts = _checks.limits(deadline, idle_timeout, rate_limit, rate_limit_after)
+        if opts is not None and self._lib.sendfile_opts is None:
+            raise OSError(_errno.EOPNOTSUPP, "this libsendfiled cannot carry a transfer's "
+                          "limits (0.3 or later can)")
         fileno = _checks.check_source(sock, file, offset, count, fallback)
         if fileno == _checks.NOT_A_FILE:
             return _send_by_copy(sock, file, offset, count)
@@ -201,8 +217,13 @@ class Client:
             before = _tell(fileno)
             _stats.bump("in_flight")
             try:
-                r = self._lib.sendfile(c, sock.fileno(), fileno, woff, wcount, flags,
-                                       timeout_ms, ctypes.byref(res))
+                if opts is None:
+                    r = self._lib.sendfile(c, sock.fileno(), fileno, woff, wcount, flags,
+                                           timeout_ms, ctypes.byref(res))
+                else:
+                    r = self._lib.sendfile_opts(c, sock.fileno(), fileno, woff, wcount, flags,
+                                                ctypes.byref(opts), timeout_ms,
+                                                ctypes.byref(res))
             finally:
                 _stats.bump("in_flight", -1)
             if r < 0 and -r in DEAD_CONNECTION:

@@ -25,6 +25,7 @@ __all__ = [
     "ProtocolError",
     "TransferCancelledError",
     "PeerClosedError",
+    "TransferTimeoutError",
     "error_from_result",
 ]
 
@@ -92,6 +93,18 @@ class TransferCancelledError(OSError):
     """
 
 
+class TransferTimeoutError(TimeoutError):
+    """The daemon ended the transfer at the deadline or idle timeout the call
+    asked for. ``limit`` says which: "deadline" or "idle"; ``bytes_sent`` how
+    much left before (the file position is offset + bytes_sent). ``errno`` is
+    ETIMEDOUT.
+
+    The caller's own ``timeout=`` raises a plain :class:`TimeoutError`.
+    """
+
+    limit: Optional[str] = None
+
+
 class PeerClosedError(ConnectionError):
     """The destination's peer went away mid-transfer with an errno that
     Python does not map to a ConnectionError subclass (ENOTCONN, ETIMEDOUT,
@@ -148,6 +161,10 @@ def error_from_result(res: _lib.Result, lib: Optional[_lib.Library] = None) -> B
     elif st == _lib.STATUS_SHUTTING_DOWN:
         err = err or _errno.ESHUTDOWN
         exc = ShuttingDownError(err, msg or "the daemon is shutting down")
+    elif st == _lib.STATUS_TIMED_OUT:
+        err = err or _errno.ETIMEDOUT
+        exc = TransferTimeoutError(err, msg or "the transfer's limit passed")
+        exc.limit = res.timeout
     elif st == _lib.STATUS_PERMISSION_DENIED:
         err = err or _errno.EACCES
         exc = PermissionError(err, msg or "the daemon does not serve this user")

@@ -33,6 +33,7 @@ __all__ = [
     "STATUS_PROTOCOL",
     "STATUS_SHUTTING_DOWN",
     "STATUS_PERMISSION_DENIED",
+    "STATUS_TIMED_OUT",
     "METHOD_NAMES",
     "FEATURE_NAMES",
     "PingInfo",
@@ -55,6 +56,7 @@ STATUS_LIMIT = 6
 STATUS_PROTOCOL = 7
 STATUS_SHUTTING_DOWN = 8
 STATUS_PERMISSION_DENIED = 9
+STATUS_TIMED_OUT = 10
 
 #: enum sfd_method values, by the names the statistics use.
 METHOD_NAMES = {0: "none", 1: "sendfile", 2: "splice", 3: "read_write"}
@@ -62,6 +64,8 @@ METHOD_NAMES = {0: "none", 1: "sendfile", 2: "splice", 3: "read_write"}
 SFD_RESULT_SHORT_SOURCE = 1 << 0
 #: The library sent the whole range in the calling thread; the daemon was not asked.
 SFD_RESULT_INLINE = 1 << 3
+SFD_RESULT_DEADLINE = 1 << 1
+SFD_RESULT_IDLE = 1 << 2
 SFD_MESSAGE_MAX = 256
 
 #: enum sfd_feature (proto Feature) values, by the names every binding uses.
@@ -83,6 +87,18 @@ class _CResult(ctypes.Structure):
         ("flags", ctypes.c_uint),
         ("id", ctypes.c_uint64),
         ("message", ctypes.c_char * SFD_MESSAGE_MAX),
+    ]
+
+
+class Options(ctypes.Structure):
+    """struct sfd_options, field for field: a transfer's limits (0: none)."""
+
+    _fields_ = [
+        ("deadline_ms", ctypes.c_uint32),
+        ("idle_timeout_ms", ctypes.c_uint32),
+        ("rate_limit_bps", ctypes.c_uint64),
+        ("rate_limit_after", ctypes.c_uint64),
+        ("reserved", ctypes.c_uint64 * 4),
     ]
 
 
@@ -117,6 +133,15 @@ class Result:
         """True when the library sent it all in the calling thread (a small
         range to a non-blocking socket) and the daemon was not asked."""
         return bool(self.flags & SFD_RESULT_INLINE)
+
+    @property
+    def timeout(self) -> Optional[str]:
+        """Which limit ended a TIMED_OUT transfer: "deadline", "idle", or None."""
+        if self.flags & SFD_RESULT_DEADLINE:
+            return "deadline"
+        if self.flags & SFD_RESULT_IDLE:
+            return "idle"
+        return None
 
     def __repr__(self) -> str:
         return (f"<Result id={self.id} status={self.status} error={self.error} "
@@ -196,6 +221,18 @@ class Library:
         self.set_reconnect = fn("sfd_client_set_reconnect", ctypes.c_int, vp, ctypes.c_int)
         self.submit = fn("sfd_client_submit", ctypes.c_int, vp, ctypes.c_int, ctypes.c_int, u64,
                          u64, ctypes.c_uint, vp, ctypes.POINTER(u64))
+        # Since libsendfiled 0.3 (SENDFILED_0.3): None in an older library,
+        # which then cannot carry a transfer's limits.
+        self.sendfile_opts = None
+        self.submit_opts = None
+        if hasattr(cdll, "sfd_client_sendfile_opts"):
+            self.sendfile_opts = fn("sfd_client_sendfile_opts", ctypes.c_int, vp, ctypes.c_int,
+                                    ctypes.c_int, u64, u64, ctypes.c_uint,
+                                    ctypes.POINTER(Options), ctypes.c_int,
+                                    ctypes.POINTER(_CResult))
+            self.submit_opts = fn("sfd_client_submit_opts", ctypes.c_int, vp, ctypes.c_int,
+                                  ctypes.c_int, u64, u64, ctypes.c_uint,
+                                  ctypes.POINTER(Options), vp, ctypes.POINTER(u64))
         self.dispatch = fn("sfd_client_dispatch", ctypes.c_int, vp, COMPLETION_FN)
         self.cancel = fn("sfd_client_cancel", ctypes.c_int, vp, u64)
         self.pending = fn("sfd_client_pending", ctypes.c_uint, vp)

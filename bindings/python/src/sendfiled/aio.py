@@ -179,16 +179,23 @@ class _LoopClient:
             return e
         return _errors.unavailable(_errno.ENOTCONN, self.shown_path())
 
-    def submit(self, out_fd: int, in_fd: int, offset: int, count: int, flags: int
-               ) -> Tuple[int, "asyncio.Future[Any]"]:
+    def submit(self, out_fd: int, in_fd: int, offset: int, count: int, flags: int,
+               opts: Any = None) -> Tuple[int, "asyncio.Future[Any]"]:
         """Start a transfer. Raises _SubmitFailed when the connection is dead
         (the request was not sent: the daemon restarted, say)."""
         assert self._c is not None
         loop = self._loop_ref()
         assert loop is not None
         rid = ctypes.c_uint64()
-        r = self.lib.submit(self._c, out_fd, in_fd, offset, count, flags, None,
-                            ctypes.byref(rid))
+        if opts is not None and self.lib.submit_opts is None:
+            raise OSError(_errno.EOPNOTSUPP, "this libsendfiled cannot carry a transfer's "
+                          "limits (0.3 or later can)")
+        if opts is None:
+            r = self.lib.submit(self._c, out_fd, in_fd, offset, count, flags, None,
+                                ctypes.byref(rid))
+        else:
+            r = self.lib.submit_opts(self._c, out_fd, in_fd, offset, count, flags,
+                                     ctypes.byref(opts), None, ctypes.byref(rid))
         if r < 0:
             if -r in DEAD_CONNECTION:
                 # Deliver what the daemon answered before it stopped reading;
@@ -359,7 +366,7 @@ def _record(res: _lib.Result) -> None:
 
 async def _daemon_send(st: _LoopState, loop: asyncio.AbstractEventLoop, lc: _LoopClient,
                        sock: Any, file: Any, fileno: int, offset: int, count: Optional[int],
-                       fallback: bool, require_daemon: bool) -> int:
+                       fallback: bool, require_daemon: bool, opts: Any = None) -> int:
     """Send through the daemon and wait for the answer, cancellation included.
 
     A request the daemon did nothing with because it is stopping (a dead
@@ -376,7 +383,7 @@ async def _daemon_send(st: _LoopState, loop: asyncio.AbstractEventLoop, lc: _Loo
     for attempt in (1, 2):
         before = _tell(fileno)
         try:
-            rid, fut = lc.submit(out_fd, fileno, woff, wcount, flags)
+            rid, fut = lc.submit(out_fd, fileno, woff, wcount, flags, opts)
         except _SubmitFailed as e:
             if attempt == 1:
                 lc = st.replace_client(loop, lc)
@@ -450,7 +457,7 @@ def _connect_or_decline(st: _LoopState, loop: asyncio.AbstractEventLoop,
 
 async def _transport_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, transport: Any,
                               file: Any, offset: int, count: Optional[int], fallback: bool,
-                              require_daemon: Optional[bool]) -> int:
+                              require_daemon: Optional[bool], opts: Any = None) -> int:
     orig = st.orig_sendfile
     if _bypass.get():
         return await orig(transport, file, offset, count, fallback=fallback)
@@ -484,7 +491,7 @@ async def _transport_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, t
             # have data behind that size, and the daemon reads to the end.
             fileno = src[0]
             return await _daemon_send(st, loop, lc, sock, file, fileno, offset, count,
-                                      fallback, req)
+                                      fallback, req, opts)
     except _NotHandedOver as e:
         # require_daemon is about reaching the daemon; a file object without
         # a descriptor is asyncio's business, decided by fallback.
@@ -498,7 +505,7 @@ async def _transport_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, t
 
 async def _sock_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, sock: Any, file: Any,
                          offset: int, count: Optional[int], fallback: bool,
-                         require_daemon: Optional[bool]) -> int:
+                         require_daemon: Optional[bool], opts: Any = None) -> int:
     orig = st.orig_sock_sendfile
     if _bypass.get():
         return await orig(sock, file, offset, count, fallback=fallback)
@@ -514,7 +521,7 @@ async def _sock_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, sock: 
         return await _call_original(orig, sock, file, offset, count, fallback=fallback)
     try:
         return await _daemon_send(st, loop, lc, sock, file, fileno, offset, count, fallback,
-                                  req)
+                                  req, opts)
     except _NotHandedOver as e:
         if req:
             raise e.error from None
@@ -527,7 +534,9 @@ async def _sock_sendfile(loop: asyncio.AbstractEventLoop, st: _LoopState, sock: 
 
 async def sendfile(transport: asyncio.WriteTransport, file: Any, offset: int = 0,
                    count: Optional[int] = None, *, fallback: bool = True,
-                   require_daemon: Optional[bool] = None) -> int:
+                   require_daemon: Optional[bool] = None, deadline: Optional[float] = None,
+                   idle_timeout: Optional[float] = None, rate_limit: Optional[int] = None,
+                   rate_limit_after: Optional[int] = None) -> int:
     """``loop.sendfile()`` through the daemon, on the running loop.
 
     Send ``file`` (a binary file object) to ``transport`` and return the
@@ -543,25 +552,42 @@ async def sendfile(transport: asyncio.WriteTransport, file: Any, offset: int = 0
     than send in-process when the daemon cannot be reached (None: the loop's
     setting from :func:`install`, else False).
 
+    ``deadline``, ``idle_timeout`` (seconds), ``rate_limit`` (bytes/s) and
+    ``rate_limit_after`` (bytes): limits the daemon enforces, as for
+    :meth:`sendfiled.Client.sendfile`; one that runs out raises
+    :class:`sendfiled.TransferTimeoutError`. A transfer the loop sends
+    itself (TLS, no daemon) has no limits.
+
     TLS transports and transports without a socket go to the loop's own
     implementation, unchanged.
     """
     loop = asyncio.get_running_loop()
+    opts = _limits(loop, deadline, idle_timeout, rate_limit, rate_limit_after)
     return await _transport_sendfile(loop, _state(loop), transport, file, offset, count,
-                                     fallback, require_daemon)
+                                     fallback, require_daemon, opts)
 
 
 async def sock_sendfile(sock: Any, file: Any, offset: int = 0, count: Optional[int] = None,
-                        *, fallback: bool = True, require_daemon: Optional[bool] = None) -> int:
+                        *, fallback: bool = True, require_daemon: Optional[bool] = None,
+                        deadline: Optional[float] = None, idle_timeout: Optional[float] = None,
+                        rate_limit: Optional[int] = None,
+                        rate_limit_after: Optional[int] = None) -> int:
     """``loop.sock_sendfile()`` through the daemon, on the running loop.
 
     ``sock`` is a connected SOCK_STREAM socket (non-blocking, as asyncio
     expects; the daemon never changes its flags). Same contract as
-    :func:`sendfile` otherwise.
+    :func:`sendfile` otherwise, limits included.
     """
     loop = asyncio.get_running_loop()
+    opts = _limits(loop, deadline, idle_timeout, rate_limit, rate_limit_after)
     return await _sock_sendfile(loop, _state(loop), sock, file, offset, count, fallback,
-                                require_daemon)
+                                require_daemon, opts)
+
+
+def _limits(loop: asyncio.AbstractEventLoop, deadline: Any, idle_timeout: Any, rate_limit: Any,
+            rate_limit_after: Any) -> Any:
+    del loop
+    return _checks.limits(deadline, idle_timeout, rate_limit, rate_limit_after)
 
 
 def install(loop: Optional[asyncio.AbstractEventLoop] = None, *, require_daemon: bool = False,
