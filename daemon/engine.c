@@ -18,8 +18,12 @@
 /* Descriptors waiting for the flush; past this many, they are closed at once
  * (still before any reply, which only the flush sends). */
 #define GRAVE_MAX 128
-/* File ranges the page cache held this turn. */
-#define HOT_MAX 4
+/* File ranges the page cache held a moment ago, and how long that moment
+ * lasts: a page read in the last HOT_MS milliseconds is the last an
+ * eviction would take, and a file served over and over is asked once per
+ * HOT_MS rather than once per request. */
+#define HOT_MAX 8
+#define HOT_MS 100
 /* Waiters may defer more work while they run (a closing connection cancels
  * its transfers): the flush goes round this many times at most, and leaves
  * the rest for the next turn, which then comes at once. */
@@ -31,6 +35,7 @@ struct hot_range {
 	dev_t dev;
 	ino_t ino;
 	uint64_t start, end;
+	uint64_t seen_ms; /* loop time of the probe */
 };
 
 /* One open file description that transfers of this loop send from now. */
@@ -50,7 +55,7 @@ struct engine {
 
 	size_t n_grave;
 	int grave[GRAVE_MAX];
-	unsigned n_hot;
+	unsigned n_hot, next_hot;
 	struct hot_range hot[HOT_MAX];
 	struct list_head waiters;
 
@@ -302,7 +307,6 @@ close_grave(struct engine *e)
 void
 engine_flush(struct engine *e)
 {
-	e->n_hot = 0;
 	if (!e->nudging)
 		return; /* nothing was buried or deferred this turn */
 	for (int round = 0; round < FLUSH_ROUNDS; round++) {
@@ -363,13 +367,20 @@ engine_bury(struct engine *e, int fd)
 	return -1;
 }
 
+static bool
+fresh(const struct engine *e, const struct hot_range *h)
+{
+	return uv_now(e->loop) - h->seen_ms <= HOT_MS;
+}
+
 bool
 engine_hot(const struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end)
 {
 	for (unsigned i = 0; i < e->n_hot; i++) {
 		const struct hot_range *h = &e->hot[i];
 
-		if (h->ino == f->ino && h->dev == f->dev && start >= h->start && end <= h->end)
+		if (h->ino == f->ino && h->dev == f->dev && start >= h->start && end <= h->end &&
+		    fresh(e, h))
 			return true;
 	}
 	return false;
@@ -378,9 +389,23 @@ engine_hot(const struct engine *e, const struct fdinfo *f, uint64_t start, uint6
 void
 engine_hot_add(struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end)
 {
-	e->hot[e->n_hot % HOT_MAX] = (struct hot_range){f->dev, f->ino, start, end};
-	if (e->n_hot < HOT_MAX)
-		e->n_hot++;
+	struct hot_range *slot = NULL;
+
+	/* The same range again (a file served over and over): refreshed in
+	 * place, so that one busy file does not push out the others. */
+	for (unsigned i = 0; i < e->n_hot && !slot; i++) {
+		struct hot_range *h = &e->hot[i];
+
+		if (h->ino == f->ino && h->dev == f->dev && h->start == start && h->end == end)
+			slot = h;
+	}
+	if (!slot) {
+		slot = &e->hot[e->next_hot];
+		e->next_hot = (e->next_hot + 1) % HOT_MAX;
+		if (e->n_hot < HOT_MAX)
+			e->n_hot++;
+	}
+	*slot = (struct hot_range){f->dev, f->ino, start, end, uv_now(e->loop)};
 }
 
 void

@@ -84,8 +84,9 @@ void engine_set_workers(struct engine *e, unsigned n);
  * variable. */
 int engine_bury(struct engine *e, int fd);
 
-/* engine_hot() - was [start, end) of this file found in the page cache this
- * turn? Its pages were just read, the last an eviction would take. */
+/* engine_hot() - was [start, end) of this file found in the page cache in
+ * the last moment (HOT_MS, 100 ms)? Its pages were just read, the last an
+ * eviction would take. */
 bool engine_hot(const struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end);
 void engine_hot_add(struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end);
 

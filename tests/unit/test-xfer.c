@@ -1384,9 +1384,10 @@ fd_open(int fd)
 
 /*
  * Transfers that end during a loop turn keep their descriptors until the
- * engine's flush, which closes them all; within a turn a file range is
- * probed once, while another file, or the same range in the next turn, is
- * probed again. The loop's turn flushes by itself.
+ * engine's flush, which closes them all; a file range is probed once, and
+ * not again for a moment (100 ms of loop time), also in the next turns,
+ * while another file is probed, and so is the same range once the moment has
+ * passed. The loop's turn flushes by itself.
  */
 static void
 test_batch(void **state)
@@ -1416,6 +1417,15 @@ test_batch(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_false(fd_open(fds[i][0]) || fd_open(fds[i][1]));
 
+	/* The next turn, at once: the range is still taken as cached. */
+	batch_start(e, sv[0], a, fds[3]);
+	assert_int_equal(probes, 2);
+	engine_flush(e);
+	assert_false(fd_open(fds[3][0]) || fd_open(fds[3][1]));
+
+	/* Later than the moment: probed again. */
+	usleep(150 * 1000);
+	uv_update_time(&loop);
 	batch_start(e, sv[0], a, fds[3]);
 	assert_int_equal(probes, 3);
 	engine_flush(e);
@@ -1423,7 +1433,7 @@ test_batch(void **state)
 
 	/* One turn of the loop: its flush closes them. */
 	batch_start(e, sv[0], b, fds[3]);
-	assert_int_equal(batch_done, 5);
+	assert_int_equal(batch_done, 6);
 	assert_true(fd_open(fds[3][0]) && fd_open(fds[3][1]));
 	uv_run(&loop, UV_RUN_NOWAIT);
 	assert_false(fd_open(fds[3][0]) || fd_open(fds[3][1]));
