@@ -12,7 +12,11 @@
  *         closes both: what any descriptor-passing daemon pays at least;
  *   tcp   sfd_client_sendfile() of a 4 KiB page-cached file to a TCP
  *         loopback connection (cubic);
- *   unix  the same to an AF_UNIX stream socket.
+ *   unix  the same to an AF_UNIX stream socket;
+ *   floor the tcp request served by the floor server (../floor.h): the
+ *         syscalls each request needs and nothing else, no event loop;
+ *   inproc sendfile(2) of the same 4 KiB to the TCP connection in this
+ *         process: what the transfer itself costs.
  * Printed: p50 and p99 of each (microseconds) and p50 / p50 of raw.
  *
  * With --cold-file: a file of at least 1 GiB is evicted from the page cache
@@ -28,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -40,12 +45,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "floor.h"
 #include "sendfiled.h"
 
 #define DIE(...)                                                                                   \
@@ -226,11 +233,11 @@ daemon_request(struct sfd_client *c, int dst, int rcv, int src)
 	(void)rcv;
 }
 
-enum kind { K_RAW, K_TCP, K_UNIX, K_N };
-static const char *const kind_name[K_N] = {"raw", "tcp", "unix"};
+enum kind { K_RAW, K_TCP, K_UNIX, K_FLOOR, K_INPROC, K_N };
+static const char *const kind_name[K_N] = {"raw", "tcp", "unix", "floor", "inproc"};
 
 struct env {
-	struct sfd_client *c;
+	struct sfd_client *c, *floor;
 	int peer;
 	int src;
 	int tcp[2], unx[2];
@@ -248,15 +255,25 @@ one(struct env *e, enum kind k, struct samples *s)
 	case K_TCP:
 		daemon_request(e->c, e->tcp[0], e->tcp[1], e->src);
 		break;
-	default:
+	case K_UNIX:
 		daemon_request(e->c, e->unx[0], e->unx[1], e->src);
 		break;
+	case K_FLOOR:
+		daemon_request(e->floor, e->tcp[0], e->tcp[1], e->src);
+		break;
+	default: {
+		off_t off = 0;
+
+		if (sendfile(e->tcp[0], e->src, &off, SMALL) != SMALL)
+			DIE("in-process sendfile: %s", strerror(errno));
+		break;
+	}
 	}
 	t1 = now_us();
 	if (s)
 		add(s, t1 - t0);
 	/* The receiver drains outside the timed part. */
-	if (k == K_TCP)
+	if (k == K_TCP || k == K_FLOOR || k == K_INPROC)
 		read_exact(e->tcp[1], SMALL);
 	else if (k == K_UNIX)
 		read_exact(e->unx[1], SMALL);
@@ -386,7 +403,7 @@ main(int argc, char **argv)
 	int ccpu = 0, scpu = 0, rounds = 20, per = 500, cold_rounds = 3, o;
 	struct samples s[K_N] = {0};
 	int sp[2];
-	pid_t peer;
+	pid_t peer, floor_pid;
 	struct env e;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -445,6 +462,20 @@ main(int argc, char **argv)
 	(void)fcntl(e.unx[0], F_SETFL, O_NONBLOCK);
 	if (sfd_client_open(sock, &e.c) < 0)
 		DIE("cannot connect to %s", sock);
+	{
+		char fpath[PATH_MAX];
+		cpu_set_t set;
+
+		snprintf(fpath, sizeof(fpath), "%s.floor", sock);
+		floor_pid = floor_start(fpath);
+		if (floor_pid < 0)
+			DIE("floor server: %s", strerror((int)-floor_pid));
+		CPU_ZERO(&set);
+		CPU_SET(scpu, &set);
+		(void)sched_setaffinity(floor_pid, sizeof(set), &set);
+		if (sfd_client_open(fpath, &e.floor) < 0)
+			DIE("cannot connect to the floor server");
+	}
 
 	printf("placement: client on CPU %d, daemon and peer on CPU %d (%s)\n", ccpu, scpu,
 	       ccpu == scpu ? "same CPU" : "cross-CPU");
@@ -483,6 +514,8 @@ main(int argc, char **argv)
 		       pct(&loaded, 0.99) / pct(&alone, 0.99), pct(&alone, 0.5), pct(&loaded, 0.5));
 	}
 	sfd_client_free(e.c);
+	sfd_client_free(e.floor);
+	floor_stop(floor_pid);
 	close(sp[0]);
 	waitpid(peer, NULL, 0);
 	return 0;
