@@ -22,7 +22,7 @@
  * lasts: a page read in the last HOT_MS milliseconds is the last an
  * eviction would take, and a file served over and over is asked once per
  * HOT_MS rather than once per request. */
-#define HOT_MAX 8
+#define HOT_MAX 64
 #define HOT_MS 100
 /* Waiters may defer more work while they run (a closing connection cancels
  * its transfers): the flush goes round this many times at most, and leaves
@@ -447,7 +447,11 @@ engine_chain_forget(struct engine *e, struct xfer *x)
 static bool
 same_description(int a, int b)
 {
-	pid_t pid = getpid();
+	/* glibc no longer caches getpid(), and the daemon never forks. */
+	static pid_t pid;
+
+	if (!pid)
+		pid = getpid();
 
 	/* 0: the same; 1, 2 or 3: different; -1: cannot tell. */
 	return syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b) <= 0;
