@@ -69,6 +69,9 @@ struct engine {
 	uv_poll_t park_poll;
 	bool park_init;
 	unsigned n_parked;
+	/* The events on_park() is going through, for engine_unpark(). */
+	struct epoll_event *park_batch;
+	int park_batch_n;
 
 	/* The chain (see engine_chain_begin()). */
 	bool chain_running;
@@ -190,20 +193,32 @@ static void
 on_park(uv_poll_t *h, int status, int events)
 {
 	struct engine *e = h->data;
-	struct epoll_event ev;
+	struct epoll_event evs[PARK_EVENTS_MAX];
+	int n;
 
 	(void)status;
 	(void)events;
-	/* One at a time: a call may unpark others (a transfer that fails
-	 * and takes its connection down), whose events would be stale. */
-	for (int i = 0; i < PARK_EVENTS_MAX && epoll_wait(e->park_fd, &ev, 1, 0) == 1; i++) {
-		struct engine_parked *p = ev.data.ptr;
+	n = epoll_wait(e->park_fd, evs, PARK_EVENTS_MAX, 0);
+	if (n <= 0)
+		return;
+	/* A call may unpark others of this batch (a transfer that fails and
+	 * takes its connection down): engine_unpark() clears their entries,
+	 * which are skipped. */
+	e->park_batch = evs;
+	e->park_batch_n = n;
+	for (int i = 0; i < n; i++) {
+		struct engine_parked *p = evs[i].data.ptr;
 
-		/* Taken out before the call: it may park again, or finish
-		 * and close its descriptor. */
-		engine_unpark(e, p);
+		if (!p)
+			continue;
+		/* Parked: taken out before the call, which may park it again,
+		 * or finish and close its descriptor. */
+		if (!p->watch)
+			engine_unpark(e, p);
 		p->fn(p);
 	}
+	e->park_batch = NULL;
+	e->park_batch_n = 0;
 }
 
 static int
@@ -227,10 +242,10 @@ park_init(struct engine *e)
 	return 0;
 }
 
-int
-engine_park(struct engine *e, struct engine_parked *p, int fd)
+static int
+arm(struct engine *e, struct engine_parked *p, int fd, uint32_t events, bool watch)
 {
-	struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = p};
+	struct epoll_event ev = {.events = events, .data.ptr = p};
 	int r = park_init(e);
 
 	if (r < 0)
@@ -247,8 +262,25 @@ engine_park(struct engine *e, struct engine_parked *p, int fd)
 		}
 	}
 	p->fd = fd;
+	p->events = events;
+	p->watch = watch;
 	p->parked = true;
 	return 0;
+}
+
+int
+engine_park(struct engine *e, struct engine_parked *p, int fd)
+{
+	return arm(e, p, fd, EPOLLOUT, false);
+}
+
+int
+engine_watch(struct engine *e, struct engine_parked *p, int fd, uint32_t events)
+{
+	if (p->parked && p->watch && p->fd == fd && p->events == events)
+		return 0;
+	engine_unpark(e, p);
+	return arm(e, p, fd, events, true);
 }
 
 void
@@ -261,6 +293,9 @@ engine_unpark(struct engine *e, struct engine_parked *p)
 	 * could reuse. */
 	(void)epoll_ctl(e->park_fd, EPOLL_CTL_DEL, p->fd, NULL);
 	p->parked = false;
+	for (int i = 0; i < e->park_batch_n; i++)
+		if (e->park_batch[i].data.ptr == p)
+			e->park_batch[i].data.ptr = NULL;
 	if (--e->n_parked == 0)
 		uv_poll_stop(&e->park_poll);
 }

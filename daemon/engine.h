@@ -95,11 +95,14 @@ struct dstline_table *engine_lines(struct engine *e);
 /* engine_workq() - the worker queue: jobs wait here for a free thread. */
 struct fairq *engine_workq(struct engine *e);
 
-/* Embedded in what waits for a descriptor to become writable. */
+/* Embedded in what waits for a descriptor to become writable (or, watched,
+ * readable). */
 struct engine_parked {
 	void (*fn)(struct engine_parked *p);
 	int fd;
 	bool parked;
+	bool watch;      /* engine_watch(): stays armed after a call */
+	uint32_t events; /* EPOLLOUT, EPOLLIN */
 };
 
 /*
@@ -111,8 +114,22 @@ struct engine_parked {
  */
 int engine_park(struct engine *e, struct engine_parked *p, int fd);
 
+/*
+ * engine_watch() - call @p->fn from the loop whenever @fd (borrowed) is
+ * ready for @events (EPOLLOUT or EPOLLIN; errors and hang-ups too), until
+ * engine_unpark(): level-triggered, like a started uv_poll_t, which the
+ * loop's transfers used to wait with. A uv_poll_t costs, per descriptor, four
+ * syscalls more than the epoll_ctl() that adds it and the one that removes
+ * it (uv_poll_init() adds and removes it to check it, sets O_NONBLOCK with
+ * an ioctl(), and starting removes it once more), and a transfer's
+ * descriptor is new with each request. Asking again for what is armed
+ * already costs nothing. Return: 0, or a negative errno (then nothing
+ * waits).
+ */
+int engine_watch(struct engine *e, struct engine_parked *p, int fd, uint32_t events);
+
 /* engine_unpark() - stop waiting (no call); before @p's descriptor closes.
- * A no-op when it is not parked. */
+ * A no-op when it is not parked or watched. */
 void engine_unpark(struct engine *e, struct engine_parked *p);
 
 /*

@@ -100,9 +100,8 @@ struct xfer {
 	size_t buf_len, buf_off;
 
 	/* Loop mode. */
-	uv_poll_t dst_poll, src_poll;
-	bool dst_poll_init, src_poll_init;
-	uv_poll_t *watching; /* the handle armed now, if any */
+	struct engine_parked dst_watch, src_watch; /* engine_watch() */
+	struct engine_parked *watching;            /* the one armed now, if any */
 	int pending_closes;
 
 	/* Worker mode. */

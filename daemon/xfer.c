@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -390,10 +391,9 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 	 * has its reply holds the only references (closing its socket then
 	 * ends the stream at once). No thread uses them any more: a worker
 	 * job has returned before its transfer finishes. */
-	if (x->dst_poll_init)
-		close_handle(x, (uv_handle_t *)&x->dst_poll);
-	if (x->src_poll_init)
-		close_handle(x, (uv_handle_t *)&x->src_poll);
+	engine_unpark(x->engine, &x->dst_watch);
+	engine_unpark(x->engine, &x->src_watch);
+	x->watching = NULL;
 	if (x->kick_timer_init)
 		close_handle(x, (uv_handle_t *)&x->kick_timer);
 	engine_unpark(x->engine, &x->park);
@@ -453,16 +453,21 @@ xfer_finish_error(struct xfer *x, int err)
 
 /* ---- loop mode ---------------------------------------------------------- */
 
+/* Ready, or an error or a hang-up, which the next syscall tells (EPIPE,
+ * ECONNRESET, the end of a source). */
 static void
-on_poll(uv_poll_t *h, int status, int events)
+on_dst_ready(struct engine_parked *p)
 {
-	struct xfer *x = h->data;
+	struct xfer *x = container_of(p, struct xfer, dst_watch);
 
-	/* On POLLERR libuv stops the handle and reports UV_EBADF; the next
-	 * syscall tells the real error (EPIPE, ECONNRESET). */
-	if (status < 0)
-		x->watching = NULL;
-	(void)events;
+	xfer_run_loop(x, x->p.chunk);
+}
+
+static void
+on_src_ready(struct engine_parked *p)
+{
+	struct xfer *x = container_of(p, struct xfer, src_watch);
+
 	xfer_run_loop(x, x->p.chunk);
 }
 
@@ -492,30 +497,21 @@ xfer_own_line(struct xfer *x)
 }
 
 static int
-watch(struct xfer *x, uv_poll_t *h, bool *inited, int fd, int events, uv_poll_t *other)
+watch(struct xfer *x, struct engine_parked *w, int fd, uint32_t events, struct engine_parked *other)
 {
 	int r;
 
 	xfer_own_line(x);
-	/* Already armed (level-triggered): re-arming would cost two epoll_ctl
-	 * calls per wake-up, since uv_poll_start() stops the handle first. */
-	if (x->watching == h)
+	/* Already armed (level-triggered): nothing to do. */
+	if (x->watching == w)
 		return 0;
-	if (!*inited) {
-		/* uv_poll_init() sets O_NONBLOCK; loop mode is only chosen for
-		 * descriptors that already have it, so nothing shared changes. */
-		r = uv_poll_init(x->loop, h, fd);
-		if (r < 0)
-			return r;
-		h->data = x;
-		*inited = true;
-	}
 	if (x->watching == other)
-		uv_poll_stop(other);
+		engine_unpark(x->engine, other);
 	x->watching = NULL;
-	r = uv_poll_start(h, events, on_poll);
+	/* Not a uv_poll_t: see engine_watch() for the syscalls it spares. */
+	r = engine_watch(x->engine, w, fd, events);
 	if (r == 0)
-		x->watching = h;
+		x->watching = w;
 	return r;
 }
 
@@ -559,9 +555,9 @@ wait_on_loop(struct xfer *x, enum wait w)
 	int r;
 
 	if (w == WAIT_SRC)
-		r = watch(x, &x->src_poll, &x->src_poll_init, x->src, UV_READABLE, &x->dst_poll);
+		r = watch(x, &x->src_watch, x->src, EPOLLIN, &x->dst_watch);
 	else
-		r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst, UV_WRITABLE, &x->src_poll);
+		r = watch(x, &x->dst_watch, x->dst, EPOLLOUT, &x->src_watch);
 	if (r < 0)
 		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot watch the descriptor");
 }
@@ -578,7 +574,7 @@ xfer_run_loop(struct xfer *x, size_t budget)
 		    cold(x, want_bytes(x, budget - moved))) {
 			/* Read it on a worker; come back once that job is done. */
 			if (x->watching)
-				uv_poll_stop(x->watching);
+				engine_unpark(x->engine, x->watching);
 			x->watching = NULL;
 			x->cold = true;
 			x->on_worker = true;
@@ -649,6 +645,8 @@ xfer_new(struct engine *e, int dst, const struct fdinfo *dinfo, int src, const s
 	x->dinfo = *dinfo;
 	x->sinfo = *sinfo;
 	x->pipe_rd = x->pipe_wr = -1;
+	x->dst_watch.fn = on_dst_ready;
+	x->src_watch.fn = on_src_ready;
 	pthread_mutex_init(&x->mtx, NULL);
 
 	if (validate_past_end(sinfo, p->offset))
