@@ -238,6 +238,13 @@ park_init(struct engine *e)
 		return r;
 	}
 	e->park_poll.data = e;
+	/* Watched for good, so that the first descriptor parked, and the
+	 * last unparked, cost no epoll_ctl() on the loop's own set; it keeps
+	 * the loop alive only while something is parked. */
+	r = uv_poll_start(&e->park_poll, UV_READABLE, on_park);
+	/* It fails only for events other than readable and writable. */
+	(void)r;
+	uv_unref((uv_handle_t *)&e->park_poll);
 	e->park_init = true;
 	return 0;
 }
@@ -253,14 +260,8 @@ arm(struct engine *e, struct engine_parked *p, int fd, uint32_t events, bool wat
 	/* epoll_ctl() changes nothing of the client's open file description. */
 	if (epoll_ctl(e->park_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return -errno;
-	if (e->n_parked++ == 0) {
-		r = uv_poll_start(&e->park_poll, UV_READABLE, on_park);
-		if (r < 0) {
-			(void)epoll_ctl(e->park_fd, EPOLL_CTL_DEL, fd, NULL);
-			e->n_parked--;
-			return r;
-		}
-	}
+	if (e->n_parked++ == 0)
+		uv_ref((uv_handle_t *)&e->park_poll);
 	p->fd = fd;
 	p->events = events;
 	p->watch = watch;
@@ -297,7 +298,7 @@ engine_unpark(struct engine *e, struct engine_parked *p)
 		if (e->park_batch[i].data.ptr == p)
 			e->park_batch[i].data.ptr = NULL;
 	if (--e->n_parked == 0)
-		uv_poll_stop(&e->park_poll);
+		uv_unref((uv_handle_t *)&e->park_poll);
 }
 
 struct fairq *
