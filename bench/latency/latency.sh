@@ -4,8 +4,8 @@
 #   bench/latency/latency.sh [DAEMON] [bench-latency options...]
 # DAEMON defaults to this tree's release build. Runs the same-CPU placement
 # (client, daemon and peer on CPU 0), then the cross-CPU one (client on 0,
-# daemon and peer on 1); with COLD=1, the cross-CPU run also times 4 KiB
-# requests alone and during a cold 1 GiB transfer.
+# daemon and peer on 1); with COLD=1, each also times 4 KiB requests alone
+# and during a cold 1 GiB transfer.
 set -eu
 cd "$(dirname "$0")/../.."
 [ -f build-release/build.ninja ] || meson setup build-release --buildtype=release -Dtests=disabled >/dev/null
@@ -37,10 +37,10 @@ run() { # client-cpu server-cpu extra-args...
 	rm -rf "$dir"
 }
 
+extra=""
+[ "${COLD:-0}" = 1 ] && extra="--cold-file $cold"
 uname -r
-run 0 0 "$@"
-if [ "${COLD:-0}" = 1 ]; then
-	run 0 1 --cold-file "$cold" "$@"
-else
-	run 0 1 "$@"
-fi
+# shellcheck disable=SC2086 # word splitting wanted
+run 0 0 $extra "$@"
+# shellcheck disable=SC2086
+run 0 1 $extra "$@"
