@@ -73,7 +73,7 @@ struct xfer {
 	bool eof;
 	bool short_write;    /* the last sendfile() took less than offered */
 	bool no_zero_copy;   /* known before starting: fail NOT_AVAILABLE */
-	bool cold;           /* on a worker only while its file is read from disk */
+	bool cold;           /* found cold: on a worker to its end */
 	uint64_t probed_end; /* the page cache held the source up to here */
 	uint64_t sent;       /* bytes delivered to the destination */
 	uint64_t limit;      /* bytes to send; UINT64_MAX: until EOF */
