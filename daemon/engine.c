@@ -28,6 +28,11 @@
  * its transfers): the flush goes round this many times at most, and leaves
  * the rest for the next turn, which then comes at once. */
 #define FLUSH_ROUNDS 8
+/* What the first attempts of new transfers may move in one turn at a whole
+ * chunk each (engine_first_budget()): as much as a batch of 32 did at
+ * FIRST_SMALL each; past it, FIRST_SMALL. */
+#define FIRST_SMALL ((size_t)256 * 1024)
+#define FIRST_TURN_MAX (32 * FIRST_SMALL)
 /* Buckets of the sources in flight, by inode. */
 #define SRC_BUCKETS 64
 
@@ -55,6 +60,7 @@ struct engine {
 
 	size_t n_grave;
 	int grave[GRAVE_MAX];
+	uint64_t first_moved; /* this turn, by first attempts */
 	unsigned n_hot, next_hot;
 	struct hot_range hot[HOT_MAX];
 	struct list_head waiters;
@@ -343,6 +349,7 @@ close_grave(struct engine *e)
 void
 engine_flush(struct engine *e)
 {
+	e->first_moved = 0;
 	if (!e->nudging)
 		return; /* nothing was buried or deferred this turn */
 	for (int round = 0; round < FLUSH_ROUNDS; round++) {
@@ -407,6 +414,18 @@ static bool
 fresh(const struct engine *e, const struct hot_range *h)
 {
 	return uv_now(e->loop) - h->seen_ms <= HOT_MS;
+}
+
+size_t
+engine_first_budget(const struct engine *e, size_t chunk)
+{
+	return e->first_moved < FIRST_TURN_MAX ? chunk : MIN(chunk, FIRST_SMALL);
+}
+
+void
+engine_first_moved(struct engine *e, size_t n)
+{
+	e->first_moved += n;
 }
 
 bool

@@ -84,6 +84,13 @@ void engine_set_workers(struct engine *e, unsigned n);
  * variable. */
 int engine_bury(struct engine *e, int fd);
 
+/* engine_first_budget() - what a new transfer's first attempt may move:
+ * the whole @chunk while this turn's first attempts have moved less than
+ * 8 MiB (what 32 of them moved at 256 KiB each), else 256 KiB.
+ * engine_first_moved() counts what one moved. */
+size_t engine_first_budget(const struct engine *e, size_t chunk);
+void engine_first_moved(struct engine *e, size_t n);
+
 /* engine_hot() - was [start, end) of this file found in the page cache in
  * the last moment (HOT_MS, 100 ms)? Its pages were just read, the last an
  * eviction would take. */

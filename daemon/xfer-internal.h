@@ -129,7 +129,8 @@ ssize_t xfer_step(struct xfer *x, size_t budget);
 bool xfer_range_done(const struct xfer *x);
 void xfer_finish(struct xfer *x, int status, int err, const char *msg);
 void xfer_finish_error(struct xfer *x, int err);
-void xfer_run_loop(struct xfer *x, size_t budget);
+/* Return: the bytes moved (@x may be gone). */
+size_t xfer_run_loop(struct xfer *x, size_t budget);
 void xfer_own_line(struct xfer *x);
 
 /* xfer-worker.c */

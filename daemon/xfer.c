@@ -562,7 +562,7 @@ wait_on_loop(struct xfer *x, enum wait w)
 		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot watch the descriptor");
 }
 
-void
+size_t
 xfer_run_loop(struct xfer *x, size_t budget)
 {
 	size_t moved = 0;
@@ -579,7 +579,7 @@ xfer_run_loop(struct xfer *x, size_t budget)
 			x->cold = true;
 			x->on_worker = true;
 			xfer_queue_job(x);
-			return;
+			return moved;
 		}
 		n = xfer_step(x, budget - moved);
 
@@ -587,11 +587,11 @@ xfer_run_loop(struct xfer *x, size_t budget)
 			continue;
 		if (n == -EAGAIN) {
 			wait_on_loop(x, x->wait);
-			return;
+			return moved;
 		}
 		if (n < 0) {
 			xfer_finish_error(x, (int)-n);
-			return;
+			return moved;
 		}
 		x->sent += n;
 		moved += n;
@@ -601,10 +601,11 @@ xfer_run_loop(struct xfer *x, size_t budget)
 			/* Budget spent: yield to the other transfers and come back
 			 * on the next writable event (level-triggered). */
 			wait_on_loop(x, WAIT_DST);
-			return;
+			return moved;
 		}
 	}
 	xfer_finish(x, WIRE_STATUS_OK, 0, NULL);
+	return moved;
 }
 
 /* ---- public ------------------------------------------------------------- */
@@ -742,6 +743,8 @@ take_position(struct xfer *x)
 static void
 start(struct xfer *x)
 {
+	struct engine *e;
+
 	x->started = true;
 	take_position(x);
 	if (x->on_worker) {
@@ -749,9 +752,14 @@ start(struct xfer *x)
 		return;
 	}
 	/* Try at once: a small transfer usually completes without waiting,
-	 * sparing a poll registration. A smaller first budget keeps a burst of
-	 * new requests from holding the loop. */
-	xfer_run_loop(x, MIN(x->p.chunk, (size_t)256 * 1024));
+	 * sparing a poll registration, and one of a chunk or less (a 1 MiB
+	 * response) with the whole chunk completes without waiting too: no
+	 * epoll_ctl pair, no destination fstat for its line, no wake-up. The
+	 * first attempts of one loop turn together move no more than a burst
+	 * of new requests did when each had 256 KiB (engine_first_budget()),
+	 * so that a burst still cannot hold the loop longer. */
+	e = x->engine;
+	engine_first_moved(e, xfer_run_loop(x, engine_first_budget(e, x->p.chunk)));
 }
 
 static void

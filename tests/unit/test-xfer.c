@@ -1644,6 +1644,32 @@ test_watch_batch_cancel(void **state)
 	}
 }
 
+/* A new transfer's first attempt may send a whole chunk until the turn's
+ * first attempts have moved 8 MiB, then 256 KiB; the next turn starts
+ * afresh. */
+static void
+test_first_budget(void **state)
+{
+	uv_loop_t loop;
+	struct engine *e;
+
+	(void)state;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(engine_new(&loop, &e), 0);
+	assert_int_equal(engine_first_budget(e, 2 * MiB), 2 * MiB);
+	assert_int_equal(engine_first_budget(e, 64 * KiB), 64 * KiB);
+	engine_first_moved(e, 6 * MiB);
+	assert_int_equal(engine_first_budget(e, 2 * MiB), 2 * MiB);
+	engine_first_moved(e, 2 * MiB);
+	assert_int_equal(engine_first_budget(e, 2 * MiB), 256 * KiB);
+	assert_int_equal(engine_first_budget(e, 64 * KiB), 64 * KiB);
+	engine_flush(e);
+	assert_int_equal(engine_first_budget(e, 2 * MiB), 2 * MiB);
+	engine_free(e);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int
 main(void)
 {
@@ -1686,6 +1712,7 @@ main(void)
 	        fd_test(test_batch),
 	        fd_test(test_line_runs_as_a_batch),
 	        fd_test(test_watch_batch_cancel),
+	        fd_test(test_first_budget),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);
