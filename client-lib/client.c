@@ -135,6 +135,9 @@ struct sfd_client {
 	/* sfd_client_set_inline_max(): the largest range sent in the caller
 	 * (see try_inline()); 0: never. */
 	size_t inline_max;
+	/* Someone set O_NONBLOCK on the socket (sfd_client_get_fd()): reads
+	 * cannot wait, poll(2) must. */
+	bool fd_nonblock;
 
 	/* Requests in flight: open addressing with linear probing, a
 	 * power-of-two number of slots, at most half of them used. */
@@ -412,10 +415,12 @@ handle_record(struct sfd_client *c, const void *buf, size_t len)
 	return 0;
 }
 
-/* Read and route every reply waiting now, a batch per recvmmsg(2).
- * Return: 0 or a negative errno. */
+/* Read and route every reply waiting now, a batch per recvmmsg(2); with
+ * @block, the first read waits for one (a signal ends the wait early).
+ * Return: 0 or a negative errno; -EAGAIN when @block could not wait: the
+ * caller made the socket non-blocking (an event loop polling it). */
 static int
-read_available(struct sfd_client *c)
+read_replies(struct sfd_client *c, bool block)
 {
 	static _Thread_local uint8_t bufs[FDMSG_BATCH][WIRE_MAX_RECORD];
 
@@ -427,8 +432,11 @@ read_available(struct sfd_client *c)
 			return c->err;
 		for (size_t i = 0; i < FDMSG_BATCH; i++)
 			recs[i] = (struct fdmsg_record){.buf = bufs[i], .cap = WIRE_MAX_RECORD};
-		n = fdmsg_recv_records(c->fd, recs, FDMSG_BATCH, MSG_DONTWAIT);
-		if (n == -EAGAIN)
+		n = fdmsg_recv_records(c->fd, recs, FDMSG_BATCH, block ? 0 : MSG_DONTWAIT);
+		if (n == -EAGAIN && block)
+			return -EAGAIN;
+		block = false;
+		if (n == -EAGAIN || n == -EINTR)
 			return 0;
 		/* The daemon closed with requests of ours unread. The kernel
 		 * reports that once, before the replies still queued for us
@@ -460,6 +468,12 @@ read_available(struct sfd_client *c)
 		if (n < FDMSG_BATCH)
 			return 0;
 	}
+}
+
+static int
+read_available(struct sfd_client *c)
+{
+	return read_replies(c, false);
 }
 
 /*
@@ -887,6 +901,20 @@ wait_for(struct sfd_client *c, const struct waiter *w, int64_t deadline)
 		int timeout = -1;
 		int e;
 
+		/* No deadline: the read itself waits, one recvmmsg(2) per
+		 * reply instead of a read that finds nothing, a poll(2) and a
+		 * read (the socket blocks: only sends are made with
+		 * MSG_DONTWAIT). Not before a reply read while sending. */
+		if (deadline < 0 && !w->done && !c->fd_nonblock) {
+			e = read_replies(c, true);
+			if (w->done)
+				return 0;
+			if (e == -EAGAIN)
+				c->fd_nonblock = true; /* poll from now on */
+			else if (e < 0)
+				return e;
+			continue;
+		}
 		e = read_available(c);
 		/* Checked first: the reply may have come just before the end. */
 		if (w->done)

@@ -18,12 +18,21 @@
 /* Descriptors waiting for the flush; past this many, they are closed at once
  * (still before any reply, which only the flush sends). */
 #define GRAVE_MAX 128
-/* File ranges the page cache held this turn. */
-#define HOT_MAX 4
+/* File ranges the page cache held a moment ago, and how long that moment
+ * lasts: a page read in the last HOT_MS milliseconds is the last an
+ * eviction would take, and a file served over and over is asked once per
+ * HOT_MS rather than once per request. */
+#define HOT_MAX 64
+#define HOT_MS 100
 /* Waiters may defer more work while they run (a closing connection cancels
  * its transfers): the flush goes round this many times at most, and leaves
  * the rest for the next turn, which then comes at once. */
 #define FLUSH_ROUNDS 8
+/* What the first attempts of new transfers may move in one turn at a whole
+ * chunk each (engine_first_budget()): as much as a batch of 32 did at
+ * FIRST_SMALL each; past it, FIRST_SMALL. */
+#define FIRST_SMALL ((size_t)256 * 1024)
+#define FIRST_TURN_MAX (32 * FIRST_SMALL)
 /* Buckets of the sources in flight, by inode. */
 #define SRC_BUCKETS 64
 
@@ -31,6 +40,7 @@ struct hot_range {
 	dev_t dev;
 	ino_t ino;
 	uint64_t start, end;
+	uint64_t seen_ms; /* loop time of the probe */
 };
 
 /* One open file description that transfers of this loop send from now. */
@@ -50,7 +60,8 @@ struct engine {
 
 	size_t n_grave;
 	int grave[GRAVE_MAX];
-	unsigned n_hot;
+	uint64_t first_moved; /* this turn, by first attempts */
+	unsigned n_hot, next_hot;
 	struct hot_range hot[HOT_MAX];
 	struct list_head waiters;
 
@@ -64,6 +75,9 @@ struct engine {
 	uv_poll_t park_poll;
 	bool park_init;
 	unsigned n_parked;
+	/* The events on_park() is going through, for engine_unpark(). */
+	struct epoll_event *park_batch;
+	int park_batch_n;
 
 	/* The chain (see engine_chain_begin()). */
 	bool chain_running;
@@ -185,20 +199,32 @@ static void
 on_park(uv_poll_t *h, int status, int events)
 {
 	struct engine *e = h->data;
-	struct epoll_event ev;
+	struct epoll_event evs[PARK_EVENTS_MAX];
+	int n;
 
 	(void)status;
 	(void)events;
-	/* One at a time: a call may unpark others (a transfer that fails
-	 * and takes its connection down), whose events would be stale. */
-	for (int i = 0; i < PARK_EVENTS_MAX && epoll_wait(e->park_fd, &ev, 1, 0) == 1; i++) {
-		struct engine_parked *p = ev.data.ptr;
+	n = epoll_wait(e->park_fd, evs, PARK_EVENTS_MAX, 0);
+	if (n <= 0)
+		return;
+	/* A call may unpark others of this batch (a transfer that fails and
+	 * takes its connection down): engine_unpark() clears their entries,
+	 * which are skipped. */
+	e->park_batch = evs;
+	e->park_batch_n = n;
+	for (int i = 0; i < n; i++) {
+		struct engine_parked *p = evs[i].data.ptr;
 
-		/* Taken out before the call: it may park again, or finish
-		 * and close its descriptor. */
-		engine_unpark(e, p);
+		if (!p)
+			continue;
+		/* Parked: taken out before the call, which may park it again,
+		 * or finish and close its descriptor. */
+		if (!p->watch)
+			engine_unpark(e, p);
 		p->fn(p);
 	}
+	e->park_batch = NULL;
+	e->park_batch_n = 0;
 }
 
 static int
@@ -218,14 +244,21 @@ park_init(struct engine *e)
 		return r;
 	}
 	e->park_poll.data = e;
+	/* Watched for good, so that the first descriptor parked, and the
+	 * last unparked, cost no epoll_ctl() on the loop's own set; it keeps
+	 * the loop alive only while something is parked. */
+	r = uv_poll_start(&e->park_poll, UV_READABLE, on_park);
+	/* It fails only for events other than readable and writable. */
+	(void)r;
+	uv_unref((uv_handle_t *)&e->park_poll);
 	e->park_init = true;
 	return 0;
 }
 
-int
-engine_park(struct engine *e, struct engine_parked *p, int fd)
+static int
+arm(struct engine *e, struct engine_parked *p, int fd, uint32_t events, bool watch)
 {
-	struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = p};
+	struct epoll_event ev = {.events = events, .data.ptr = p};
 	int r = park_init(e);
 
 	if (r < 0)
@@ -233,17 +266,28 @@ engine_park(struct engine *e, struct engine_parked *p, int fd)
 	/* epoll_ctl() changes nothing of the client's open file description. */
 	if (epoll_ctl(e->park_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return -errno;
-	if (e->n_parked++ == 0) {
-		r = uv_poll_start(&e->park_poll, UV_READABLE, on_park);
-		if (r < 0) {
-			(void)epoll_ctl(e->park_fd, EPOLL_CTL_DEL, fd, NULL);
-			e->n_parked--;
-			return r;
-		}
-	}
+	if (e->n_parked++ == 0)
+		uv_ref((uv_handle_t *)&e->park_poll);
 	p->fd = fd;
+	p->events = events;
+	p->watch = watch;
 	p->parked = true;
 	return 0;
+}
+
+int
+engine_park(struct engine *e, struct engine_parked *p, int fd)
+{
+	return arm(e, p, fd, EPOLLOUT, false);
+}
+
+int
+engine_watch(struct engine *e, struct engine_parked *p, int fd, uint32_t events)
+{
+	if (p->parked && p->watch && p->fd == fd && p->events == events)
+		return 0;
+	engine_unpark(e, p);
+	return arm(e, p, fd, events, true);
 }
 
 void
@@ -256,8 +300,11 @@ engine_unpark(struct engine *e, struct engine_parked *p)
 	 * could reuse. */
 	(void)epoll_ctl(e->park_fd, EPOLL_CTL_DEL, p->fd, NULL);
 	p->parked = false;
+	for (int i = 0; i < e->park_batch_n; i++)
+		if (e->park_batch[i].data.ptr == p)
+			e->park_batch[i].data.ptr = NULL;
 	if (--e->n_parked == 0)
-		uv_poll_stop(&e->park_poll);
+		uv_unref((uv_handle_t *)&e->park_poll);
 }
 
 struct fairq *
@@ -302,7 +349,7 @@ close_grave(struct engine *e)
 void
 engine_flush(struct engine *e)
 {
-	e->n_hot = 0;
+	e->first_moved = 0;
 	if (!e->nudging)
 		return; /* nothing was buried or deferred this turn */
 	for (int round = 0; round < FLUSH_ROUNDS; round++) {
@@ -363,13 +410,32 @@ engine_bury(struct engine *e, int fd)
 	return -1;
 }
 
+static bool
+fresh(const struct engine *e, const struct hot_range *h)
+{
+	return uv_now(e->loop) - h->seen_ms <= HOT_MS;
+}
+
+size_t
+engine_first_budget(const struct engine *e, size_t chunk)
+{
+	return e->first_moved < FIRST_TURN_MAX ? chunk : MIN(chunk, FIRST_SMALL);
+}
+
+void
+engine_first_moved(struct engine *e, size_t n)
+{
+	e->first_moved += n;
+}
+
 bool
 engine_hot(const struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end)
 {
 	for (unsigned i = 0; i < e->n_hot; i++) {
 		const struct hot_range *h = &e->hot[i];
 
-		if (h->ino == f->ino && h->dev == f->dev && start >= h->start && end <= h->end)
+		if (h->ino == f->ino && h->dev == f->dev && start >= h->start && end <= h->end &&
+		    fresh(e, h))
 			return true;
 	}
 	return false;
@@ -378,9 +444,23 @@ engine_hot(const struct engine *e, const struct fdinfo *f, uint64_t start, uint6
 void
 engine_hot_add(struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end)
 {
-	e->hot[e->n_hot % HOT_MAX] = (struct hot_range){f->dev, f->ino, start, end};
-	if (e->n_hot < HOT_MAX)
-		e->n_hot++;
+	struct hot_range *slot = NULL;
+
+	/* The same range again (a file served over and over): refreshed in
+	 * place, so that one busy file does not push out the others. */
+	for (unsigned i = 0; i < e->n_hot && !slot; i++) {
+		struct hot_range *h = &e->hot[i];
+
+		if (h->ino == f->ino && h->dev == f->dev && h->start == start && h->end == end)
+			slot = h;
+	}
+	if (!slot) {
+		slot = &e->hot[e->next_hot];
+		e->next_hot = (e->next_hot + 1) % HOT_MAX;
+		if (e->n_hot < HOT_MAX)
+			e->n_hot++;
+	}
+	*slot = (struct hot_range){f->dev, f->ino, start, end, uv_now(e->loop)};
 }
 
 void
@@ -422,7 +502,11 @@ engine_chain_forget(struct engine *e, struct xfer *x)
 static bool
 same_description(int a, int b)
 {
-	pid_t pid = getpid();
+	/* glibc no longer caches getpid(), and the daemon never forks. */
+	static pid_t pid;
+
+	if (!pid)
+		pid = getpid();
 
 	/* 0: the same; 1, 2 or 3: different; -1: cannot tell. */
 	return syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b) <= 0;

@@ -84,8 +84,16 @@ void engine_set_workers(struct engine *e, unsigned n);
  * variable. */
 int engine_bury(struct engine *e, int fd);
 
-/* engine_hot() - was [start, end) of this file found in the page cache this
- * turn? Its pages were just read, the last an eviction would take. */
+/* engine_first_budget() - what a new transfer's first attempt may move:
+ * the whole @chunk while this turn's first attempts have moved less than
+ * 8 MiB (what 32 of them moved at 256 KiB each), else 256 KiB.
+ * engine_first_moved() counts what one moved. */
+size_t engine_first_budget(const struct engine *e, size_t chunk);
+void engine_first_moved(struct engine *e, size_t n);
+
+/* engine_hot() - was [start, end) of this file found in the page cache in
+ * the last moment (HOT_MS, 100 ms)? Its pages were just read, the last an
+ * eviction would take. */
 bool engine_hot(const struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end);
 void engine_hot_add(struct engine *e, const struct fdinfo *f, uint64_t start, uint64_t end);
 
@@ -94,11 +102,14 @@ struct dstline_table *engine_lines(struct engine *e);
 /* engine_workq() - the worker queue: jobs wait here for a free thread. */
 struct fairq *engine_workq(struct engine *e);
 
-/* Embedded in what waits for a descriptor to become writable. */
+/* Embedded in what waits for a descriptor to become writable (or, watched,
+ * readable). */
 struct engine_parked {
 	void (*fn)(struct engine_parked *p);
 	int fd;
 	bool parked;
+	bool watch;      /* engine_watch(): stays armed after a call */
+	uint32_t events; /* EPOLLOUT, EPOLLIN */
 };
 
 /*
@@ -110,8 +121,22 @@ struct engine_parked {
  */
 int engine_park(struct engine *e, struct engine_parked *p, int fd);
 
+/*
+ * engine_watch() - call @p->fn from the loop whenever @fd (borrowed) is
+ * ready for @events (EPOLLOUT or EPOLLIN; errors and hang-ups too), until
+ * engine_unpark(): level-triggered, like a started uv_poll_t, which the
+ * loop's transfers used to wait with. A uv_poll_t costs, per descriptor, four
+ * syscalls more than the epoll_ctl() that adds it and the one that removes
+ * it (uv_poll_init() adds and removes it to check it, sets O_NONBLOCK with
+ * an ioctl(), and starting removes it once more), and a transfer's
+ * descriptor is new with each request. Asking again for what is armed
+ * already costs nothing. Return: 0, or a negative errno (then nothing
+ * waits).
+ */
+int engine_watch(struct engine *e, struct engine_parked *p, int fd, uint32_t events);
+
 /* engine_unpark() - stop waiting (no call); before @p's descriptor closes.
- * A no-op when it is not parked. */
+ * A no-op when it is not parked or watched. */
 void engine_unpark(struct engine *e, struct engine_parked *p);
 
 /*

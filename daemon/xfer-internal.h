@@ -86,7 +86,7 @@ struct xfer {
 	bool eof;
 	bool short_write;    /* the last sendfile() took less than offered */
 	bool no_zero_copy;   /* known before starting: fail NOT_AVAILABLE */
-	bool cold;           /* on a worker only while its file is read from disk */
+	bool cold;           /* found cold: on a worker to its end */
 	uint64_t probed_end; /* the page cache held the source up to here */
 	uint64_t sent;       /* bytes delivered to the destination */
 	uint64_t limit;      /* bytes to send; UINT64_MAX: until EOF */
@@ -113,9 +113,8 @@ struct xfer {
 	size_t buf_len, buf_off;
 
 	/* Loop mode. */
-	uv_poll_t dst_poll, src_poll;
-	bool dst_poll_init, src_poll_init;
-	uv_poll_t *watching; /* the handle armed now, if any */
+	struct engine_parked dst_watch, src_watch; /* engine_watch() */
+	struct engine_parked *watching;            /* the one armed now, if any */
 	int pending_closes;
 
 	/* Worker mode. */
@@ -147,7 +146,8 @@ ssize_t xfer_step(struct xfer *x, size_t budget);
 bool xfer_range_done(const struct xfer *x);
 void xfer_finish(struct xfer *x, int status, int err, const char *msg);
 void xfer_finish_error(struct xfer *x, int err);
-void xfer_run_loop(struct xfer *x, size_t budget);
+/* Return: the bytes moved (@x may be gone). */
+size_t xfer_run_loop(struct xfer *x, size_t budget);
 void xfer_own_line(struct xfer *x);
 
 /* xfer-pace.c */

@@ -131,7 +131,7 @@ xfer_pace_wait(struct xfer *x)
 	 * would for one waiting to write. */
 	xfer_own_line(x);
 	if (x->watching)
-		uv_poll_stop(x->watching);
+		engine_unpark(x->engine, x->watching);
 	x->watching = NULL;
 	x->pace.waiting = true;
 	pace_rate_wait(&x->pace.p, true, now_ns());

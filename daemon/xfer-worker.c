@@ -28,6 +28,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "engine.h"
@@ -64,12 +66,30 @@ xfer_global_init(void)
 	return 0;
 }
 
+/* Worker threads run at a lower priority than the loop (nice + this): a
+ * worker sending a cold file on the loop's CPU would otherwise hold it for
+ * the scheduler's slice each time a small request wakes the loop. On an
+ * idle CPU they lose nothing. */
+#define WORKER_NICE 10
+
+static void
+lower_priority(void)
+{
+	static _Thread_local bool done;
+
+	if (done)
+		return;
+	done = true;
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), getpriority(PRIO_PROCESS, 0) + WORKER_NICE);
+}
+
 static void
 work_cb(uv_work_t *w)
 {
 	struct xfer *x = w->data;
 	size_t budget = x->p.chunk * WORKER_CHUNKS, moved = 0;
 
+	lower_priority();
 	x->job_err = 0;
 	x->pace.hungry = false;
 	pthread_mutex_lock(&x->mtx);
@@ -156,14 +176,14 @@ after_work_cb(uv_work_t *w, int status)
 		xfer_finish(x, WIRE_STATUS_OK, 0, NULL);
 	else if (x->cancel)
 		xfer_finish_error(x, ECANCELED);
-	else if (x->cold) {
-		/* The disk has been read: back to the loop, which probes again. */
-		x->cold = false;
-		x->on_worker = false;
-		xfer_run_loop(x, x->p.chunk);
-	} else if (x->pace.hungry)
+	else if (x->pace.hungry)
 		xfer_pace_wait(x);
 	else
+		/* A file found cold stays on a worker to its end: the rest is
+		 * read from the disk as well, or was just read ahead, and sent
+		 * from the loop it would hold it a whole chunk (2 MiB: hundreds
+		 * of microseconds) per wake-up, which every small request of
+		 * the loop would wait for. */
 		xfer_queue_job(x);
 	dispatch(e);
 }

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -393,10 +394,9 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 	 * has its reply holds the only references (closing its socket then
 	 * ends the stream at once). No thread uses them any more: a worker
 	 * job has returned before its transfer finishes. */
-	if (x->dst_poll_init)
-		close_handle(x, (uv_handle_t *)&x->dst_poll);
-	if (x->src_poll_init)
-		close_handle(x, (uv_handle_t *)&x->src_poll);
+	engine_unpark(x->engine, &x->dst_watch);
+	engine_unpark(x->engine, &x->src_watch);
+	x->watching = NULL;
 	if (x->kick_timer_init)
 		close_handle(x, (uv_handle_t *)&x->kick_timer);
 	if (x->pace.timer_init)
@@ -470,16 +470,21 @@ xfer_finish_error(struct xfer *x, int err)
 
 /* ---- loop mode ---------------------------------------------------------- */
 
+/* Ready, or an error or a hang-up, which the next syscall tells (EPIPE,
+ * ECONNRESET, the end of a source). */
 static void
-on_poll(uv_poll_t *h, int status, int events)
+on_dst_ready(struct engine_parked *p)
 {
-	struct xfer *x = h->data;
+	struct xfer *x = container_of(p, struct xfer, dst_watch);
 
-	/* On POLLERR libuv stops the handle and reports UV_EBADF; the next
-	 * syscall tells the real error (EPIPE, ECONNRESET). */
-	if (status < 0)
-		x->watching = NULL;
-	(void)events;
+	xfer_run_loop(x, x->p.chunk);
+}
+
+static void
+on_src_ready(struct engine_parked *p)
+{
+	struct xfer *x = container_of(p, struct xfer, src_watch);
+
 	xfer_run_loop(x, x->p.chunk);
 }
 
@@ -509,30 +514,21 @@ xfer_own_line(struct xfer *x)
 }
 
 static int
-watch(struct xfer *x, uv_poll_t *h, bool *inited, int fd, int events, uv_poll_t *other)
+watch(struct xfer *x, struct engine_parked *w, int fd, uint32_t events, struct engine_parked *other)
 {
 	int r;
 
 	xfer_own_line(x);
-	/* Already armed (level-triggered): re-arming would cost two epoll_ctl
-	 * calls per wake-up, since uv_poll_start() stops the handle first. */
-	if (x->watching == h)
+	/* Already armed (level-triggered): nothing to do. */
+	if (x->watching == w)
 		return 0;
-	if (!*inited) {
-		/* uv_poll_init() sets O_NONBLOCK; loop mode is only chosen for
-		 * descriptors that already have it, so nothing shared changes. */
-		r = uv_poll_init(x->loop, h, fd);
-		if (r < 0)
-			return r;
-		h->data = x;
-		*inited = true;
-	}
 	if (x->watching == other)
-		uv_poll_stop(other);
+		engine_unpark(x->engine, other);
 	x->watching = NULL;
-	r = uv_poll_start(h, events, on_poll);
+	/* Not a uv_poll_t: see engine_watch() for the syscalls it spares. */
+	r = engine_watch(x->engine, w, fd, events);
 	if (r == 0)
-		x->watching = h;
+		x->watching = w;
 	return r;
 }
 
@@ -576,14 +572,14 @@ wait_on_loop(struct xfer *x, enum wait w)
 	int r;
 
 	if (w == WAIT_SRC)
-		r = watch(x, &x->src_poll, &x->src_poll_init, x->src, UV_READABLE, &x->dst_poll);
+		r = watch(x, &x->src_watch, x->src, EPOLLIN, &x->dst_watch);
 	else
-		r = watch(x, &x->dst_poll, &x->dst_poll_init, x->dst, UV_WRITABLE, &x->src_poll);
+		r = watch(x, &x->dst_watch, x->dst, EPOLLOUT, &x->src_watch);
 	if (r < 0)
 		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot watch the descriptor");
 }
 
-void
+size_t
 xfer_run_loop(struct xfer *x, size_t budget)
 {
 	size_t moved = 0;
@@ -595,18 +591,18 @@ xfer_run_loop(struct xfer *x, size_t budget)
 		if (allow == 0) {
 			/* The rate limit: its timer brings it back. */
 			xfer_pace_wait(x);
-			return;
+			return moved;
 		}
 		if (seekable_source(x) && (x->method == M_SENDFILE || x->method == M_COPY) &&
 		    cold(x, want_bytes(x, allow))) {
 			/* Read it on a worker; come back once that job is done. */
 			if (x->watching)
-				uv_poll_stop(x->watching);
+				engine_unpark(x->engine, x->watching);
 			x->watching = NULL;
 			x->cold = true;
 			x->on_worker = true;
 			xfer_queue_job(x);
-			return;
+			return moved;
 		}
 		n = xfer_step(x, allow);
 
@@ -614,11 +610,11 @@ xfer_run_loop(struct xfer *x, size_t budget)
 			continue;
 		if (n == -EAGAIN) {
 			wait_on_loop(x, x->wait);
-			return;
+			return moved;
 		}
 		if (n < 0) {
 			xfer_finish_error(x, (int)-n);
-			return;
+			return moved;
 		}
 		x->sent += n;
 		moved += n;
@@ -629,10 +625,11 @@ xfer_run_loop(struct xfer *x, size_t budget)
 			/* Budget spent: yield to the other transfers and come back
 			 * on the next writable event (level-triggered). */
 			wait_on_loop(x, WAIT_DST);
-			return;
+			return moved;
 		}
 	}
 	xfer_finish(x, WIRE_STATUS_OK, 0, NULL);
+	return moved;
 }
 
 /* ---- public ------------------------------------------------------------- */
@@ -674,6 +671,8 @@ xfer_new(struct engine *e, int dst, const struct fdinfo *dinfo, int src, const s
 	x->dinfo = *dinfo;
 	x->sinfo = *sinfo;
 	x->pipe_rd = x->pipe_wr = -1;
+	x->dst_watch.fn = on_dst_ready;
+	x->src_watch.fn = on_src_ready;
 	pthread_mutex_init(&x->mtx, NULL);
 
 	if (validate_past_end(sinfo, p->offset))
@@ -769,6 +768,8 @@ take_position(struct xfer *x)
 static void
 start(struct xfer *x)
 {
+	struct engine *e;
+
 	x->started = true;
 	xfer_pace_start(x);
 	take_position(x);
@@ -777,9 +778,14 @@ start(struct xfer *x)
 		return;
 	}
 	/* Try at once: a small transfer usually completes without waiting,
-	 * sparing a poll registration. A smaller first budget keeps a burst of
-	 * new requests from holding the loop. */
-	xfer_run_loop(x, MIN(x->p.chunk, (size_t)256 * 1024));
+	 * sparing a poll registration, and one of a chunk or less (a 1 MiB
+	 * response) with the whole chunk completes without waiting too: no
+	 * epoll_ctl pair, no destination fstat for its line, no wake-up. The
+	 * first attempts of one loop turn together move no more than a burst
+	 * of new requests did when each had 256 KiB (engine_first_budget()),
+	 * so that a burst still cannot hold the loop longer. */
+	e = x->engine;
+	engine_first_moved(e, xfer_run_loop(x, engine_first_budget(e, x->p.chunk)));
 }
 
 static void

@@ -4,6 +4,7 @@
  * -EAGAIN at once, with nothing sent and nothing in flight; once the
  * completions are dispatched the connection takes requests again, and every
  * transfer, the refused one sent again included, completes exactly once.
+ * Also the blocking call on a socket its owner made non-blocking.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -189,12 +190,54 @@ test_blocking_again_waits_for_room(void **state)
 	fill_check(&f);
 }
 
+/*
+ * sfd_client_sendfile() without a deadline waits for its reply in the read
+ * itself: on a socket whose owner made it non-blocking (an event loop
+ * polling sfd_client_get_fd() does), it must still wait, and get the reply,
+ * as it does on the socket as opened; a second call works the same.
+ */
+static void
+test_sync_on_nonblocking_socket(void **state)
+{
+	struct sfd_client *c;
+	struct sfd_result res;
+	struct sink *s;
+	char path[PATH_MAX];
+	int src, dst, srv, idx, fl;
+
+	(void)state;
+	c = client_open();
+	s = sink_new();
+	tfile_create(path, 300000, 11);
+	src = tfile_open(path, O_RDONLY);
+	tcp_pair(true, &dst, &srv);
+	idx = sink_add(s, srv, NULL);
+	fl = fcntl(sfd_client_get_fd(c), F_GETFL);
+	assert_true(fl >= 0);
+	assert_int_equal(fcntl(sfd_client_get_fd(c), F_SETFL, fl | O_NONBLOCK), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(
+		        sfd_client_sendfile(c, dst, src, (uint64_t)i * 100000, 100000, 0, -1, &res),
+		        0);
+		assert_int_equal(res.status, SFD_STATUS_OK);
+		assert_int_equal(res.bytes_sent, 100000);
+		assert_int_equal(fd_pos(src), (i + 1) * 100000);
+	}
+	close(dst);
+	assert_true(sink_wait(s, idx, 10000));
+	assert_received(s, idx, src, 0, 200000);
+	close(src);
+	sink_free(s);
+	sfd_client_free(c);
+}
+
 int
 main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 	        HTEST(test_full_connection_returns_eagain),
 	        HTEST(test_blocking_again_waits_for_room),
+	        HTEST(test_sync_on_nonblocking_socket),
 	};
 
 	harness_init(argc, argv);

@@ -1384,9 +1384,10 @@ fd_open(int fd)
 
 /*
  * Transfers that end during a loop turn keep their descriptors until the
- * engine's flush, which closes them all; within a turn a file range is
- * probed once, while another file, or the same range in the next turn, is
- * probed again. The loop's turn flushes by itself.
+ * engine's flush, which closes them all; a file range is probed once, and
+ * not again for a moment (100 ms of loop time), also in the next turns,
+ * while another file is probed, and so is the same range once the moment has
+ * passed. The loop's turn flushes by itself.
  */
 static void
 test_batch(void **state)
@@ -1416,6 +1417,15 @@ test_batch(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_false(fd_open(fds[i][0]) || fd_open(fds[i][1]));
 
+	/* The next turn, at once: the range is still taken as cached. */
+	batch_start(e, sv[0], a, fds[3]);
+	assert_int_equal(probes, 2);
+	engine_flush(e);
+	assert_false(fd_open(fds[3][0]) || fd_open(fds[3][1]));
+
+	/* Later than the moment: probed again. */
+	usleep(150 * 1000);
+	uv_update_time(&loop);
 	batch_start(e, sv[0], a, fds[3]);
 	assert_int_equal(probes, 3);
 	engine_flush(e);
@@ -1423,7 +1433,7 @@ test_batch(void **state)
 
 	/* One turn of the loop: its flush closes them. */
 	batch_start(e, sv[0], b, fds[3]);
-	assert_int_equal(batch_done, 5);
+	assert_int_equal(batch_done, 6);
 	assert_true(fd_open(fds[3][0]) && fd_open(fds[3][1]));
 	uv_run(&loop, UV_RUN_NOWAIT);
 	assert_false(fd_open(fds[3][0]) || fd_open(fds[3][1]));
@@ -1546,6 +1556,120 @@ test_line_runs_as_a_batch(void **state)
 	safe_close(sv[1]);
 }
 
+/* Two transfers waiting in the engine's epoll set, woken in one batch: the
+ * first one's done callback cancels the second (as a connection that fails
+ * cancels its other transfers), which finishes and is freed there; the
+ * batch must not call it after that (AddressSanitizer would see it). */
+static struct {
+	struct xfer *x[2];
+	struct xfer_result res[2];
+	int done[2];
+} pair;
+
+static void
+on_pair_done(struct xfer *x, const struct xfer_result *res, void *userdata)
+{
+	int i = (int)(intptr_t)userdata;
+
+	(void)x;
+	pair.res[i] = *res;
+	pair.done[i]++;
+	if (i == 0 && pair.done[1] == 0)
+		xfer_cancel(pair.x[1]);
+}
+
+static void
+test_watch_batch_cancel(void **state)
+{
+	struct xfer_params p = params(0, 4 * KiB, true, true, 256 * KiB);
+	uv_loop_t loop;
+	struct engine *e;
+	int src = make_file(64 * KiB, O_RDONLY), sv[2][2];
+	uint8_t buf[64 * KiB];
+	size_t filler[2] = {0, 0};
+	ssize_t n;
+
+	(void)state;
+	memset(&pair, 0, sizeof(pair));
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(engine_new(&loop, &e), 0);
+	memset(buf, 0xee, sizeof(buf));
+	for (int i = 0; i < 2; i++) {
+		struct fdinfo dinfo, sinfo;
+		const char *msg;
+		int d, s;
+
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv[i]), 0);
+		set_nonblock(sv[i][0], true);
+		set_nonblock(sv[i][1], true);
+		while ((n = write(sv[i][0], buf, sizeof(buf))) > 0)
+			filler[i] += (size_t)n;
+		assert_true(filler[i] > 0);
+		d = dup_cloexec(sv[i][0]);
+		s = dup_cloexec(src);
+		assert_int_equal(validate_dst(d, &dinfo, &msg), 0);
+		assert_int_equal(validate_src(s, &sinfo, &msg), 0);
+		assert_int_equal(xfer_new(e, d, &dinfo, s, &sinfo, &p, on_pair_done,
+		                          (void *)(intptr_t)i, &pair.x[i]),
+		                 0);
+		xfer_run(pair.x[i]);
+	}
+	/* Both wait for room. */
+	assert_int_equal(pair.done[0] + pair.done[1], 0);
+	for (int i = 0; i < 2; i++) {
+		size_t got = 0;
+
+		while (got < filler[i]) {
+			n = read(sv[i][1], buf, MIN(sizeof(buf), filler[i] - got));
+			assert_true(n > 0);
+			got += (size_t)n;
+		}
+	}
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(pair.done[0], 1);
+	assert_int_equal(pair.done[1], 1);
+	assert_int_equal(pair.res[0].status, ST_OK);
+	assert_int_equal(pair.res[0].bytes_sent, 4 * KiB);
+	assert_int_equal(pair.res[1].status, ST_CANCELLED);
+	assert_int_equal(pair.res[1].bytes_sent, 0);
+	assert_int_equal(read(sv[0][1], buf, sizeof(buf)), 4 * KiB);
+	assert_int_equal(pattern_mismatch(buf, 4 * KiB, 0), 4 * KiB);
+	engine_free(e);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	safe_close(src);
+	for (int i = 0; i < 2; i++) {
+		safe_close(sv[i][0]);
+		safe_close(sv[i][1]);
+	}
+}
+
+/* A new transfer's first attempt may send a whole chunk until the turn's
+ * first attempts have moved 8 MiB, then 256 KiB; the next turn starts
+ * afresh. */
+static void
+test_first_budget(void **state)
+{
+	uv_loop_t loop;
+	struct engine *e;
+
+	(void)state;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(engine_new(&loop, &e), 0);
+	assert_int_equal(engine_first_budget(e, 2 * MiB), 2 * MiB);
+	assert_int_equal(engine_first_budget(e, 64 * KiB), 64 * KiB);
+	engine_first_moved(e, 6 * MiB);
+	assert_int_equal(engine_first_budget(e, 2 * MiB), 2 * MiB);
+	engine_first_moved(e, 2 * MiB);
+	assert_int_equal(engine_first_budget(e, 2 * MiB), 256 * KiB);
+	assert_int_equal(engine_first_budget(e, 64 * KiB), 64 * KiB);
+	engine_flush(e);
+	assert_int_equal(engine_first_budget(e, 2 * MiB), 2 * MiB);
+	engine_free(e);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int
 main(void)
 {
@@ -1587,6 +1711,8 @@ main(void)
 	        fd_test(test_cancel_worker_waiting_source),
 	        fd_test(test_batch),
 	        fd_test(test_line_runs_as_a_batch),
+	        fd_test(test_watch_batch_cancel),
+	        fd_test(test_first_budget),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);
