@@ -6,7 +6,9 @@
  * observer (the control plane's events) when a transfer starts and ends.
  *
  * Connections write here through account_*() only; the control plane reads
- * a snapshot. Loop thread only.
+ * a snapshot. One per daemon, shared by every loop: thread-safe (a mutex),
+ * so the limits and the totals are exact across loops. The observer is
+ * called from the thread of the loop where the transfer runs.
  */
 #ifndef SFD_ACCOUNT_H
 #define SFD_ACCOUNT_H
@@ -36,6 +38,7 @@ struct transfer_info {
 	bool on_worker;
 	bool waiting;      /* behind another transfer to the same destination */
 	uint64_t start_ms; /* uv_now() when it started */
+	unsigned loop;     /* the index of the loop that runs it */
 };
 
 enum transfer_event_kind {
