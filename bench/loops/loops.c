@@ -367,6 +367,7 @@ main(int argc, char **argv)
 	        {"depth", required_argument, NULL, 'd'},
 	        {"size", required_argument, NULL, 'z'},
 	        {"transfers", required_argument, NULL, 'n'},
+	        {"pid", required_argument, NULL, 'p'},
 	        {0},
 	};
 	const char *mode = "small";

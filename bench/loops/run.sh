@@ -37,15 +37,18 @@ one() {
 	loops=$1
 	shift
 	dir=$(mktemp -d)
+	# Its output goes to a file: an orphan holding our pipe would hang us.
 	"$daemon" --socket "$dir/s.sock" --no-control --log-level warning --loops "$loops" \
-		--max-in-flight 4096 --max-in-flight-per-uid 20000 --max-connections 64 &
+		--max-in-flight 4096 --max-in-flight-per-uid 20000 --max-connections 64 \
+		>"$dir/log" 2>&1 &
 	pid=$!
 	for _ in $(seq 100); do [ -S "$dir/s.sock" ] && break; sleep 0.05; done
 	cpu_of "$pid" >"$dir/before"
-	line=$("$bench" --socket "$dir/s.sock" --pid "$pid" "$@")
+	line=$("$bench" --socket "$dir/s.sock" --pid "$pid" "$@" 2>&1) || line="failed: $line"
 	cpu_of "$pid" >"$dir/after"
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
+	cat "$dir/log" >&2
 	# The loop threads: the main thread (loop 0, the first "sendfiled")
 	# and sfd-loopN; libuv's workers are named sendfiled too, after it.
 	cpu=$(paste -d' ' "$dir/before" "$dir/after" |
