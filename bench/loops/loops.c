@@ -16,6 +16,9 @@
  *        (--seconds / 2): the slowest and the fastest receiver's bytes, their
  *        ratio, and the daemon's RSS (--pid); then everything is cancelled.
  *
+ * --in-process (small, large): the baseline, no daemon: each thread sends to
+ * its receivers in turn with sendfile(2) itself.
+ *
  * Prints one line of key=value pairs. Loopback TCP uses cubic (per socket).
  */
 #include <errno.h>
@@ -31,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,7 +51,8 @@
 static const char *sock_path;
 static unsigned n_conns = 8, depth = 8, seconds = 4, n_transfers = 9950;
 static uint64_t size_mib = 64;
-static int daemon_pid; /* --pid: its RSS at the midpoint (slow) */
+static int daemon_pid;  /* --pid: its RSS at the midpoint (slow) */
+static bool in_process; /* --in-process: the baseline, no daemon */
 static int src_fd = -1;
 static atomic_bool stop;         /* no more submissions */
 static atomic_bool stop_readers; /* the receivers may go */
@@ -222,6 +227,43 @@ conn_main(void *arg)
 	return NULL;
 }
 
+/* One transfer in the calling thread: what an application does alone. */
+static void
+send_inprocess(int dst, uint64_t size)
+{
+	off_t off = 0;
+
+	while ((uint64_t)off < size) {
+		ssize_t n = sendfile(dst, src_fd, &off, size - (uint64_t)off);
+
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd p = {.fd = dst, .events = POLLOUT};
+
+			(void)poll(&p, 1, 100);
+		} else if (n <= 0) {
+			DIE("sendfile: %s", n < 0 ? strerror(errno) : "short file");
+		}
+	}
+}
+
+/* The baseline: each thread sends to its receivers in turn, in process. */
+static void *
+inprocess_main(void *arg)
+{
+	struct conn *k = arg;
+
+	while (!atomic_load(&stop)) {
+		for (unsigned i = 0; i < k->rd.n; i++) {
+			send_inprocess(k->dst[i], k->size);
+			if (k->counting) {
+				k->done++;
+				k->bytes += k->size;
+			}
+		}
+	}
+	return NULL;
+}
+
 static void
 run_busy(bool small)
 {
@@ -233,7 +275,7 @@ run_busy(bool small)
 
 	src_fd = make_file(small ? 4096 : size);
 	for (unsigned j = 0; j < n_conns; j++) {
-		if (sfd_client_open(sock_path, &k[j].c) < 0)
+		if (!in_process && sfd_client_open(sock_path, &k[j].c) < 0)
 			DIE("cannot connect to %s", sock_path);
 		k[j].size = size;
 		k[j].dst = calloc(per, sizeof(int));
@@ -250,7 +292,7 @@ run_busy(bool small)
 		reader_start(&k[j].rd);
 	}
 	for (unsigned j = 0; j < n_conns; j++)
-		pthread_create(&k[j].th, NULL, conn_main, &k[j]);
+		pthread_create(&k[j].th, NULL, in_process ? inprocess_main : conn_main, &k[j]);
 	/* Warm-up second, then count. */
 	usleep(500 * 1000);
 	for (unsigned j = 0; j < n_conns; j++)
@@ -268,14 +310,16 @@ run_busy(bool small)
 		pthread_join(k[j].rd.th, NULL);
 		done += k[j].done;
 		bytes += k[j].bytes;
-		sfd_client_free(k[j].c);
+		if (k[j].c)
+			sfd_client_free(k[j].c);
 	}
 	if (small)
-		printf("mode=small conns=%u depth=%u requests_per_s=%.0f\n", n_conns, depth,
-		       done / (t1 - t0));
+		printf("mode=small%s conns=%u depth=%u requests_per_s=%.0f\n",
+		       in_process ? " in_process" : "", n_conns, depth, done / (t1 - t0));
 	else
-		printf("mode=large conns=%u size_mib=%llu gbit_per_s=%.2f\n", n_conns,
-		       (unsigned long long)size_mib, bytes * 8 / (t1 - t0) / 1e9);
+		printf("mode=large%s conns=%u size_mib=%llu gbit_per_s=%.2f\n",
+		       in_process ? " in_process" : "", n_conns, (unsigned long long)size_mib,
+		       bytes * 8 / (t1 - t0) / 1e9);
 }
 
 /* ---- slow: many transfers, receivers that read slowly -------------------- */
@@ -368,6 +412,7 @@ main(int argc, char **argv)
 	        {"size", required_argument, NULL, 'z'},
 	        {"transfers", required_argument, NULL, 'n'},
 	        {"pid", required_argument, NULL, 'p'},
+	        {"in-process", no_argument, NULL, 'i'},
 	        {0},
 	};
 	const char *mode = "small";
@@ -399,11 +444,14 @@ main(int argc, char **argv)
 		case 'p':
 			daemon_pid = atoi(optarg);
 			break;
+		case 'i':
+			in_process = true;
+			break;
 		default:
 			return 2;
 		}
 	}
-	if (!sock_path)
+	if (!sock_path && !in_process)
 		DIE("--socket PATH is required");
 	if (strcmp(mode, "small") == 0)
 		run_busy(true);

@@ -3,11 +3,13 @@
 # (bench/loops/loops.c). Run under the machine's benchmark lock:
 #   flock /work/bench.lock bench/loops/run.sh [N]
 # N: loops to compare with one (default: the CPUs we may run on).
-# $PAIRS: pairs of runs per workload (default 10); $SECONDS_PER: seconds per
+# $PAIRS: rounds per workload (default 10); $SECONDS_PER: seconds per
 # run (default 3); $SLOW_TRANSFERS: the slow-receiver count (default 9950:
 # two descriptors each must fit in the daemon's RLIMIT_NOFILE).
-# Statistic, named before the run: the median of the per-pair ratios
-# (N loops / 1 loop), with the min and max of those ratios.
+# Each round runs the in-process baseline (sendfile(2) in the client's own
+# threads), the daemon with 1 loop and with N, in an order that rotates.
+# Statistic, named before the run: the median of the per-round ratios
+# (N loops / 1 loop; each / in-process), with their min and max.
 # Results and method: bench/loops/RESULTS.md.
 set -eu
 n=${1:-$(nproc)}
@@ -59,31 +61,44 @@ one() {
 
 value() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
+# ratios FILE LABEL: the median, min and max of the ratios in FILE.
+ratios() {
+	sort -n "$1" | awk -v label="$2" '
+		{ r[NR] = $1 }
+		END {
+			med = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+			printf "%s: median of %d per-round ratios %.3f (min %.3f, max %.3f)\n",
+			       label, NR, med, r[1], r[NR]
+		}'
+}
+
 for mode in small large; do
 	key=$([ "$mode" = small ] && echo requests_per_s || echo gbit_per_s)
-	: >"$out/$mode.ratios"
-	echo "== $mode: $pairs pairs, 1 loop vs $n loops, alternating which goes first"
+	: >"$out/$mode.n1"
+	: >"$out/$mode.1p"
+	: >"$out/$mode.np"
+	echo "== $mode: $pairs rounds of in-process, 1 loop, $n loops, the order rotating"
 	for p in $(seq "$pairs"); do
-		if [ $((p % 2)) = 1 ]; then
-			a=$(one 1 --mode "$mode" --seconds "$secs" --size 64)
-			b=$(one "$n" --mode "$mode" --seconds "$secs" --size 64)
-		else
-			b=$(one "$n" --mode "$mode" --seconds "$secs" --size 64)
-			a=$(one 1 --mode "$mode" --seconds "$secs" --size 64)
-		fi
+		for k in $(seq 0 2); do
+			case $(((p + k) % 3)) in
+			0) c=$("$bench" --in-process --mode "$mode" --seconds "$secs" --size 64) ;;
+			1) a=$(one 1 --mode "$mode" --seconds "$secs" --size 64) ;;
+			2) b=$(one "$n" --mode "$mode" --seconds "$secs" --size 64) ;;
+			esac
+		done
+		echo "$c"
 		echo "$a"
 		echo "$b"
 		va=$(echo "$a" | value "$key")
 		vb=$(echo "$b" | value "$key")
-		echo "$vb $va" | awk '{ printf "%.3f\n", $1 / $2 }' >>"$out/$mode.ratios"
+		vc=$(echo "$c" | value "$key")
+		echo "$vb $va" | awk '{ printf "%.3f\n", $1 / $2 }' >>"$out/$mode.n1"
+		echo "$va $vc" | awk '{ printf "%.3f\n", $1 / $2 }' >>"$out/$mode.1p"
+		echo "$vb $vc" | awk '{ printf "%.3f\n", $1 / $2 }' >>"$out/$mode.np"
 	done
-	sort -n "$out/$mode.ratios" | awk -v m="$mode" -v n="$n" '
-		{ r[NR] = $1 }
-		END {
-			med = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
-			printf "%s: %d loops / 1 loop, median of %d per-pair ratios %.3f (min %.3f, max %.3f)\n",
-			       m, n, NR, med, r[1], r[NR]
-		}'
+	ratios "$out/$mode.n1" "$mode: $n loops / 1 loop"
+	ratios "$out/$mode.1p" "$mode: 1 loop / in-process"
+	ratios "$out/$mode.np" "$mode: $n loops / in-process"
 done
 
 echo "== slow receivers: $slow transfers of 64 MiB, 8 connections, midpoint at 6 s"
