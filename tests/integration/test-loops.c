@@ -1,7 +1,8 @@
 /*
  * test-loops.c - what must hold across the daemon's event loops: two
  * connections on two loops sending to one destination run one after the
- * other, in order; the per-uid limit is exact however many loops take
+ * other, in order; two loops sending from one open file see each other;
+ * the per-uid limit is exact however many loops take
  * requests; the statistics add up to what the clients saw; a drain lets the
  * transfers of every loop finish.
  *
@@ -276,6 +277,67 @@ test_two_loops_one_destination_in_order(void **state)
 		sfd_client_free(c[i]);
 }
 
+/* ---- one open file, two loops ------------------------------------------- */
+
+/*
+ * One source descriptor (one open file description) sent from connections
+ * on two loops at once, two ranges to two receivers: each must see that the
+ * other shares the description, or both would move its one position and
+ * send each other's bytes. Each receiver gets exactly its range; the one to
+ * finish last sets the position.
+ */
+static void
+test_two_loops_one_source(void **state)
+{
+	const uint64_t size = 16 * MiB, len = 4 * MiB, off_b = 8 * MiB;
+	const struct sink_opts paused = {.paused = true};
+	struct sfd_client *c[8];
+	struct done_slot slot_a = {0}, slot_b = {0};
+	unsigned n, done_a = 0, done_b = 0;
+	char path[PATH_MAX];
+	int src, dst_a, dst_b, srv, idx_a, idx_b;
+	uint64_t id;
+	struct sink *s;
+	struct listed l;
+
+	(void)state;
+	skip_unless_loops();
+	n = clients_on_every_loop(c, 8);
+	tfile_create(path, size, 506);
+	src = tfile_open(path, O_RDONLY);
+	s = sink_new();
+	tcp_pair(true, &dst_a, &srv);
+	idx_a = sink_add(s, srv, &paused);
+	tcp_pair(true, &dst_b, &srv);
+	idx_b = sink_add(s, srv, &paused);
+	slot_a.counter = &done_a;
+	slot_b.counter = &done_b;
+	assert_int_equal(sfd_client_submit(c[0], dst_a, src, 0, len, 0, &slot_a, &id), 0);
+	assert_int_equal(sfd_client_submit(c[n - 1], dst_b, src, off_b, len, 0, &slot_b, &id), 0);
+	assert_true(sink_wait_queued(s, idx_a, 1, 5000));
+	assert_true(sink_wait_queued(s, idx_b, 1, 5000));
+	list_transfers(&l);
+	assert_int_equal(l.n, 2);
+	assert_int_not_equal(l.loop[0], l.loop[1]);
+
+	/* A first, then B: B is the last to finish. */
+	sink_resume(s, idx_a);
+	assert_true(pump(c[0], &done_a, 1, 30000));
+	assert_result(&slot_a.res, SFD_STATUS_OK, len, len, SFD_METHOD_SENDFILE);
+	sink_resume(s, idx_b);
+	assert_true(pump(c[n - 1], &done_b, 1, 30000));
+	assert_result(&slot_b.res, SFD_STATUS_OK, len, off_b + len, SFD_METHOD_SENDFILE);
+	assert_int_equal(fd_pos(src), off_b + len);
+	close(dst_a);
+	close(dst_b);
+	assert_received(s, idx_a, src, 0, len);
+	assert_received(s, idx_b, src, off_b, len);
+	sink_free(s);
+	close(src);
+	for (unsigned i = 0; i < n; i++)
+		sfd_client_free(c[i]);
+}
+
 /* ---- statistics ----------------------------------------------------------- */
 
 /*
@@ -520,6 +582,7 @@ main(int argc, char **argv)
 	static const char *const limit_args[] = {"--max-in-flight-per-uid", "8", NULL};
 	const struct CMUnitTest tests[] = {
 	        HTEST(test_two_loops_one_destination_in_order),
+	        HTEST(test_two_loops_one_source),
 	        HTEST(test_stats_add_up),
 	        HTEST(test_drain_every_loop),
 	        HTEST(test_stats_add_up),
