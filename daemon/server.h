@@ -57,8 +57,9 @@ struct server_hooks {
 /*
  * server_new() - serve @loop: @listen_fd is an already bound and listening
  * socket to adopt (socket activation; ownership taken on every path), or -1
- * to bind cfg->socket_path. Creates the loop's transfer engine (engine.h)
- * and the accounting (account.h).
+ * to bind cfg->socket_path. @loop is loop 0; with cfg->loops > 1 it starts
+ * the threads of the others (loops.h), with the caller's signal mask. Creates
+ * each loop's transfer engine (engine.h) and the accounting (account.h).
  * Return: 0 and *ret, or a negative errno.
  */
 int server_new(uv_loop_t *loop, const struct server_config *cfg, int listen_fd,
@@ -71,8 +72,9 @@ int server_new(uv_loop_t *loop, const struct server_config *cfg, int listen_fd,
  */
 void server_stop(struct server *srv, bool immediate);
 
-/* server_free() - close the listener and the engine; the memory goes once
- * the loop has run the close callbacks. Every connection must be gone (or
+/* server_free() - close the listener and the engines, stop and join the
+ * other loops' threads; the memory goes once loop 0 has run the close
+ * callbacks. Every connection must be gone (or
  * none was accepted). NULL is a no-op. */
 void server_free(struct server *srv);
 
