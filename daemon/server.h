@@ -74,8 +74,8 @@ void server_stop(struct server *srv, bool immediate);
 
 /* server_free() - close the listener and the engines, stop and join the
  * other loops' threads; the memory goes once loop 0 has run the close
- * callbacks. Every connection must be gone (or
- * none was accepted). NULL is a no-op. */
+ * callbacks. Every connection must be gone (or none was accepted). NULL is
+ * a no-op. */
 void server_free(struct server *srv);
 
 uv_loop_t *server_loop(const struct server *srv);
