@@ -26,10 +26,10 @@ echo "kernel $(uname -r), $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/nu
 echo "load before: $(uptime)"
 out=$(mktemp -d)
 
-# CPU ticks of each daemon thread: "name ticks" lines.
+# CPU ticks of each daemon thread: "tid name ticks" lines.
 cpu_of() {
 	for t in /proc/"$1"/task/*; do
-		printf '%s %s\n' "$(cat "$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"
+		printf '%s %s %s\n' "${t##*/}" "$(cat "$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"
 	done
 }
 
@@ -51,10 +51,15 @@ one() {
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
 	cat "$dir/log" >&2
-	# The loop threads: the main thread (loop 0, the first "sendfiled")
-	# and sfd-loopN; libuv's workers are named sendfiled too, after it.
-	cpu=$(paste -d' ' "$dir/before" "$dir/after" |
-		awk 'NR == 1 || $1 ~ /^sfd-loop/ { printf "%s%s=%d", sep, ($1 == "sendfiled" ? "loop0" : $1), $4 - $2; sep = "," }')
+	# The loop threads: the main thread (loop 0, whose tid is the pid) and
+	# sfd-loopN; libuv's workers are named sendfiled too, after it.
+	# Joined by thread id: threads started during the run (libuv's
+	# workers) count from zero.
+	cpu=$(awk -v main="$pid" '
+		FNR == NR { before[$1] = $3; next }
+		$1 == main || $2 ~ /^sfd-loop/ {
+			printf "%s%s=%d", sep, ($1 == main ? "loop0" : $2), $3 - before[$1]; sep = ","
+		}' "$dir/before" "$dir/after")
 	echo "$line loops=$loops cpu_ticks=$cpu"
 	rm -rf "$dir"
 }
