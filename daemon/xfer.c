@@ -376,7 +376,9 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 	 * already (or, nothing sent, goes back to where the client left it).
 	 * Others still sending from the same description: the last
 	 * of them sets it (as each would, one after the other), and meanwhile
-	 * the one that may be using it is not disturbed. */
+	 * the one that may be using it is not disturbed. The table stays locked
+	 * until the position is set: with several loops, a transfer of another
+	 * loop joining in between would take the position for its own. */
 	engine_src_lock(e);
 	if (x->joined) {
 		last = engine_src_leave(x->engine, &x->srcm);
