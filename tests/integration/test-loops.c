@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -114,7 +116,7 @@ list_transfers(struct listed *l)
 }
 
 struct stats {
-	unsigned long long requests, bytes_sent, ok, limit, in_flight;
+	unsigned long long requests, bytes_sent, ok, limit, in_flight, refused;
 };
 
 static void
@@ -127,6 +129,7 @@ get_stats(struct stats *s)
 	s->requests = json_num(json, "requests");
 	s->bytes_sent = json_num(json, "bytes_sent");
 	s->in_flight = json_num(json, "in_flight");
+	s->refused = json_num(json, "connections_refused");
 	bs = strstr(json, "\"by_status\":");
 	assert_non_null(bs);
 	s->ok = json_num(bs, "ok");
@@ -388,7 +391,7 @@ test_stats_add_up(void **state)
 	close(src);
 }
 
-/* ---- the per-uid limit (a daemon allowing 8 per uid) ---------------------- */
+/* ---- the per-uid limit (a daemon allowing 8 per uid, 9 connections) ------- */
 
 #define UID_LIMIT 8
 
@@ -491,6 +494,67 @@ test_uid_limit_exact_across_loops(void **state)
 	free(slot);
 }
 
+/* ---- max_connections (9, with the per-uid limit's group) ------------------ */
+
+#define MAX_CONNS 9
+
+/* A bare connection to the data socket. */
+static int
+raw_connect(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", daemon_socket());
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/*
+ * Connections accepted by loop 0 and served by every loop count against one
+ * limit: MAX_CONNS are taken, the next is closed at once and counted as
+ * refused; one that goes makes room for one more.
+ */
+static void
+test_max_connections_across_loops(void **state)
+{
+	int fd[MAX_CONNS], extra;
+	struct stats before, after;
+	unsigned loops, busy;
+	struct pollfd p;
+	char b;
+
+	(void)state;
+	get_stats(&before);
+	for (int i = 0; i < MAX_CONNS; i++)
+		fd[i] = raw_connect();
+	wait_connections(MAX_CONNS);
+	busy = loops_with_connections(&loops);
+	assert_int_equal(busy, loops < MAX_CONNS ? loops : MAX_CONNS);
+
+	/* One too many: the daemon closes it. */
+	extra = raw_connect();
+	p = (struct pollfd){.fd = extra, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 10000), 1);
+	assert_true(recv(extra, &b, 1, 0) <= 0);
+	close(extra);
+	get_stats(&after);
+	assert_int_equal(after.refused - before.refused, 1);
+	wait_connections(MAX_CONNS);
+
+	/* One goes: room for one more. */
+	close(fd[0]);
+	wait_connections(MAX_CONNS - 1);
+	fd[0] = raw_connect();
+	wait_connections(MAX_CONNS);
+	get_stats(&after);
+	assert_int_equal(after.refused - before.refused, 1);
+	for (int i = 0; i < MAX_CONNS; i++)
+		close(fd[i]);
+	wait_connections(0);
+}
+
 /* ---- drain ----------------------------------------------------------------- */
 
 /* pump(), for a connection the daemon closes right after the last reply
@@ -579,7 +643,8 @@ test_drain_every_loop(void **state)
 int
 main(int argc, char **argv)
 {
-	static const char *const limit_args[] = {"--max-in-flight-per-uid", "8", NULL};
+	static const char *const limit_args[] = {"--max-in-flight-per-uid", "8",
+	                                         "--max-connections", "9", NULL};
 	const struct CMUnitTest tests[] = {
 	        HTEST(test_two_loops_one_destination_in_order),
 	        HTEST(test_two_loops_one_source),
@@ -589,6 +654,7 @@ main(int argc, char **argv)
 	};
 	const struct CMUnitTest limit_tests[] = {
 	        HTEST(test_uid_limit_exact_across_loops),
+	        HTEST(test_max_connections_across_loops),
 	};
 	int failed;
 
