@@ -263,12 +263,16 @@ adopt_here(struct shard *sh, int fd, const struct ucred *cred)
 	struct conn *c;
 	int r;
 
-	r = atomic_load(&srv->stopping) ? -ESHUTDOWN : conn_new(&sh->conn_env, fd, cred, &c);
-	if (r < 0) {
-		if (r == -ESHUTDOWN)
-			safe_close(fd);
-		else
+	/* Handed over while the daemon began to stop: not served. */
+	if (atomic_load(&srv->stopping)) {
+		safe_close(fd);
+		r = -ESHUTDOWN;
+	} else {
+		r = conn_new(&sh->conn_env, fd, cred, &c);
+		if (r < 0)
 			log_warn("cannot set up a connection: %s", strerror(-r));
+	}
+	if (r < 0) {
 		account_connection(srv->account, false);
 		/* As if it had come and gone. */
 		on_conn_gone(sh);
@@ -281,7 +285,7 @@ adopt_here(struct shard *sh, int fd, const struct ucred *cred)
 static void
 on_handover(struct loops_task *t)
 {
-	struct handover *h = (struct handover *)t;
+	struct handover *h = container_of(t, struct handover, task);
 
 	adopt_here(h->shard, h->fd, &h->cred);
 	free(h);
