@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "loops.h"
+#include "macro.h"
 
 struct one_loop {
 	struct loops *owner;
@@ -209,7 +210,7 @@ struct call {
 static void
 on_call(struct loops_task *t)
 {
-	struct call *c = (struct call *)t;
+	struct call *c = container_of(t, struct call, task);
 
 	c->fn(c->arg);
 	pthread_mutex_lock(&c->mtx);
