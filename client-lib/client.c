@@ -46,6 +46,18 @@ SAME_VALUE(SFD_METHOD_SENDFILE, WIRE_METHOD_SENDFILE);
 SAME_VALUE(SFD_METHOD_SPLICE, WIRE_METHOD_SPLICE);
 SAME_VALUE(SFD_METHOD_READ_WRITE, WIRE_METHOD_READ_WRITE);
 _Static_assert(SFD_MESSAGE_MAX >= WIRE_MAX_MESSAGE, "a reply's message must fit sfd_result");
+SAME_VALUE(SFD_FEATURE_DEADLINE, WIRE_FEATURE_DEADLINE);
+SAME_VALUE(SFD_FEATURE_RATE_LIMIT, WIRE_FEATURE_RATE_LIMIT);
+SAME_VALUE(SFD_FEATURE_CLOSE_WHEN_DONE, WIRE_FEATURE_CLOSE_WHEN_DONE);
+SAME_VALUE(SFD_FEATURE_IDLE_TIMEOUT, WIRE_FEATURE_IDLE_TIMEOUT);
+_Static_assert(sizeof(((struct sfd_ping_info *)0)->daemon_version) >=
+                       sizeof(((struct wire_response *)0)->daemon_version),
+               "a daemon's version must fit sfd_ping_info");
+
+/* The features sfd_ping_info.features may carry: those this library knows. */
+#define KNOWN_FEATURES                                                                             \
+	((1u << SFD_FEATURE_DEADLINE) | (1u << SFD_FEATURE_RATE_LIMIT) |                           \
+	 (1u << SFD_FEATURE_CLOSE_WHEN_DONE) | (1u << SFD_FEATURE_IDLE_TIMEOUT))
 
 /* sfd_client_sendfile() retries a request the daemon did not act on (it was
  * shutting down) on a new connection: at most this many attempts, connects
@@ -72,10 +84,12 @@ struct completion {
 	struct sfd_result res;
 };
 
-/* Lives on the stack of sfd_client_sendfile(); its table entry points here. */
+/* Lives on the stack of sfd_client_sendfile() or sfd_client_ping(); its
+ * table entry points here. */
 struct waiter {
 	bool done;
 	struct sfd_result res;
+	struct sfd_ping_info ping; /* a Ping's reply only */
 };
 
 struct sfd_client {
@@ -263,6 +277,20 @@ result_from_wire(const struct wire_response *w, struct sfd_result *ret_res)
 	*ret_res = res;
 }
 
+/* A daemon older than PingInfo answers without it: protocol 1, nothing optional. */
+static void
+ping_from_wire(const struct wire_response *w, struct sfd_ping_info *ret_ping)
+{
+	struct sfd_ping_info p = {.protocol_version = 1};
+
+	if (w->has_ping) {
+		p.protocol_version = w->protocol_version;
+		p.features = w->features & KNOWN_FEATURES;
+		snprintf(p.daemon_version, sizeof(p.daemon_version), "%s", w->daemon_version);
+	}
+	*ret_ping = p;
+}
+
 /* The daemon closed the connection, or was closing it. */
 static bool
 went_away(int e)
@@ -333,6 +361,7 @@ handle_record(struct sfd_client *c, const void *buf, size_t len)
 	case REQ_SYNC:
 		waiter = r.userdata;
 		result_from_wire(&w, &waiter->res);
+		ping_from_wire(&w, &waiter->ping);
 		waiter->done = true;
 		break;
 	case REQ_CANCEL:
@@ -793,6 +822,54 @@ sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset
 	if (e < 0)
 		return e;
 	*ret = w.res;
+	return 0;
+}
+
+/* One Ping on the current connection, its reply awaited within @deadline. */
+static int
+ping_once(struct sfd_client *c, int64_t deadline, struct waiter *w)
+{
+	struct wire_request wr = {.op = WIRE_OP_PING};
+	uint64_t id;
+	int e;
+
+	memset(w, 0, sizeof(*w));
+	e = start_request(c, REQ_SYNC, &wr, NULL, 0, true, w, &id);
+	if (e < 0)
+		return e;
+	e = wait_for(c, w, deadline);
+	if (e < 0)
+		/* Its entry points into the caller's frame: a late reply
+		 * must find nothing. */
+		reqs_drop(c, id);
+	return e;
+}
+
+int
+sfd_client_ping(struct sfd_client *c, int timeout_ms, struct sfd_ping_info *ret)
+{
+	int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
+	unsigned attempts = 0;
+	struct waiter w;
+	int e;
+
+	if (went_away(c->err) && may_reconnect(c) && reconnect(c, deadline, &attempts) < 0)
+		return c->err;
+	for (;;) {
+		e = ping_once(c, deadline, &w);
+		/* A Ping does nothing, so unlike a Sendfile it may be sent
+		 * again even when the daemon may have read it. */
+		if (!went_away(e) || !may_reconnect(c) || ++attempts >= RETRY_MAX ||
+		    (deadline >= 0 && mono_ms() >= deadline))
+			break;
+		if (reconnect(c, deadline, &attempts) < 0)
+			break;
+	}
+	if (e < 0)
+		return e;
+	if (w.res.status != SFD_STATUS_OK)
+		return w.res.error > 0 ? -w.res.error : -EPROTO;
+	*ret = w.ping;
 	return 0;
 }
 

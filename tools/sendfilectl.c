@@ -29,6 +29,8 @@ static const struct sfctl_command commands[] = {
         {"log-level", "LEVEL", "set the log level (err, warning, notice, info, debug)",
          sfctl_cmd_log_level},
         {"limits", "[--json]", "the daemon's limits and allow-lists", sfctl_cmd_limits},
+        {"ping", "[--json]", "who answers on the data socket: protocol, version, optional features",
+         sfctl_cmd_ping},
 };
 
 static void
@@ -48,7 +50,8 @@ usage(FILE *f)
 	           "                     sendfiled.sock)\n"
 	           "  -e, --events PATH  the events socket (default: NAME.events.sock, or\n"
 	           "                     events.sock for sendfiled.sock)\n"
-	           "  -t, --timeout-ms N how long to wait for the control plane (default 5000)\n"
+	           "  -t, --timeout-ms N how long to wait for the control plane, or for the\n"
+	           "                     answer to 'ping' (default 5000)\n"
 	           "  -h, --help         show this help\n"
 	           "  -V, --version      show the version\n"
 	           "\n"

@@ -53,6 +53,7 @@ int sfctl_cmd_watch(struct sfctl_global *g, int argc, char **argv);
 int sfctl_cmd_metrics(struct sfctl_global *g, int argc, char **argv);
 int sfctl_cmd_log_level(struct sfctl_global *g, int argc, char **argv);
 int sfctl_cmd_limits(struct sfctl_global *g, int argc, char **argv);
+int sfctl_cmd_ping(struct sfctl_global *g, int argc, char **argv);
 
 /*
  * sfctl_transfer_progress() - how far a transfer of this process has got, as

@@ -47,6 +47,24 @@ export interface ClientOptions {
   retryInterval?: number;
 }
 
+export interface PingOptions {
+  /** Milliseconds to wait for the answer (default: as long as it takes). */
+  timeout?: number;
+}
+
+/** An optional part of the protocol a daemon may implement. */
+export type Feature = 'deadline' | 'rate_limit' | 'close_when_done' | 'idle_timeout';
+
+/** Who answered a ping. */
+export interface PingInfo {
+  /** The data-plane protocol's version: 1. */
+  protocolVersion: number;
+  /** The daemon's own version, e.g. '0.1.0' ('' from a daemon too old to say). */
+  daemonVersion: string;
+  /** The optional features the daemon implements; unknown ones are left out. */
+  features: Feature[];
+}
+
 export class Client {
   constructor(options?: ClientOptions);
   readonly library: Library;
@@ -58,6 +76,12 @@ export class Client {
   /** Whether a connection to the daemon is open now. */
   readonly connected: boolean;
   sendfile(socket: Destination, file: Source, options?: SendfileOptions): Promise<SendfileResult>;
+  /**
+   * Is the daemon alive, and who is it. Runs off the event loop, on a connection of its
+   * own. Rejects with ERR_SENDFILED_UNAVAILABLE when no daemon answers in time, with
+   * ERR_SENDFILED_NOT_SUPPORTED when the library is older than sfd_client_ping().
+   */
+  ping(options?: PingOptions): Promise<PingInfo>;
   /** Close the connection; transfers in flight are cancelled by the daemon. Idempotent. */
   close(): void;
 }
@@ -86,6 +110,7 @@ export type ErrorCode =
   | 'ERR_SENDFILED_UNAVAILABLE'
   | 'ERR_SENDFILED_OUTCOME_UNKNOWN'
   | 'ERR_SENDFILED_CLOSED'
+  | 'ERR_SENDFILED_NOT_SUPPORTED'
   | 'ERR_STREAM_DESTROYED'
   | (string & {});
 

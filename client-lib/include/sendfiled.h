@@ -273,6 +273,51 @@ unsigned sfd_client_pending(const struct sfd_client *c);
 /* sfd_client_in_flight() - requests submitted and not yet completed. */
 unsigned sfd_client_in_flight(const struct sfd_client *c);
 
+/* The optional parts of the protocol a daemon may implement: the values of
+ * proto/sendfiled.proto's enum Feature, as bits of struct
+ * sfd_ping_info.features (1u << SFD_FEATURE_*). */
+enum sfd_feature {
+	SFD_FEATURE_DEADLINE = 1,        /* Sendfile.deadline_ms */
+	SFD_FEATURE_RATE_LIMIT = 2,      /* Sendfile.rate_limit_bps, rate_limit_after */
+	SFD_FEATURE_CLOSE_WHEN_DONE = 3, /* Sendfile.close_when_done, shutdown_write */
+	SFD_FEATURE_IDLE_TIMEOUT = 4,    /* Sendfile.idle_timeout_ms */
+};
+
+/* Who answered a Ping (sfd_client_ping()). */
+struct sfd_ping_info {
+	uint32_t protocol_version; /* the data-plane protocol's version: 1 */
+	/* The optional features the daemon implements: bit (1u << Feature) for
+	 * each enum sfd_feature value it lists. Values this library does not
+	 * know are dropped. */
+	uint32_t features;
+	char daemon_version[32]; /* e.g. "0.1.0", NUL-terminated; "" if not given */
+};
+
+/*
+ * sfd_client_ping() - ask the daemon who it is and what it implements, and
+ * wait for the answer.
+ * @timeout_ms: how long to wait; -1 (any negative value) waits forever.
+ * @ret: written on success only. A daemon too old to say who it is answers
+ *        protocol 1, no features, daemon_version "".
+ *
+ * Blocks the calling thread. Completions of requests made with
+ * sfd_client_submit() that arrive meanwhile are kept for
+ * sfd_client_dispatch(). The daemon handles a connection's records in order,
+ * so the answer also means that every request sent before it was handled (a
+ * Cancel has taken effect). A Ping changes nothing, so it is sent again on a
+ * new connection whenever sfd_client_sendfile() would reconnect (see "Daemon
+ * restarts" at the top), also after the old connection ended with the Ping
+ * unanswered: on a client that may reconnect, a successful ping means a
+ * daemon serves the socket now.
+ *
+ * Return: 0; -ETIMEDOUT; -ECONNRESET or -EPIPE when the daemon went away
+ * (then, if submitted requests were in flight, sfd_client_dispatch() reports
+ * -SFD_EOUTCOME_UNKNOWN for them), -EACCES when it refused this user,
+ * -EBADMSG when it sent a record that cannot be parsed, or another negative
+ * errno (the daemon's error, should it refuse the Ping).
+ */
+int sfd_client_ping(struct sfd_client *c, int timeout_ms, struct sfd_ping_info *ret);
+
 /* sfd_status_str() - a static English name for an enum sfd_status value. */
 const char *sfd_status_str(int status);
 

@@ -30,8 +30,10 @@ from typing import Dict, List, Optional, Tuple
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parent.parent
 ALL_CLIENTS = ["c", "python", "node", "go", "rust"]
-FIELDS = ["name", "source", "path", "size", "offset", "count", "fallback", "dest", "action",
-          "at"]
+FIELDS = ["name", "op", "source", "path", "size", "offset", "count", "fallback", "dest",
+          "action", "at"]
+#: The optional features' names, by their proto Feature values.
+FEATURE_NAMES = {1: "deadline", 2: "rate_limit", 3: "close_when_done", 4: "idle_timeout"}
 #: A /proc file that fstat reports as size 0 and sendfile(2) refuses (so it
 #: needs the daemon's read/write copy): this process's command line, stable
 #: while it runs, and the same file whichever runner opens it.
@@ -49,6 +51,8 @@ def content(size: int) -> bytes:
 
 
 def source_bytes(case: dict, cache: Dict[Tuple[str, int], bytes]) -> bytes:
+    if case.get("op") == "ping":
+        return b""
     if case["source"] == "proc":
         with open(PROC_SOURCE, "rb") as f:
             return f.read()
@@ -61,17 +65,95 @@ def source_bytes(case: dict, cache: Dict[Tuple[str, int], bytes]) -> bytes:
 def wire_line(case: dict) -> str:
     vals = {
         "name": case["name"],
-        "source": case["source"],
-        "path": PROC_SOURCE if case["source"] == "proc" else "-",
+        "op": case.get("op", "sendfile"),
+        "source": case.get("source", "-"),
+        "path": PROC_SOURCE if case.get("source") == "proc" else "-",
         "size": case.get("size", 0),
         "offset": case.get("offset", 0),
         "count": case["count"] if "count" in case else "-",
         "fallback": 1 if case.get("fallback", True) else 0,
-        "dest": case["dest"],
+        "dest": case.get("dest", "-"),
         "action": case.get("action", "none"),
         "at": case.get("at", 0),
     }
     return " ".join(f"{k}={vals[k]}" for k in FIELDS)
+
+
+def _varint(b: bytes, i: int) -> Tuple[int, int]:
+    v = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return v, i
+
+
+def _fields(b: bytes):
+    """(field, value) of each field of a protobuf message: an int for a
+    varint, bytes for a length-delimited field (the only types used here)."""
+    i = 0
+    while i < len(b):
+        key, i = _varint(b, i)
+        if key & 7 == 0:
+            v, i = _varint(b, i)
+            yield key >> 3, v
+        elif key & 7 == 2:
+            n, i = _varint(b, i)
+            yield key >> 3, b[i:i + n]
+            i += n
+        else:
+            raise ValueError(f"wire type {key & 7}")
+
+
+def daemon_says(sock: Path) -> dict:
+    """Who answers, in the daemon's own words: a Ping in the documented bytes
+    (docs/PROTOCOL.md) and its PingInfo, decoded here, with no client in
+    between. The feature names are those of the values run.py knows."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.settimeout(10)
+        s.connect(str(sock))
+        s.send(b"\x08\x03\x22\x00")
+        rec = s.recv(4096)
+    info: dict = {"protocol_version": 1, "daemon_version": "", "features": set()}
+    for field, v in _fields(rec):
+        if field != 9 or not isinstance(v, bytes):
+            continue
+        for f, x in _fields(v):
+            if f == 1:
+                info["protocol_version"] = x
+            elif f == 2:
+                info["daemon_version"] = x.decode()
+            elif f == 3:
+                vals = [x] if isinstance(x, int) else []
+                q = 0
+                while isinstance(x, bytes) and q < len(x):
+                    n, q = _varint(x, q)
+                    vals.append(n)
+                info["features"] |= {FEATURE_NAMES[n] for n in vals if n in FEATURE_NAMES}
+    return info
+
+
+def judge_ping(case: dict, got: dict, facts: dict) -> List[str]:
+    """A ping's report: protocol 1, the version `sendfiled --version` prints,
+    and exactly the features the daemon itself lists (none unknown)."""
+    exp = case["expect"]
+    bad: List[str] = []
+    if got.get("status") != exp["status"]:
+        bad.append(f"status {got.get('status')} (want {exp['status']}; {got.get('error', '')})")
+    if got.get("protocol_version") != exp["protocol_version"]:
+        bad.append(f"protocol_version {got.get('protocol_version')!r} "
+                   f"(want {exp['protocol_version']})")
+    if got.get("daemon_version") != facts["printed_version"]:
+        bad.append(f"daemon_version {got.get('daemon_version')!r} "
+                   f"(sendfiled --version: {facts['printed_version']!r})")
+    feats = got.get("features")
+    if not isinstance(feats, list) or len(set(feats)) != len(feats):
+        bad.append(f"features {feats!r} is not a list of distinct names")
+    elif set(feats) != facts["features"]:
+        bad.append(f"features {sorted(feats)} (the daemon lists {sorted(facts['features'])})")
+    return bad
 
 
 def judge(case: dict, got: dict, src: bytes) -> List[str]:
@@ -252,7 +334,9 @@ def write_doc(path: Path, clients: List[str], cases: List[dict],
         "public API against one real daemon; "
         "[`tests/conformance/run.py`](../tests/conformance/run.py) judges every report the "
         "same way (status, bytes sent, final offset, file position, method, and the "
-        "received bytes by SHA-256). `scripts/test.sh` runs it; this table is its output "
+        "received bytes by SHA-256; for `ping`, the protocol version, the version "
+        "`sendfiled --version` prints, and the features the daemon itself lists). "
+        "`scripts/test.sh` runs it; this table is its output "
         "(`tests/conformance/run.py --build build --doc docs/CONFORMANCE.md`).",
         "",
         "| case | " + " | ".join(clients) + " |",
@@ -291,6 +375,10 @@ def main() -> int:
         tmp = Path(t)
         daemon = Daemon(build, tmp)
         baseline = daemon.settled_fd_count()
+        facts = daemon_says(daemon.sock)
+        printed = subprocess.run([str(build / "daemon" / "sendfiled"), "--version"],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        facts["printed_version"] = printed[1] if len(printed) > 1 else ""
         try:
             for client in clients:
                 t0 = time.monotonic()
@@ -309,6 +397,8 @@ def main() -> int:
                         cells[(case["name"], client)] = "n/a"
                         print(f"{client:7} {case['name']:32} n/a   {rep['na']}")
                         continue
+                    elif case.get("op") == "ping":
+                        bad = judge_ping(case, rep, facts)
                     else:
                         bad = judge(case, rep, source_bytes(case, srcs))
                     cells[(case["name"], client)] = "FAIL" if bad else "pass"

@@ -27,7 +27,7 @@
 #include "sha256.h"
 
 struct kase {
-	char name[128], source[16], dest[16], action[16], path[256];
+	char name[128], op[16], source[16], dest[16], action[16], path[256];
 	uint64_t size, offset, count, at; /* count 0: absent, to end of file */
 	bool fallback;
 };
@@ -390,11 +390,47 @@ run_case(const struct kase *k, const char *tmp)
 	fflush(stdout);
 }
 
+/* A ping case: who answers, through sfd_client_ping(). */
+static void
+run_ping(const struct kase *k)
+{
+	static const char *const names[] = {NULL, "deadline", "rate_limit", "close_when_done",
+	                                    "idle_timeout"};
+	struct sfd_ping_info info;
+	struct sfd_client *c = NULL;
+	bool first = true;
+	int e;
+
+	e = sfd_client_open(NULL, &c);
+	if (e == 0)
+		e = sfd_client_ping(c, 10000, &info);
+	sfd_client_free(c);
+	if (e < 0) {
+		printf("{\"client\":\"c\",\"case\":\"%s\",\"status\":\"call_failed\","
+		       "\"error\":\"%s\"}\n",
+		       k->name, strerror(-e));
+		fflush(stdout);
+		return;
+	}
+	printf("{\"client\":\"c\",\"case\":\"%s\",\"status\":\"ok\",\"protocol_version\":%u,"
+	       "\"daemon_version\":\"%s\",\"features\":[",
+	       k->name, info.protocol_version, info.daemon_version);
+	for (unsigned f = 1; f < sizeof(names) / sizeof(names[0]); f++) {
+		if (!(info.features & (1u << f)))
+			continue;
+		printf("%s\"%s\"", first ? "" : ",", names[f]);
+		first = false;
+	}
+	printf("],\"error\":\"\"}\n");
+	fflush(stdout);
+}
+
 static bool
 parse_line(char *line, struct kase *k)
 {
 	*k = (struct kase){.fallback = true};
 	strcpy(k->action, "none");
+	strcpy(k->op, "sendfile");
 	for (char *save, *tok = strtok_r(line, " \t\n", &save); tok;
 	     tok = strtok_r(NULL, " \t\n", &save)) {
 		char *v = strchr(tok, '=');
@@ -404,6 +440,8 @@ parse_line(char *line, struct kase *k)
 		*v++ = 0;
 		if (strcmp(tok, "name") == 0)
 			snprintf(k->name, sizeof(k->name), "%s", v);
+		else if (strcmp(tok, "op") == 0)
+			snprintf(k->op, sizeof(k->op), "%s", v);
 		else if (strcmp(tok, "source") == 0)
 			snprintf(k->source, sizeof(k->source), "%s", v);
 		else if (strcmp(tok, "path") == 0)
@@ -438,7 +476,11 @@ main(void)
 	while (fgets(line, sizeof(line), stdin)) {
 		struct kase k;
 
-		if (parse_line(line, &k))
+		if (!parse_line(line, &k))
+			continue;
+		if (strcmp(k.op, "ping") == 0)
+			run_ping(&k);
+		else
 			run_case(&k, tmp);
 	}
 	return 0;

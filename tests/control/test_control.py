@@ -48,8 +48,9 @@ class Daemon:
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.time() + 5
-        while not (os.path.exists(self.sock) and os.path.exists(self.control)):
+        # Generous: a sanitizer build on a loaded machine starts slowly.
+        deadline = time.time() + 30
+        while not all(os.path.exists(p) for p in (self.sock, self.control, self.events)):
             if time.time() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("daemon did not start")
             time.sleep(0.01)
@@ -821,6 +822,36 @@ def test_two_daemons_one_directory(d):
     finally:
         if b.proc.poll() is None:
             b.stop()
+
+
+def test_ping(d):
+    """`ping` answers from the data socket: the version `sendfiled --version`
+    prints, protocol 1, known features only; exit 3 without a daemon, 2 for a
+    bad command line; the daemon holds no more descriptors afterwards."""
+    base = d.fds()
+    printed = subprocess.run([DAEMON, "--version"], capture_output=True, text=True,
+                             check=True).stdout.split()[1]
+    info = json.loads(d.ctl("ping", "--json").stdout)
+    assert info["protocol_version"] == 1 and info["daemon_version"] == printed, info
+    known = ["deadline", "rate_limit", "close_when_done", "idle_timeout"]
+    assert all(f in known for f in info["features"]) and len(set(info["features"])) == len(
+        info["features"]), info
+    human = d.ctl("ping").stdout
+    assert f"sendfiled {printed} answers on {d.sock}, protocol 1" in human, human
+    assert human.splitlines()[1] == "features: " + (" ".join(info["features"]) or "none"), human
+    # Global options after the command, as for the others.
+    assert json.loads(subprocess.run([CTL, "ping", "--json", "-s", d.sock, "-t", "9000"],
+                                     capture_output=True, text=True,
+                                     check=True).stdout) == info
+    r = d.ctl("ping", "extra", check=False)
+    assert r.returncode == 2 and "unexpected argument" in r.stderr
+    missing = os.path.join(d.dir, "none.sock")
+    r = subprocess.run([CTL, "--socket", missing, "ping"], capture_output=True, text=True)
+    assert r.returncode == 3 and missing in r.stderr and r.stdout == "", r
+    deadline = time.time() + 5
+    while d.fds() != base and time.time() < deadline:
+        time.sleep(0.02)
+    assert d.fds() == base
 
 
 def test_unreachable(d):

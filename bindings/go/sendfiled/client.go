@@ -480,35 +480,102 @@ func (c *Client) wait(ctx context.Context, cn *conn, id uint64, ch chan reply) (
 	return <-ch, true
 }
 
-// Ping checks that the daemon serves this client: it sends a Ping and
-// waits for its answer.
-func (c *Client) Ping(ctx context.Context) error {
+// Feature is an optional part of the protocol a daemon may implement (proto
+// Feature). Its String is the name every binding uses ("deadline", ...).
+type Feature int32
+
+const (
+	FeatureDeadline      Feature = 1 // Sendfile.deadline_ms
+	FeatureRateLimit     Feature = 2 // Sendfile.rate_limit_bps, rate_limit_after
+	FeatureCloseWhenDone Feature = 3 // Sendfile.close_when_done, shutdown_write
+	FeatureIdleTimeout   Feature = 4 // Sendfile.idle_timeout_ms
+)
+
+var featureNames = map[Feature]string{
+	FeatureDeadline:      "deadline",
+	FeatureRateLimit:     "rate_limit",
+	FeatureCloseWhenDone: "close_when_done",
+	FeatureIdleTimeout:   "idle_timeout",
+}
+
+func (f Feature) String() string {
+	if n, ok := featureNames[f]; ok {
+		return n
+	}
+	return "unknown"
+}
+
+// PingInfo is who answered a Ping.
+type PingInfo struct {
+	ProtocolVersion uint32 // the data-plane protocol's version: 1
+	// The daemon's own version ("0.1.0"), for people and logs; "" from a
+	// daemon too old to say.
+	DaemonVersion string
+	// The optional features the daemon implements, in increasing order,
+	// each once; those this package does not know are left out. Ask before
+	// using one: a daemon without it refuses the request.
+	Features []Feature
+}
+
+// Has reports whether the daemon implements f.
+func (p PingInfo) Has(f Feature) bool {
+	for _, x := range p.Features {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// pingInfoOf reads a Ping's reply; a daemon older than PingInfo answers
+// without it: protocol 1, nothing optional.
+func pingInfoOf(w *wire.PingInfo) PingInfo {
+	if w == nil {
+		return PingInfo{ProtocolVersion: 1}
+	}
+	info := PingInfo{ProtocolVersion: w.ProtocolVersion, DaemonVersion: w.DaemonVersion}
+	for f := FeatureDeadline; f <= FeatureIdleTimeout; f++ {
+		for _, v := range w.Features {
+			if Feature(v) == f {
+				info.Features = append(info.Features, f)
+				break
+			}
+		}
+	}
+	return info
+}
+
+// Ping checks that the daemon serves this client, and says who it is: it
+// sends a Ping and waits for its answer. The answer also means that every
+// request sent before it on this client's connection has been handled. Like
+// SendFile, it first replaces a connection the daemon closed (a restart).
+func (c *Client) Ping(ctx context.Context) (PingInfo, error) {
 	attempts := 0
 	cn, err := c.get(ctx, &attempts)
 	if err != nil {
-		return err.withOp("ping")
+		return PingInfo{}, err.withOp("ping")
 	}
 	id := c.ids.Add(1)
 	rec, _ := wire.AppendRequest(make([]byte, 0, 16), &wire.Request{ID: id, Op: wire.OpPing})
 	ch := make(chan reply, 1)
 	if err := cn.send(rec, nil, id, ch); err != nil {
 		if err == errConnDead || wentAway(err) {
-			return cn.ended().withOp("ping")
+			return PingInfo{}, cn.ended().withOp("ping")
 		}
-		return &Error{Op: "ping", Path: c.path, Kind: ErrUnavailable, Err: err}
+		return PingInfo{}, &Error{Op: "ping", Path: c.path, Kind: ErrUnavailable, Err: err}
 	}
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return r.err.withOp("ping")
+			return PingInfo{}, r.err.withOp("ping")
 		}
 		if res := resultOf(&r.resp); res.Status != StatusOK {
-			return &Error{Op: "ping", Path: c.path, Result: res, Kind: statusError(res.Status)}
+			return PingInfo{}, &Error{Op: "ping", Path: c.path, Result: res, Kind: statusError(res.Status)}
 		}
-		return nil
+		return pingInfoOf(r.resp.Ping), nil
 	case <-ctx.Done():
 		cn.forget(id)
-		return &Error{Op: "ping", Path: c.path, Kind: ErrCancelled, Err: ctx.Err()}
+		return PingInfo{}, &Error{Op: "ping", Path: c.path, Kind: ErrCancelled, Err: ctx.Err()}
 	}
 }
 

@@ -228,7 +228,7 @@ func TestFakeRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i := 0; i < 3; i++ {
-		err = c.Ping(ctx)
+		_, err = c.Ping(ctx)
 		if !errors.Is(err, sendfiled.ErrPermissionDenied) || !errors.Is(err, syscall.EACCES) {
 			t.Errorf("Ping: %v, want ErrPermissionDenied and EACCES", err)
 		}

@@ -70,7 +70,7 @@ func TestDialDefault(t *testing.T) {
 	if c.Path() != d.Path {
 		t.Errorf("Path() = %q, want %q", c.Path(), d.Path)
 	}
-	if err := c.Ping(context.Background()); err != nil {
+	if _, err := c.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -102,7 +102,7 @@ func TestClose(t *testing.T) {
 	if _, err := c.SendFile(context.Background(), p.Conn, f, 0, 0, nil); !errors.Is(err, sendfiled.ErrClosed) {
 		t.Errorf("SendFile after Close: %v, want ErrClosed", err)
 	}
-	if err := c.Ping(context.Background()); !errors.Is(err, sendfiled.ErrClosed) {
+	if _, err := c.Ping(context.Background()); !errors.Is(err, sendfiled.ErrClosed) {
 		t.Errorf("Ping after Close: %v, want ErrClosed", err)
 	}
 	// The daemon cancels the transfer, sets the position, and keeps serving.
@@ -112,7 +112,7 @@ func TestClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	if err := c2.Ping(context.Background()); err != nil {
+	if _, err := c2.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -124,7 +124,7 @@ func TestCloseConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.Ping(context.Background())
+			_, _ = c.Ping(context.Background())
 			c.Close()
 		}()
 	}
@@ -140,7 +140,7 @@ func TestReconnectAfterDaemonRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Ping(context.Background()); err != nil {
+	if _, err := c.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	d.Kill()

@@ -17,8 +17,11 @@ const { localSend, fdWriter } = require('./local');
 const { STATUS, METHODS } = errors;
 const SFD_NO_FALLBACK = 1;
 
-const { EAGAIN, EBADF, ENOENT, ECONNREFUSED, ECONNRESET, EPIPE, ENOTCONN } =
+const { EAGAIN, EBADF, ENOENT, ECONNREFUSED, ECONNRESET, EPIPE, ENOTCONN, ETIMEDOUT } =
   require('node:os').constants.errno;
+// enum sfd_feature (proto Feature): bit number -> the name every binding uses.
+const FEATURES = Object.freeze({ 1: 'deadline', 2: 'rate_limit', 3: 'close_when_done',
+                                 4: 'idle_timeout' });
 const ESHUTDOWN = 108; // Linux's; not among Node's constants
 const SEEK_CUR = 1;
 
@@ -497,6 +500,47 @@ class Client {
 
   // sendfile(socket, file, { offset, count, fallback, signal })
   //   -> Promise<{ bytesSent, finalOffset, method }>
+  // ping({ timeout }) -> Promise<{ protocolVersion, daemonVersion, features }>:
+  // is the daemon at this client's socket alive, and who is it. features
+  // names the optional features it implements ('deadline', 'rate_limit',
+  // 'close_when_done', 'idle_timeout'; unknown ones left out): ask before
+  // using one, since a daemon without it refuses the request. The library
+  // waits for the answer, so it runs on libuv's thread pool, on a connection
+  // of its own: transfers in flight on this client go on meanwhile.
+  // Rejects with ERR_SENDFILED_UNAVAILABLE when no daemon answers (errno
+  // ETIMEDOUT after timeout ms), ERR_SENDFILED_NOT_SUPPORTED when the
+  // library is older than sfd_client_ping().
+  async ping(options = {}) {
+    if (options === null || typeof options !== 'object') {
+      throw errors.typeError('options must be an object');
+    }
+    const { timeout = -1 } = options;
+    if (typeof timeout !== 'number' || Number.isNaN(timeout)) {
+      throw errors.typeError('options.timeout must be a number of milliseconds');
+    }
+    if (this._closed) {
+      throw new errors.SendfiledError('ERR_SENDFILED_CLOSED', 'the client is closed');
+    }
+    const p = native().ping(this.library.handle, this.path, Math.floor(timeout));
+    if (typeof p === 'number') {
+      throw new errors.SendfiledError('ERR_SENDFILED_NOT_SUPPORTED',
+        `sendfiled: ${this.library.path} has no sfd_client_ping(): ` +
+        'libsendfiled 0.3 or later is needed for ping()');
+    }
+    const r = await p;
+    if (r.r < 0) {
+      const what = -r.r === ETIMEDOUT ? 'the daemon did not answer the ping in time'
+        : 'cannot reach the daemon';
+      throw errors.unavailable(-r.r, this.socketPath, what);
+    }
+    return {
+      protocolVersion: r.protocolVersion,
+      daemonVersion: r.daemonVersion,
+      features: Object.keys(FEATURES).filter((bit) => r.features & (1 << bit))
+        .map((bit) => FEATURES[bit]),
+    };
+  }
+
   async sendfile(socket, file, options) {
     const opts = checkOptions(options);
     const dst = destination(socket);

@@ -47,6 +47,9 @@ struct lib {
 	__typeof__(sfd_client_cancel) *cancel;
 	__typeof__(sfd_client_in_flight) *in_flight;
 	__typeof__(sfd_default_socket_path) *default_socket_path;
+	/* Optional: added in the library's version 0.3; NULL in an older one,
+	 * which still loads (ping() then rejects). */
+	__typeof__(sfd_client_ping) *ping;
 };
 
 /*
@@ -212,6 +215,7 @@ js_load(napi_env env, napi_callback_info info)
 		}
 		memcpy((char *)lib + syms[i].off, &f, sizeof(f));
 	}
+	lib->ping = (__typeof__(sfd_client_ping) *)dlsym(dl, "sfd_client_ping");
 	/* Kept for the life of the process: see struct lib. */
 	CHECK(env, napi_create_external(env, lib, NULL, NULL, &out));
 	return out;
@@ -602,6 +606,134 @@ js_in_flight(napi_env env, napi_callback_info info)
 	return make_int(env, c->closed ? 0 : c->lib->in_flight(c->client));
 }
 
+/* ---- ping ------------------------------------------------------------------ */
+
+/* One ping, run on libuv's thread pool: sfd_client_ping() waits for the
+ * daemon's answer, which Node's event loop must not do. It uses a connection
+ * of its own, since a client is not thread-safe and a connection's client
+ * belongs to the loop thread. */
+struct ping_work {
+	const struct lib *lib;
+	char path[4096];
+	bool has_path;
+	int timeout_ms;
+	napi_async_work work;
+	napi_deferred deferred;
+	int r;
+	struct sfd_ping_info info;
+};
+
+static void
+ping_execute(napi_env env, void *data)
+{
+	struct ping_work *w = data;
+	struct sfd_client *c = NULL;
+
+	(void)env;
+	w->r = w->lib->open(w->has_path ? w->path : NULL, &c);
+	if (w->r < 0)
+		return;
+	w->r = w->lib->ping(c, w->timeout_ms, &w->info);
+	w->lib->free(c);
+}
+
+/* Settles with { r } (a negative errno) or { r: 0, protocolVersion,
+ * daemonVersion, features }, the features as the library's bit mask. */
+static void
+ping_complete(napi_env env, napi_status status, void *data)
+{
+	struct ping_work *w = data;
+	napi_value out = NULL, v;
+
+	if (napi_create_object(env, &out) == napi_ok) {
+		napi_set_named_property(env, out, "r",
+		                        make_int(env, status == napi_ok ? w->r : -ECANCELED));
+		if (status == napi_ok && w->r == 0) {
+			napi_set_named_property(env, out, "protocolVersion",
+			                        make_int(env, w->info.protocol_version));
+			if (napi_create_string_utf8(env, w->info.daemon_version, NAPI_AUTO_LENGTH,
+			                            &v) == napi_ok)
+				napi_set_named_property(env, out, "daemonVersion", v);
+			napi_set_named_property(env, out, "features",
+			                        make_int(env, w->info.features));
+		}
+		napi_resolve_deferred(env, w->deferred, out);
+	} else {
+		napi_get_undefined(env, &out);
+		napi_reject_deferred(env, w->deferred, out);
+	}
+	napi_delete_async_work(env, w->work);
+	free(w);
+}
+
+/* A ping that could not be started: its promise resolves to { r: -ENOMEM }. */
+static void
+ping_settle_failed(napi_env env, napi_deferred deferred)
+{
+	napi_value out = NULL;
+
+	if (napi_create_object(env, &out) == napi_ok)
+		napi_set_named_property(env, out, "r", make_int(env, -ENOMEM));
+	else
+		napi_get_undefined(env, &out);
+	napi_resolve_deferred(env, deferred, out);
+}
+
+/*
+ * ping(lib, path or null, timeoutMs) -> a Promise of the outcome (see
+ * ping_complete()), or -ENOSYS at once when the library has no
+ * sfd_client_ping().
+ */
+static napi_value
+js_ping(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3, len = 0;
+	napi_value argv[3], promise, name;
+	napi_valuetype t;
+	struct ping_work *w;
+	const struct lib *lib;
+	int64_t timeout;
+
+	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 3 || !(lib = unwrap(env, argv[0])))
+		return throw_type(env, "not a library handle");
+	if (!get_i64(env, argv[2], &timeout))
+		return throw_type(env, "the timeout must be a number");
+	if (!lib->ping)
+		return make_int(env, -ENOSYS);
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		napi_throw_error(env, "ENOMEM", "out of memory");
+		return NULL;
+	}
+	w->lib = lib;
+	w->timeout_ms = timeout < 0 ? -1 : (int)(timeout > INT32_MAX ? INT32_MAX : timeout);
+	if (napi_typeof(env, argv[1], &t) == napi_ok && t == napi_string) {
+		if (napi_get_value_string_utf8(env, argv[1], w->path, sizeof(w->path), &len) !=
+		            napi_ok ||
+		    len == 0 || len >= sizeof(w->path) - 1) {
+			free(w);
+			return throw_type(env, "the socket path must be a non-empty string");
+		}
+		w->has_path = true;
+	}
+	if (napi_create_promise(env, &w->deferred, &promise) != napi_ok) {
+		free(w);
+		return throw_last(env);
+	}
+	if (napi_create_string_utf8(env, "sendfiled.ping", NAPI_AUTO_LENGTH, &name) == napi_ok &&
+	    napi_create_async_work(env, NULL, name, ping_execute, ping_complete, w, &w->work) ==
+	            napi_ok) {
+		if (napi_queue_async_work(env, w->work) == napi_ok)
+			return promise;
+		napi_delete_async_work(env, w->work);
+	}
+	/* The promise is made: settle it, so that nothing waits on it forever. */
+	ping_settle_failed(env, w->deferred);
+	free(w);
+	return promise;
+}
+
 /* ---- file positions -------------------------------------------------------- */
 
 /*
@@ -660,7 +792,7 @@ NAPI_MODULE_INIT()
 	        {"open", js_open},     {"submit", js_submit},
 	        {"cancel", js_cancel}, {"setWatch", js_set_watch},
 	        {"close", js_close},   {"inFlight", js_in_flight},
-	        {"lseek", js_lseek},
+	        {"lseek", js_lseek},   {"ping", js_ping},
 	};
 
 	pin_module();

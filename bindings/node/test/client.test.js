@@ -394,6 +394,55 @@ describe('Client.sendfile', () => {
     }
   });
 
+  it('pings: who answers, while a transfer is in flight on the client', async () => {
+    const fd = fs.openSync(medium.path, 'r');
+    const r = await h.Receiver.open({ paused: true });
+    try {
+      r.keep = true;
+      const p = client.sendfile(r.socket, fd);
+      await r.readUntil(MiB);
+      const info = await client.ping({ timeout: 10000 });
+      assert.deepEqual(Object.keys(info).sort(), ['daemonVersion', 'features', 'protocolVersion']);
+      assert.equal(info.protocolVersion, 1);
+      const printed = execFileSync(h.daemonBinary(), ['--version'], { encoding: 'utf8' }).trim();
+      assert.equal(`sendfiled ${info.daemonVersion}`, printed);
+      assert.ok(Array.isArray(info.features));
+      assert.equal(new Set(info.features).size, info.features.length);
+      for (const f of info.features) {
+        assert.ok(['deadline', 'rate_limit', 'close_when_done', 'idle_timeout'].includes(f), f);
+      }
+      // What the C client and sendfilectl say: the same daemon, the same facts.
+      const ctl = JSON.parse(execFileSync(h.ctlBinary(), ['-s', daemon.path, 'ping', '--json'],
+                                          { encoding: 'utf8' }));
+      assert.deepEqual(ctl, { protocol_version: info.protocolVersion,
+                              daemon_version: info.daemonVersion, features: info.features });
+      // The same again, and the transfer goes on to its end.
+      assert.deepEqual(await client.ping(), info);
+      r.resume();
+      const res = await p;
+      assert.equal(res.bytesSent, medium.data.length);
+      assert.equal(h.position(fd), medium.data.length);
+      const got = await r.finish();
+      assert.equal(got.sha256, h.sha256(medium.data));
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it('ping rejects clearly without a daemon, and for bad options', async () => {
+    const c = new Client({ path: path.join(dir, 'nobody.sock') });
+    try {
+      const e = await c.ping().then(() => assert.fail('resolved'), (x) => x);
+      assert.equal(e.code, 'ERR_SENDFILED_UNAVAILABLE');
+      assert.equal(e.errnoName, 'ENOENT');
+      await assert.rejects(c.ping({ timeout: 'soon' }), { code: 'ERR_INVALID_ARG_TYPE' });
+      c.close();
+      await assert.rejects(c.ping(), { code: 'ERR_SENDFILED_CLOSED' });
+    } finally {
+      c.close();
+    }
+  });
+
   it('exports the default client helper', async () => {
     const old = process.env.SENDFILED_SOCKET;
     process.env.SENDFILED_SOCKET = daemon.path;

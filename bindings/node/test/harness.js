@@ -278,5 +278,5 @@ class Receiver {
 
 module.exports = {
   MiB, sleep, Daemon, makeFile, sha256, position, fdSet, assertFdsBack, Receiver, tmpdir,
-  findInBuild, daemonBinary,
+  findInBuild, daemonBinary, ctlBinary,
 };

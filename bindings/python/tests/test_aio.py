@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -391,6 +392,75 @@ def test_daemon_killed_mid_transfer(kind, own_daemon, files):
             await pair.close()
 
     run(kind, main, install=True, path=d.path)
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_daemon_killed_mid_transfer_outcome_unknown(kind, own_daemon, files):
+    """SIGKILL with the aio client's sendfile in flight: OutcomeUnknownError;
+    the file position, the error's bytes_sent and what the receiver got agree;
+    nothing leaks (the autouse fixture checks the descriptors)."""
+    d = own_daemon()
+    off = 4096
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        pair = await Pair.open(rcvbuf=64 * 1024)
+        try:
+            with open(files["medium"], "rb") as f:
+                task = asyncio.ensure_future(loop.sendfile(pair.transport, f, off))
+                first = await loop.sock_recv(pair.sock, 65536)
+                assert first
+                d.proc.send_signal(signal.SIGKILL)
+                with pytest.raises(sendfiled.OutcomeUnknownError) as ei:
+                    await task
+                e = ei.value
+                assert e.errno == errno.ECONNRESET
+                assert "outcome unknown" in str(e)
+                pair.transport.close()
+                rest = await pair.read_all()
+                got = first + rest
+                assert 0 < len(got) < os.path.getsize(files["medium"]) - off
+                assert f.tell() == off + len(got)
+                assert os.lseek(f.fileno(), 0, os.SEEK_CUR) == off + len(got)
+                assert e.bytes_sent == len(got)
+                assert got == expected(off, len(got))
+                assert sendfiled.stats()["in_flight"] == 0
+                assert not aio.connected(loop)
+        finally:
+            await pair.close()
+
+    run(kind, main, install=True, path=d.path)
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_ping(kind, daemon, files):
+    """await aio.ping(): who answers, while a transfer is in flight on the
+    loop's own connection; that transfer still completes with its bytes."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        pair = await Pair.open(rcvbuf=64 * 1024)
+        try:
+            with open(files["medium"], "rb") as f:
+                task = asyncio.ensure_future(loop.sendfile(pair.transport, f))
+                first = await loop.sock_recv(pair.sock, 65536)
+                info = await aio.ping(timeout=10)
+                assert isinstance(info, sendfiled.PingInfo)
+                assert info.protocol_version == 1
+                assert info.daemon_version
+                with sendfiled.Client(daemon.path) as c:
+                    assert c.ping() == info
+                assert not task.done()
+                reader = asyncio.ensure_future(pair.read_all())
+                n = await task
+                pair.transport.close()
+                size = os.path.getsize(files["medium"])
+                assert n == size
+                assert first + await reader == expected(0, size)
+        finally:
+            await pair.close()
+
+    run(kind, main, install=True, path=daemon.path)
 
 
 def test_limit_falls_back_or_raises(own_daemon, files):

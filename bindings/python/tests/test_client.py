@@ -361,6 +361,115 @@ def test_daemon_killed_mid_transfer(own_daemon, files):
         assert data == expected(off, len(data))
 
 
+# -- ping -----------------------------------------------------------------------
+
+
+def _varint(b: bytes, i: int) -> tuple:
+    v = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return v, i
+
+
+def raw_ping(path: str) -> tuple:
+    """A Ping in the documented bytes (id 3) on a connection of its own, and
+    the reply's PingInfo decoded here: (daemon_version, feature values), the
+    daemon's own word with no library in between."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.connect(path)
+        s.send(b"\x08\x03\x22\x00")
+        rec = s.recv(4096)
+    version, features = None, set()
+    i = 0
+    while i < len(rec):
+        key, i = _varint(rec, i)
+        if key & 7 == 0:
+            _, i = _varint(rec, i)
+            continue
+        assert key & 7 == 2, key
+        n, i = _varint(rec, i)
+        body, i = rec[i:i + n], i + n
+        if key >> 3 != 9:
+            continue
+        j = 0
+        while j < len(body):
+            k, j = _varint(body, j)
+            if k & 7 == 0:
+                v, j = _varint(body, j)
+                if k >> 3 == 3:
+                    features.add(v)
+                continue
+            m, j = _varint(body, j)
+            field, j = body[j:j + m], j + m
+            if k >> 3 == 2:
+                version = field.decode()
+            elif k >> 3 == 3:  # packed
+                q = 0
+                while q < len(field):
+                    v, q = _varint(field, q)
+                    features.add(v)
+    return version, features
+
+
+def daemon_version_printed() -> str:
+    import subprocess
+    from conftest import daemon_binary
+    out = subprocess.run([str(daemon_binary()), "--version"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out.startswith("sendfiled "), out
+    return out[len("sendfiled "):]
+
+
+def test_ping_says_who_answers(client, daemon, files):
+    info = client.ping()
+    assert isinstance(info, sendfiled.PingInfo)
+    assert info.protocol_version == 1
+    assert info.daemon_version == daemon_version_printed()
+    assert isinstance(info.features, frozenset)
+    # Exactly the features the daemon lists that this package knows, whichever
+    # they are today.
+    version, said = raw_ping(daemon.path)
+    assert version == info.daemon_version
+    assert info.features == {_lib.FEATURE_NAMES[v] for v in said if v in _lib.FEATURE_NAMES}
+    assert info.features <= {"deadline", "rate_limit", "close_when_done", "idle_timeout"}
+    # The client goes on sending, and says the same again.
+    peer = Peer()
+    with open(files["small"], "rb") as f:
+        assert client.sendfile(peer.client, f) == SMALL
+    assert client.ping(timeout=10) == info
+    assert peer.finish() == expected(0, SMALL)
+
+
+def test_ping_after_restart_and_without_daemon(own_daemon):
+    d = own_daemon()
+    with sendfiled.Client(d.path) as c:
+        assert c.ping().protocol_version == 1
+        d.stop()
+        with pytest.raises(sendfiled.DaemonUnavailableError):
+            c.ping()
+        d.start()
+        assert c.ping().protocol_version == 1
+    # local_fallback cannot answer a ping.
+    d.stop()
+    with sendfiled.Client(d.path, local_fallback=True) as c:
+        with pytest.raises(sendfiled.DaemonUnavailableError):
+            c.ping()
+
+
+def test_ping_with_a_library_without_it(daemon):
+    lib = _lib.Library(sendfiled.Client(daemon.path).library.path)
+    lib.ping = None  # as a library older than sfd_client_ping() loads
+    with sendfiled.Client(daemon.path, lib=lib) as c:
+        with pytest.raises(NotImplementedError, match="sfd_client_ping"):
+            c.ping()
+        # Everything else still works.
+        assert c.connected
+
+
 # -- the library ----------------------------------------------------------------
 
 

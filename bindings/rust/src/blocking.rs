@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::sys::{self, Received};
 use crate::wire::{DecodeError, Request, Response, MAX_RECORD};
-use crate::{Error, Reply, SendOptions, Status, RESTART_PATIENCE};
+use crate::{Error, PingInfo, Reply, SendOptions, Status, RESTART_PATIENCE};
 
 /// A blocking client: one connection to the daemon, one request at a time.
 ///
@@ -150,8 +150,11 @@ impl Client {
         }
     }
 
-    /// Ask the daemon whether it is alive and serving this client.
-    pub fn ping(&mut self) -> Result<(), Error> {
+    /// Ask the daemon whether it is alive and serving this client, and who it is: its
+    /// protocol version, its own version and the optional features it implements.
+    /// Like [`sendfile`](Self::sendfile), it first replaces a connection the daemon
+    /// closed (a restart).
+    pub fn ping(&mut self) -> Result<PingInfo, Error> {
         if self.broken {
             self.reconnect(Instant::now() + RESTART_PATIENCE)?;
         }
@@ -159,7 +162,7 @@ impl Client {
         self.send(&Request::Ping { id }, &[])
             .map_err(Error::Disconnected)?;
         match self.wait_reply(id, None) {
-            Ok(Some(r)) if r.status == Status::Ok => Ok(()),
+            Ok(Some(r)) if r.status == Status::Ok => Ok(PingInfo::from_wire(r.ping)),
             Ok(Some(r)) => Err(Error::from_reply(r)),
             Ok(None) => unreachable!("no deadline"),
             Err(WaitError::Lost { err, .. }) => Err(Error::Disconnected(err)),

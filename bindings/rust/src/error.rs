@@ -161,6 +161,8 @@ pub struct Reply {
     pub method: Method,
     /// The source ended before the requested range did.
     pub short_source: bool,
+    /// A Ping's reply only: who answered, as the daemon said it.
+    pub(crate) ping: Option<crate::wire::PingInfo>,
 }
 
 impl From<Response> for Reply {
@@ -174,6 +176,7 @@ impl From<Response> for Reply {
             bytes_sent: r.bytes_sent,
             final_offset: r.final_offset,
             short_source: r.short_source,
+            ping: r.ping,
         }
     }
 }

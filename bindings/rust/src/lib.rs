@@ -50,6 +50,7 @@ mod sys;
 mod tokio_client;
 pub mod wire;
 
+use std::collections::BTreeSet;
 use std::env;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -132,6 +133,92 @@ impl SendOptions {
     /// The timeout setting.
     pub fn get_timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+}
+
+/// An optional part of the protocol a daemon may implement (`Feature` in
+/// `proto/sendfiled.proto`), as [`PingInfo::features`] lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Feature {
+    /// A deadline per transfer (`Sendfile.deadline_ms`).
+    Deadline,
+    /// A rate limit per transfer (`Sendfile.rate_limit_bps`, `rate_limit_after`).
+    RateLimit,
+    /// Hand-off: the daemon keeps and closes the destination (`close_when_done`).
+    CloseWhenDone,
+    /// An idle timeout per transfer (`Sendfile.idle_timeout_ms`).
+    IdleTimeout,
+}
+
+impl Feature {
+    /// The feature of a wire value, `None` for one this library does not know.
+    pub fn from_wire(v: i32) -> Option<Feature> {
+        Some(match v {
+            1 => Feature::Deadline,
+            2 => Feature::RateLimit,
+            3 => Feature::CloseWhenDone,
+            4 => Feature::IdleTimeout,
+            _ => return None,
+        })
+    }
+
+    /// Its name, the one every binding uses: `deadline`, `rate_limit`,
+    /// `close_when_done`, `idle_timeout`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::Deadline => "deadline",
+            Feature::RateLimit => "rate_limit",
+            Feature::CloseWhenDone => "close_when_done",
+            Feature::IdleTimeout => "idle_timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for Feature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Who answered a ping ([`Client::ping`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PingInfo {
+    /// The data-plane protocol's version: 1.
+    pub protocol_version: u32,
+    /// The daemon's own version, e.g. `0.1.0`, for people and logs ("" when a daemon
+    /// too old to say answered).
+    pub daemon_version: String,
+    /// The optional features the daemon implements; those this library does not know
+    /// are left out. Ask before using one: a daemon without it refuses the request.
+    pub features: BTreeSet<Feature>,
+}
+
+impl PingInfo {
+    /// A daemon older than `PingInfo` answers without it: protocol 1, nothing optional.
+    pub(crate) fn from_wire(w: Option<wire::PingInfo>) -> PingInfo {
+        match w {
+            None => PingInfo {
+                protocol_version: 1,
+                daemon_version: String::new(),
+                features: BTreeSet::new(),
+            },
+            Some(w) => PingInfo {
+                protocol_version: w.protocol_version,
+                daemon_version: w.daemon_version,
+                features: w
+                    .features
+                    .into_iter()
+                    .filter_map(Feature::from_wire)
+                    .collect(),
+            },
+        }
+    }
+
+    /// Whether the daemon implements `f`.
+    pub fn has(&self, f: Feature) -> bool {
+        self.features.contains(&f)
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::sys::{self, Received};
 use crate::wire::{DecodeError, Request, Response, MAX_RECORD};
-use crate::{Error, Reply, SendOptions, Status, RESTART_PATIENCE};
+use crate::{Error, PingInfo, Reply, SendOptions, Status, RESTART_PATIENCE};
 
 /// An asynchronous client on tokio: one connection to the daemon, any number of
 /// transfers in flight on it, their replies matched by id by a reader task.
@@ -337,6 +337,9 @@ impl AsyncClient {
         fallback: bool,
         patience: &mut Option<Instant>,
     ) -> Result<Transfer, Error> {
+        // The transfer's own handle on the source's open file description: its file
+        // position is the only account of what left should the daemon die.
+        let src_dup = src.try_clone_to_owned()?;
         loop {
             let conn = self.conn(patience).await?;
             let Some((id, Some(rx))) = conn.register(true) else {
@@ -356,6 +359,8 @@ impl AsyncClient {
                         _client: self.shared.clone(),
                         rx,
                         done: false,
+                        src: src_dup,
+                        offset,
                     })
                 }
                 Err(e) => {
@@ -381,6 +386,11 @@ impl AsyncClient {
     /// but do not use them until the transfer has completed: the daemon moves the
     /// source's file position. `opts`' timeout does not apply here: await the transfer
     /// under `tokio::time::timeout` instead (dropping it cancels it).
+    ///
+    /// The [`Transfer`] keeps a close-on-exec duplicate of `src` until it is dropped: if
+    /// the daemon dies with the transfer in flight, it reports
+    /// [`Error::OutcomeUnknown`] with the bytes sent that the file position tells, as
+    /// [`sendfile`](Self::sendfile) does.
     pub async fn submit(
         &self,
         dst: impl AsFd,
@@ -462,9 +472,10 @@ impl AsyncClient {
         }
     }
 
-    /// Ask the daemon whether it is alive and serving this client. The reply also tells
-    /// that every request sent before it has been read by the daemon.
-    pub async fn ping(&self) -> Result<(), Error> {
+    /// Ask the daemon whether it is alive and serving this client, and who it is (see
+    /// [`PingInfo`]). The reply also tells that every request sent before it has been
+    /// read by the daemon.
+    pub async fn ping(&self) -> Result<PingInfo, Error> {
         let mut patience = None;
         let conn = self.conn(&mut patience).await?;
         let Some((id, Some(rx))) = conn.register(true) else {
@@ -477,7 +488,7 @@ impl AsyncClient {
         rx.await
             .unwrap_or(Delivery::Lost { unread: false })
             .into_result()
-            .map(drop)
+            .map(|r| PingInfo::from_wire(r.ping))
     }
 }
 
@@ -496,6 +507,10 @@ pub struct Transfer {
     _client: Arc<Shared>,
     rx: oneshot::Receiver<Delivery>,
     done: bool,
+    /// A duplicate of the source (close-on-exec), whose position tells what was sent
+    /// if the daemon dies with the transfer in flight.
+    src: OwnedFd,
+    offset: u64,
 }
 
 impl Transfer {
@@ -551,7 +566,15 @@ impl Future for Transfer {
     type Output = Result<Reply, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.poll_raw(cx).map(Delivery::into_result)
+        self.poll_raw(cx).map(|d| match d {
+            // The daemon read the request and went away without a reply.
+            Delivery::Lost { unread: false } => Err(Error::outcome_unknown(
+                self.src.as_fd(),
+                self.offset,
+                lost(),
+            )),
+            d => d.into_result(),
+        })
     }
 }
 

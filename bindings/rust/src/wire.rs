@@ -65,6 +65,71 @@ pub struct Response {
     pub method: i32,
     /// The source ended before the requested range did.
     pub short_source: bool,
+    /// A Ping's reply only: who answered (`PingInfo`, field 9).
+    pub ping: Option<PingInfo>,
+}
+
+/// The `PingInfo` of a Ping's reply, as it is on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PingInfo {
+    /// The data-plane protocol's version.
+    pub protocol_version: u32,
+    /// The daemon's own version string.
+    pub daemon_version: String,
+    /// The wire values of the `Feature`s the daemon lists, in its order, unknown ones
+    /// included.
+    pub features: Vec<i32>,
+}
+
+impl PingInfo {
+    fn decode(buf: &[u8]) -> Result<PingInfo, DecodeError> {
+        let mut r = Reader { buf, pos: 0 };
+        let mut info = PingInfo::default();
+        while r.pos < buf.len() {
+            let key = r.varint()?;
+            let (field, wire_type) = (key >> 3, key & 7);
+            if field == 0 || field > u64::from(u32::MAX >> 3) {
+                return Err(DecodeError("bad field number"));
+            }
+            match (field, wire_type) {
+                (1, WT_VARINT) => info.protocol_version = r.varint()? as u32,
+                (2, WT_LEN) => {
+                    let n = r.varint()?;
+                    info.daemon_version = std::str::from_utf8(r.skip(n)?)
+                        .map_err(|_| DecodeError("daemon_version is not UTF-8"))?
+                        .to_owned();
+                }
+                // A repeated enum: one value per field, or packed into one.
+                (3, WT_VARINT) => info.features.push(r.varint()? as i32),
+                (3, WT_LEN) => {
+                    let n = r.varint()?;
+                    let mut packed = Reader {
+                        buf: r.skip(n)?,
+                        pos: 0,
+                    };
+                    while packed.pos < packed.buf.len() {
+                        info.features.push(packed.varint()? as i32);
+                    }
+                }
+                (1..=3, _) => return Err(DecodeError("field with the wrong wire type")),
+                (_, WT_VARINT) => {
+                    r.varint()?;
+                }
+                (_, WT_I64) => {
+                    r.skip(8)?;
+                }
+                (_, WT_I32) => {
+                    r.skip(4)?;
+                }
+                (_, WT_LEN) => {
+                    let n = r.varint()?;
+                    r.skip(n)?;
+                }
+                _ => return Err(DecodeError("unsupported wire type")),
+            }
+        }
+        Ok(info)
+    }
 }
 
 /// A record that does not parse as a `Response`.
@@ -181,7 +246,8 @@ impl Response {
                 return Err(DecodeError("bad field number"));
             }
             let known_varint = matches!(field, 1 | 2 | 3 | 5 | 6 | 7 | 8);
-            if known_varint && wire_type != WT_VARINT || field == 4 && wire_type != WT_LEN {
+            let known_len = matches!(field, 4 | 9);
+            if known_varint && wire_type != WT_VARINT || known_len && wire_type != WT_LEN {
                 return Err(DecodeError("field with the wrong wire type"));
             }
             match wire_type {
@@ -212,6 +278,8 @@ impl Response {
                         resp.message = std::str::from_utf8(bytes)
                             .map_err(|_| DecodeError("message is not UTF-8"))?
                             .to_owned();
+                    } else if field == 9 {
+                        resp.ping = Some(PingInfo::decode(bytes)?);
                     }
                 }
                 _ => return Err(DecodeError("unsupported wire type")),
@@ -291,6 +359,24 @@ mod tests {
         );
         assert_eq!(resp.status(), Status::Ok);
         assert_eq!(resp.method(), Method::Sendfile);
+    }
+
+    // docs/PROTOCOL.md's Ping reply: id 3, OK, protocol 1, daemon 0.1.0, no features.
+    #[test]
+    fn ping_reply() {
+        let r =
+            Response::decode(&hex("08 03 28 00 30 00 4a 09 08 01 12 05 30 2e 31 2e 30")).unwrap();
+        let want = PingInfo {
+            protocol_version: 1,
+            daemon_version: "0.1.0".into(),
+            features: vec![],
+        };
+        assert_eq!((r.id, r.ping), (3, Some(want)));
+        // Features unpacked and packed, an unknown one and an unknown field kept apart.
+        let r = Response::decode(&hex("08 04 4a 0a 18 01 1a 02 04 07 18 02 28 05")).unwrap();
+        assert_eq!(r.ping.unwrap().features, vec![1, 4, 7, 2]);
+        assert!(Response::decode(&hex("08 04 4a 02 10 01")).is_err());
+        assert!(Response::decode(&hex("08 04 48 01")).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use sendfiled::{Client, Error, Method, SendOptions, Status};
+use sendfiled::{Client, Error, Feature, Method, SendOptions, Status};
 
 /// Run `f` with a fresh daemon and a client of it; afterwards, the daemon's descriptors
 /// and this process's must be back to what they were.
@@ -237,6 +237,64 @@ fn timeout_cancels_and_settles_the_position() {
         let r = c.sendfile(&peer.client, &f, 0, Some(10), opts()).unwrap();
         assert_eq!(r.bytes_sent, 10);
         assert_eq!(peer.finish(), Received::expected(0, 10));
+    });
+}
+
+/// A Ping in the documented bytes (id 3) on a connection of its own: the daemon's own
+/// word, decoded but not interpreted by the crate.
+fn raw_ping(path: &std::path::Path) -> sendfiled::wire::PingInfo {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: plain syscalls on a descriptor this function owns and closes.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let mut sa: libc::sockaddr_un = std::mem::zeroed();
+        sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in sa.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        assert_eq!(
+            libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len),
+            0
+        );
+        let req = [0x08u8, 0x03, 0x22, 0x00];
+        assert_eq!(libc::send(fd, req.as_ptr().cast(), req.len(), 0), 4);
+        let mut buf = [0u8; 4096];
+        let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+        libc::close(fd);
+        assert!(n > 0);
+        let r = sendfiled::wire::Response::decode(&buf[..n as usize]).unwrap();
+        assert_eq!(r.id, 3);
+        r.ping.expect("a Ping's reply carries PingInfo")
+    }
+}
+
+/// Who answers: protocol 1, the version `sendfiled --version` prints, known features
+/// only; a ping amid a transfer changes nothing for it.
+#[test]
+fn ping_says_who_answers() {
+    run(|_d, c| {
+        let info = c.ping().unwrap();
+        assert_eq!(info.protocol_version, 1);
+        assert_eq!(info.daemon_version, daemon_version_printed());
+        // Exactly the features the daemon lists that this crate knows: whichever they
+        // are today.
+        let said = raw_ping(c.path());
+        let known: std::collections::BTreeSet<Feature> = said
+            .features
+            .iter()
+            .filter_map(|&v| Feature::from_wire(v))
+            .collect();
+        assert_eq!(info.features, known);
+        assert_eq!(said.daemon_version, info.daemon_version);
+        assert_eq!(c.ping().unwrap(), info);
+        let f = File::open(&files().small).unwrap();
+        let peer = Peer::new();
+        let r = c.sendfile(&peer.client, &f, 0, None, opts()).unwrap();
+        assert_eq!(c.ping().unwrap(), info);
+        assert_eq!(r.bytes_sent, 100 * KIB);
+        assert_eq!(peer.finish(), Received::expected(0, 100 * KIB));
     });
 }
 

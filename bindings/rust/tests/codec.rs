@@ -205,6 +205,7 @@ fn replies_from_c_decode() {
             final_offset: rng.value(),
             method: (rng.next() % 5) as i32,
             short_source: rng.next() & 1 == 0,
+            ping: None,
         });
     }
     let mut input = String::new();

@@ -251,7 +251,9 @@ fn dropping_the_future_cancels() {
         assert!(r.is_err(), "the transfer cannot finish: {r:?}");
         // Requests on a connection are read in order: once the Ping is answered, the
         // Cancel sent on drop has been handled and the position settled.
-        c.ping().await.unwrap();
+        let info = c.ping().await.unwrap();
+        assert_eq!(info.protocol_version, 1);
+        assert_eq!(info.daemon_version, daemon_version_printed());
         let pos = position(&f);
         assert!(pos > 0 && pos < 32 * MIB, "{pos}");
         assert_eq!(peer.finish().await, Received::expected(0, pos));
@@ -454,6 +456,92 @@ fn client_dropped_with_transfers_in_flight() {
         drop(c);
         // The transfer keeps the connection: it still completes.
         let mut peer = peer;
+        peer.start();
+        let r = t.await.unwrap();
+        assert_eq!(r.bytes_sent, 32 * MIB);
+        assert_eq!(peer.finish().await, Received::expected(0, 32 * MIB));
+    });
+}
+
+/// The daemon killed (SIGKILL) while a submitted transfer to a stalled receiver is in
+/// flight: the `Transfer` reports `OutcomeUnknown`, as the blocking client does, and the
+/// file position, the error's `bytes_sent` and what the receiver got all agree.
+#[test]
+fn daemon_killed_mid_submitted_transfer() {
+    let _g = serial();
+    warm_up();
+    let fds = FdCheck::new();
+    let mut d = Daemon::start();
+    {
+        let rt = runtime();
+        let c = rt.block_on(AsyncClient::connect(&d.path)).unwrap();
+        let f = File::open(&files().medium).unwrap();
+        let mut peer = rt.block_on(APeer::idle(Some(64 * 1024)));
+        let t = rt
+            .block_on(c.submit(&peer.client, &f, 4096, None, opts()))
+            .unwrap();
+        // The receiver reads nothing yet: the transfer stalls part way.
+        rt.block_on(peer.wait_data());
+        d.kill();
+        let e = rt.block_on(t).unwrap_err();
+        assert!(matches!(e, Error::OutcomeUnknown { .. }), "{e:?}");
+        assert_eq!(e.errno(), Some(libc::ECONNRESET));
+        let got = rt.block_on(async {
+            peer.start();
+            peer.finish().await
+        });
+        let n = got.len;
+        assert!(n > 0 && n < 32 * MIB - 4096, "{n}");
+        assert_eq!(position(&f), 4096 + n);
+        assert_eq!(e.bytes_sent(), n);
+        assert_eq!(got, Received::expected(4096, n));
+        // The same through `sendfile`, on a new daemon.
+        d.spawn();
+        let mut peer = rt.block_on(APeer::idle(Some(64 * 1024)));
+        let e = rt.block_on(async {
+            let send = c.sendfile(&peer.client, &f, 0, None, opts());
+            tokio::pin!(send);
+            tokio::select! {
+                r = &mut send => panic!("finished early: {r:?}"),
+                () = peer.wait_data() => {}
+            }
+            d.kill();
+            send.await.unwrap_err()
+        });
+        assert!(matches!(e, Error::OutcomeUnknown { .. }), "{e:?}");
+        let got = rt.block_on(async {
+            peer.start();
+            peer.finish().await
+        });
+        assert!(got.len > 0 && got.len < 32 * MIB, "{}", got.len);
+        assert_eq!(position(&f), got.len);
+        assert_eq!(e.bytes_sent(), got.len);
+        assert_eq!(got, Received::expected(0, got.len));
+        drop((c, f));
+    }
+    drop(d);
+    fds.assert_same();
+}
+
+/// `ping` says who answers, the same as the blocking client, while a transfer is in
+/// flight on the same connection; that transfer still completes with the right bytes.
+#[test]
+fn ping_amid_transfers() {
+    run(|path| async move {
+        let c = AsyncClient::connect(&path).await.unwrap();
+        let mut peer = APeer::idle(Some(64 * 1024)).await;
+        let f = File::open(&files().medium).unwrap();
+        let t = c.submit(&peer.client, &f, 0, None, opts()).await.unwrap();
+        peer.wait_data().await;
+        let info = c.ping().await.unwrap();
+        assert_eq!(info.protocol_version, 1);
+        assert_eq!(info.daemon_version, daemon_version_printed());
+        let blocking = tokio::task::spawn_blocking(move || {
+            sendfiled::Client::connect(&path).unwrap().ping().unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(info, blocking);
         peer.start();
         let r = t.await.unwrap();
         assert_eq!(r.bytes_sent, 32 * MIB);

@@ -135,7 +135,22 @@ function position(fd) {
   return m ? Number(m[1]) : null;
 }
 
+// A ping case: who answers, through client.ping().
+async function runPing(client, k) {
+  const rep = { client: 'node', case: k.name, error: '' };
+  try {
+    const info = await client.ping({ timeout: 10000 });
+    Object.assign(rep, { status: 'ok', protocol_version: info.protocolVersion,
+                         daemon_version: info.daemonVersion, features: info.features });
+  } catch (e) {
+    rep.status = STATUS_OF_CODE[e.code] || `error:${e.code}`;
+    rep.error = `${e.name}: ${e.message}`;
+  }
+  return rep;
+}
+
 async function runCase(client, k) {
+  if (k.op === 'ping') return runPing(client, k);
   const rep = { client: 'node', case: k.name };
   const src = await makeSource(k);
   const rcv = new Receiver(k);

@@ -31,6 +31,7 @@ def content(start: int, n: int) -> bytes:
 
 def parse(line: str) -> Dict[str, Any]:
     k: Dict[str, Any] = dict(f.split("=", 1) for f in line.split())
+    k.setdefault("op", "sendfile")
     for key in ("size", "offset", "at"):
         k[key] = int(k[key])
     k["count"] = None if k["count"] == "-" else int(k["count"])
@@ -144,7 +145,22 @@ async def cancelled_transfer(dst: socket.socket, src: Any, k: Dict[str, Any],
         sendfiled.aio.close()
 
 
+def run_ping(client: sendfiled.Client, k: Dict[str, Any]) -> Dict[str, Any]:
+    """A ping case: who answers, through Client.ping()."""
+    rep: Dict[str, Any] = {"client": "python", "case": k["name"], "error": ""}
+    try:
+        info = client.ping(timeout=10)
+    except Exception as e:  # noqa: BLE001 - every outcome is reported
+        rep.update(status=status_of(e), error=f"{type(e).__name__}: {e}")
+        return rep
+    rep.update(status="ok", protocol_version=info.protocol_version,
+               daemon_version=info.daemon_version, features=sorted(info.features))
+    return rep
+
+
 def run_case(client: sendfiled.Client, k: Dict[str, Any]) -> Dict[str, Any]:
+    if k["op"] == "ping":
+        return run_ping(client, k)
     rep: Dict[str, Any] = {"client": "python", "case": k["name"]}
     if k["dest"] not in ("tcp", "unix"):
         rep["na"] = NA_DEST

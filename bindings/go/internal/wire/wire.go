@@ -118,6 +118,48 @@ type Response struct {
 	FinalOffset uint64
 	Method      int32
 	ShortSource bool
+	// A Ping's reply only (field 9): who answered.
+	Ping *PingInfo
+}
+
+// PingInfo is the PingInfo of a Ping's reply, as it is on the wire.
+type PingInfo struct {
+	ProtocolVersion uint32
+	DaemonVersion   string
+	// The Feature values the daemon lists, in its order, unknown ones too.
+	Features []int32
+}
+
+// decodePingInfo parses PingInfo: protocol_version = 1, daemon_version = 2,
+// features = 3 (a repeated enum: one varint per field, or packed).
+func decodePingInfo(p []byte) (*PingInfo, error) {
+	info := &PingInfo{}
+	err := walk(p, func(field uint64, wt int, v uint64, b []byte) bool {
+		switch {
+		case field == 1 && wt == wtVarint:
+			info.ProtocolVersion = uint32(v)
+		case field == 2 && wt == wtLen:
+			info.DaemonVersion = string(b)
+		case field == 3 && wt == wtVarint:
+			info.Features = append(info.Features, int32(v))
+		case field == 3 && wt == wtLen:
+			for i := 0; i < len(b); {
+				f, j, ok := readVarint(b, i)
+				if !ok {
+					return false
+				}
+				info.Features = append(info.Features, int32(f))
+				i = j
+			}
+		case field <= 3:
+			return false // a known field with the wrong type
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return info, nil
 }
 
 // ErrMalformed is returned for a record that is not a valid Response.
@@ -190,6 +232,13 @@ func DecodeResponse(p []byte) (Response, error) {
 			if field == 4 {
 				r.Message = string(p[j:i])
 			}
+			if field == 9 {
+				info, err := decodePingInfo(p[j:i])
+				if err != nil {
+					return Response{}, err
+				}
+				r.Ping = info
+			}
 		case wtI64:
 			if len(p)-i < 8 {
 				return Response{}, ErrMalformed
@@ -207,7 +256,7 @@ func DecodeResponse(p []byte) (Response, error) {
 		if field <= 8 && field != 4 && wt != wtVarint {
 			return Response{}, ErrMalformed // a known field with the wrong type
 		}
-		if field == 4 && wt != wtLen {
+		if (field == 4 || field == 9) && wt != wtLen {
 			return Response{}, ErrMalformed
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -127,8 +128,9 @@ func TestDecodeUnknownAndRepeated(t *testing.T) {
 		in   string
 		want Response
 	}{
-		// Unknown fields of every wire type are skipped.
-		{"08 05 48 07 51 0102030405060708 5a 03 616263 65 01020304 28 0a",
+		// Unknown fields of every wire type are skipped (field 9 is
+		// PingInfo now: field 20 is the unknown varint).
+		{"08 05 a0 01 07 51 0102030405060708 5a 03 616263 65 01020304 28 0a",
 			Response{ID: 5, BytesSent: 10}},
 		// The last value of a repeated scalar wins.
 		{"08 01 08 02 10 03 10 05", Response{ID: 2, Status: 5}},
@@ -224,5 +226,27 @@ func TestRequestRoundTrip(t *testing.T) {
 		if r, err := DecodeRequest(unhex(t, in)); err == nil {
 			t.Errorf("%s: decoded as %+v", in, r)
 		}
+	}
+}
+
+// docs/PROTOCOL.md's Ping reply, then features unpacked and packed with an
+// unknown value and an unknown field, then wrong wire types.
+func TestPingInfo(t *testing.T) {
+	got, err := DecodeResponse(unhex(t, "08 03 28 00 30 00 4a 09 08 01 12 05 30 2e 31 2e 30"))
+	if err != nil || got.ID != 3 || got.Ping == nil || got.Ping.ProtocolVersion != 1 ||
+		got.Ping.DaemonVersion != "0.1.0" || len(got.Ping.Features) != 0 {
+		t.Fatalf("got %+v (%+v), %v", got, got.Ping, err)
+	}
+	got, err = DecodeResponse(unhex(t, "08 04 4a 0a 18 01 1a 02 04 07 18 02 28 05"))
+	if err != nil || got.Ping == nil || fmt.Sprint(got.Ping.Features) != "[1 4 7 2]" {
+		t.Fatalf("got %+v, %v", got.Ping, err)
+	}
+	for _, bad := range []string{"08 04 4a 02 10 01", "08 04 48 01", "08 04 4a 02 1a 01"} {
+		if _, err := DecodeResponse(unhex(t, bad)); err == nil {
+			t.Errorf("%s: decoded", bad)
+		}
+	}
+	if got, _ := DecodeResponse(unhex(t, "08 01 22 00")); got.Ping != nil {
+		t.Errorf("a reply without PingInfo has one: %+v", got.Ping)
 	}
 }

@@ -3,7 +3,8 @@
 import * as net from 'node:net';
 import { open } from 'node:fs/promises';
 import sendfiled = require('../..');
-import { Client, SendfiledError, AbortError, type SendfileResult } from '../..';
+import { Client, SendfiledError, AbortError, type SendfileResult, type PingInfo,
+  type Feature } from '../..';
 
 async function main(socket: net.Socket): Promise<number> {
   const client = new Client({ path: '/run/sendfiled/sendfiled.sock', requireDaemon: false });
@@ -25,6 +26,13 @@ async function main(socket: net.Socket): Promise<number> {
       void n;
     }
   }
+  const info: PingInfo = await client.ping({ timeout: 1000 });
+  const names: Feature[] = info.features;
+  const v: string = info.daemonVersion + String(info.protocolVersion);
+  void names.includes('deadline');
+  void v;
+  // @ts-expect-error features are names, not numbers
+  void info.features.includes(1);
   const s = sendfiled.stats();
   client.close();
   // @ts-expect-error offset is a number

@@ -27,7 +27,7 @@ from ._errors import (
     ShuttingDownError,
     TransferCancelledError,
 )
-from ._lib import Library, LibraryNotFoundError, Result, load_library
+from ._lib import Library, LibraryNotFoundError, PingInfo, Result, load_library
 from ._stats import reset_stats, stats
 
 __version__ = "0.1.0"
@@ -40,6 +40,7 @@ __all__ = [
     "Library",
     "LibraryNotFoundError",
     "PeerClosedError",
+    "PingInfo",
     "ProtocolError",
     "Result",
     "SendfileNotAvailableError",

@@ -208,6 +208,43 @@ class Client:
             return result.bytes_sent
         raise _errors.error_from_result(result, self._lib)
 
+    def ping(self, *, timeout: Optional[float] = None) -> _lib.PingInfo:
+        """Ask the daemon whether it is alive, and who it is.
+
+        Returns a :class:`sendfiled.PingInfo`: ``protocol_version``,
+        ``daemon_version`` and ``features``, a frozenset of the optional
+        features the daemon implements (``"deadline" in info.features``).
+        Ask before using one: a daemon without it refuses the request.
+
+        Like :meth:`sendfile`, a ping after a daemon restart is made on a new
+        connection. ``local_fallback`` does not apply: with no daemon,
+        :class:`DaemonUnavailableError` is raised. ``timeout`` (seconds)
+        bounds the wait (:class:`TimeoutError`). A library older than
+        ``sfd_client_ping()`` raises :class:`NotImplementedError`.
+        """
+        if self._lib.ping is None:
+            raise NotImplementedError(f"{self._lib.path} has no sfd_client_ping(): "
+                                      "libsendfiled 0.3 or later is needed for ping()")
+        timeout_ms = -1 if timeout is None else min(max(0, int(timeout * 1000)), 2**31 - 1)
+        info = _lib._CPingInfo()
+        with self._lock:
+            if self._closed:
+                raise ValueError("I/O operation on closed sendfiled.Client")
+            if self._c is None:
+                self._c = open_raw(self._lib, self.path)
+                daemon_reached()
+            r = self._lib.ping(self._c, timeout_ms, ctypes.byref(info))
+            if r < 0 and -r in DEAD_CONNECTION:
+                self._drop()
+        if r == -_errno.ETIMEDOUT:
+            raise TimeoutError(_errno.ETIMEDOUT, "the daemon did not answer the ping in time")
+        if r < 0 and -r in DEAD_CONNECTION:
+            raise _errors.unavailable(-r, self.path or _default_path(self._lib),
+                                      "lost the connection to the daemon")
+        if r < 0:
+            raise OSError(-r, os.strerror(-r))
+        return _lib.PingInfo._from_c(info)
+
     def _raise_call_error(self, err: int, file: Any, fileno: int, offset: int,
                           before: Optional[int]) -> int:
         # The library could not report an outcome. What was sent is only

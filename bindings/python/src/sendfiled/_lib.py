@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Tuple, Union
 
 __all__ = [
     "Library",
@@ -33,6 +33,8 @@ __all__ = [
     "STATUS_SHUTTING_DOWN",
     "STATUS_PERMISSION_DENIED",
     "METHOD_NAMES",
+    "FEATURE_NAMES",
+    "PingInfo",
 ]
 
 #: Flag for a request: fail with NOT_AVAILABLE rather than copy in user space.
@@ -54,6 +56,9 @@ METHOD_NAMES = {0: "none", 1: "sendfile", 2: "splice", 3: "read_write"}
 
 SFD_RESULT_SHORT_SOURCE = 1 << 0
 SFD_MESSAGE_MAX = 256
+
+#: enum sfd_feature (proto Feature) values, by the names every binding uses.
+FEATURE_NAMES = {1: "deadline", 2: "rate_limit", 3: "close_when_done", 4: "idle_timeout"}
 
 #: The soname the library is installed under.
 SONAME = "libsendfiled.so.0"
@@ -104,6 +109,33 @@ class Result:
         return (f"<Result id={self.id} status={self.status} error={self.error} "
                 f"bytes_sent={self.bytes_sent} final_offset={self.final_offset} "
                 f"method={self.method_name} message={self.message!r}>")
+
+
+class _CPingInfo(ctypes.Structure):
+    """struct sfd_ping_info, field for field."""
+
+    _fields_ = [
+        ("protocol_version", ctypes.c_uint32),
+        ("features", ctypes.c_uint32),
+        ("daemon_version", ctypes.c_char * 32),
+    ]
+
+
+class PingInfo(NamedTuple):
+    """Who answered a ping: the daemon's protocol version (1), its own
+    version ("0.1.0"; "" from a daemon too old to say), and the optional
+    features it implements, by name ("deadline", "rate_limit",
+    "close_when_done", "idle_timeout"; those this package does not know are
+    left out)."""
+
+    protocol_version: int
+    daemon_version: str
+    features: FrozenSet[str]
+
+    @classmethod
+    def _from_c(cls, c: _CPingInfo) -> "PingInfo":
+        names = frozenset(name for bit, name in FEATURE_NAMES.items() if c.features & (1 << bit))
+        return cls(int(c.protocol_version), c.daemon_version.decode("utf-8", "replace"), names)
 
 
 #: typedef void (*sfd_completion_fn)(struct sfd_client *, uint64_t,
@@ -159,6 +191,12 @@ class Library:
         self.method_str = fn("sfd_method_str", ctypes.c_char_p, ctypes.c_int)
         self._default_socket_path = fn("sfd_default_socket_path", ctypes.c_int, ctypes.c_char_p,
                                        ctypes.c_size_t)
+        # Added in the library's version 0.3: an older one still loads, and
+        # ping() says what is missing.
+        self.ping: Any = None
+        if hasattr(cdll, "sfd_client_ping"):
+            self.ping = fn("sfd_client_ping", ctypes.c_int, vp, ctypes.c_int,
+                           ctypes.POINTER(_CPingInfo))
 
     def default_socket_path(self) -> str:
         """The data socket the library connects to when given no path."""

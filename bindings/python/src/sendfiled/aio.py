@@ -64,6 +64,7 @@ __all__ = [
     "close",
     "stats",
     "reset_stats",
+    "ping",
 ]
 
 stats = _stats.stats
@@ -658,6 +659,33 @@ def close(loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
     if st is not None and st.client is not None:
         st.client.close()
         st.client = None
+
+
+async def ping(loop: Optional[asyncio.AbstractEventLoop] = None, *,
+               timeout: Optional[float] = None) -> _lib.PingInfo:
+    """Ask the daemon this loop uses (the ``path`` and ``lib`` of
+    :func:`install`, else the defaults) whether it is alive, and who it is:
+    a :class:`sendfiled.PingInfo` (``protocol_version``, ``daemon_version``,
+    ``features``, a frozenset of names such as ``"deadline"``).
+
+    The library's ping waits for its answer, which the loop must not do: it
+    runs in the loop's default executor, on a connection of its own, so the
+    loop's transfers go on meanwhile. Raises
+    :class:`sendfiled.DaemonUnavailableError` when no daemon answers, and
+    :class:`TimeoutError` after ``timeout`` seconds.
+    """
+    loop = _loop_arg(loop)
+    with _states_lock:
+        st = _states.get(loop)
+    path, lib = (st.path, st.lib) if st is not None else (None, None)
+
+    def blocking() -> _lib.PingInfo:
+        from ._client import Client
+
+        with Client(path, lib=lib) as c:
+            return c.ping(timeout=timeout)
+
+    return await loop.run_in_executor(None, blocking)
 
 
 def loop_factory(base: Optional[Callable[[], asyncio.AbstractEventLoop]] = None,

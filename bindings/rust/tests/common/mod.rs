@@ -557,3 +557,17 @@ pub fn build_dir() -> PathBuf {
 pub fn source_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// The version `sendfiled --version` prints ("sendfiled 0.1.0" -> "0.1.0").
+pub fn daemon_version_printed() -> String {
+    let out = std::process::Command::new(daemon_binary())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8(out.stdout).unwrap();
+    s.trim()
+        .strip_prefix("sendfiled ")
+        .unwrap_or_else(|| panic!("sendfiled --version printed {s:?}"))
+        .to_string()
+}

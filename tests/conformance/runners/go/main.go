@@ -19,14 +19,15 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sendfiled/sendfiled/bindings/go/sendfiled"
 )
 
 type kase struct {
-	name, source, path, dest, action string
-	size, offset, count, at          int64
-	fallback                         bool
+	name, op, source, path, dest, action string
+	size, offset, count, at              int64
+	fallback                             bool
 }
 
 func parse(line string) kase {
@@ -37,7 +38,7 @@ func parse(line string) kase {
 		}
 	}
 	num := func(k string) int64 { n, _ := strconv.ParseInt(f[k], 10, 64); return n }
-	k := kase{name: f["name"], source: f["source"], path: f["path"], dest: f["dest"],
+	k := kase{name: f["name"], op: f["op"], source: f["source"], path: f["path"], dest: f["dest"],
 		action: f["action"], size: num("size"), offset: num("offset"), at: num("at"),
 		fallback: f["fallback"] != "0"}
 	if f["count"] != "-" {
@@ -102,7 +103,31 @@ func receive(r io.ReadCloser, k kase) *receiver {
 	return rc
 }
 
+// runPing runs a ping case: who answers, through Client.Ping.
+func runPing(c *sendfiled.Client, k kase) map[string]any {
+	rep := map[string]any{"client": "go", "case": k.name, "error": ""}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := c.Ping(ctx)
+	if err != nil {
+		rep["status"], rep["error"] = "call_failed", err.Error()
+		return rep
+	}
+	features := []string{}
+	for _, f := range info.Features {
+		features = append(features, f.String())
+	}
+	rep["status"] = "ok"
+	rep["protocol_version"] = info.ProtocolVersion
+	rep["daemon_version"] = info.DaemonVersion
+	rep["features"] = features
+	return rep
+}
+
 func runCase(c *sendfiled.Client, k kase, tmp string) map[string]any {
+	if k.op == "ping" {
+		return runPing(c, k)
+	}
 	rep := map[string]any{"client": "go", "case": k.name}
 	var src *os.File
 	var err error

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 struct Case {
     name: String,
+    op: String,
     source: String,
     path: String,
     size: u64,
@@ -39,6 +40,7 @@ fn parse(line: &str) -> Case {
     let num = |k: &str| f.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
     Case {
         name: f["name"].to_string(),
+        op: f.get("op").unwrap_or(&"sendfile").to_string(),
         source: f["source"].to_string(),
         path: f.get("path").unwrap_or(&"-").to_string(),
         size: num("size"),
@@ -129,7 +131,35 @@ fn status_name(r: &Reply) -> String {
     r.status.name().to_ascii_lowercase()
 }
 
+/// A ping case: who answers, through `Client::ping`.
+fn run_ping(client: &mut Client, k: &Case) -> String {
+    match client.ping() {
+        Ok(info) => {
+            let features: Vec<String> = info
+                .features
+                .iter()
+                .map(|f| format!("\"{}\"", f.name()))
+                .collect();
+            format!(
+                r#"{{"client":"rust","case":"{}","status":"ok","protocol_version":{},"daemon_version":"{}","features":[{}],"error":""}}"#,
+                k.name,
+                info.protocol_version,
+                info.daemon_version,
+                features.join(",")
+            )
+        }
+        Err(e) => format!(
+            r#"{{"client":"rust","case":"{}","status":"call_failed","error":"{}"}}"#,
+            k.name,
+            e.to_string().replace('"', "'")
+        ),
+    }
+}
+
 fn run_case(client: &mut Client, rt: &tokio::runtime::Runtime, k: &Case, tmp: &str) -> String {
+    if k.op == "ping" {
+        return run_ping(client, k);
+    }
     // The source.
     let mut writer = None;
     let src: File = match k.source.as_str() {
