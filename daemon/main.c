@@ -68,7 +68,7 @@ usage(FILE *f)
 	        "      --workers N              threads for transfers that could block\n"
 	        "                               (default 8)\n"
 	        "      --loops N                event loops, each in a thread of its own\n"
-	        "                               (default: one per CPU; 1: a single thread)\n"
+	        "                               (default: one per CPU; 1: one loop thread)\n"
 	        "      --allow-uid USER         allow this user, by name or uid (repeatable;\n"
 	        "                               default: anyone who can open the socket)\n"
 	        "      --allow-gid GROUP        allow this primary group (repeatable)\n"
