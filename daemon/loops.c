@@ -41,10 +41,11 @@ on_inbox(uv_async_t *h)
 	bool quit;
 
 	pthread_mutex_lock(&ol->mtx);
-	todo = ol->inbox;
-	if (list_empty(&todo)) {
+	/* Move the whole inbox to @todo (an empty one stays empty). */
+	if (list_empty(&ol->inbox)) {
 		list_init(&todo);
 	} else {
+		todo = ol->inbox;
 		todo.next->prev = todo.prev->next = &todo;
 		list_init(&ol->inbox);
 	}
