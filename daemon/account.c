@@ -2,6 +2,7 @@
  * account.c - counters and per-user accounting (see account.h).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,11 @@ struct uid_stats {
 };
 
 struct account {
+	/* Guards everything below but the observer: every loop counts here,
+	 * and a reserve must be one step (check and take), or two loops could
+	 * take a uid past its limit together. Held for a few additions; the
+	 * observer is called outside it. */
+	pthread_mutex_t mtx;
 	unsigned max_in_flight_per_uid;
 	uint64_t connections_accepted;
 	uint64_t connections_refused;
@@ -51,6 +57,7 @@ account_new(unsigned max_in_flight_per_uid, struct account **ret)
 
 	if (!a)
 		return -ENOMEM;
+	pthread_mutex_init(&a->mtx, NULL);
 	a->max_in_flight_per_uid = max_in_flight_per_uid;
 	*ret = a;
 	return 0;
@@ -63,29 +70,45 @@ account_free(struct account *a)
 		return;
 	free(a->uids);
 	free(a->stats);
+	pthread_mutex_destroy(&a->mtx);
 	free(a);
 }
 
 void
 account_set_observer(struct account *a, account_event_fn fn, void *data)
 {
+	pthread_mutex_lock(&a->mtx);
 	a->on_event = fn;
 	a->on_event_data = data;
+	pthread_mutex_unlock(&a->mtx);
+}
+
+/* The observer, read under the lock: it is set and cleared from the loop
+ * that runs the control plane while the others count. */
+static account_event_fn
+observer_locked(struct account *a, void **ret_data)
+{
+	*ret_data = a->on_event_data;
+	return a->on_event;
 }
 
 void
 account_connection(struct account *a, bool accepted)
 {
+	pthread_mutex_lock(&a->mtx);
 	if (accepted)
 		a->connections_accepted++;
 	else
 		a->connections_refused++;
+	pthread_mutex_unlock(&a->mtx);
 }
 
 void
 account_request(struct account *a)
 {
+	pthread_mutex_lock(&a->mtx);
 	a->requests++;
+	pthread_mutex_unlock(&a->mtx);
 }
 
 static void
@@ -98,7 +121,9 @@ count_status(struct account *a, int status)
 void
 account_reply(struct account *a, int status)
 {
+	pthread_mutex_lock(&a->mtx);
 	count_status(a, status);
+	pthread_mutex_unlock(&a->mtx);
 }
 
 /* The cumulative counters of @uid (created on first use), or NULL. */
@@ -121,8 +146,8 @@ uid_stats(struct account *a, uid_t uid)
 	return u;
 }
 
-int
-account_reserve(struct account *a, uid_t uid)
+static int
+reserve_locked(struct account *a, uid_t uid)
 {
 	struct uid_count *u;
 
@@ -149,8 +174,19 @@ account_reserve(struct account *a, uid_t uid)
 	return 0;
 }
 
-void
-account_unreserve(struct account *a, uid_t uid)
+int
+account_reserve(struct account *a, uid_t uid)
+{
+	int r;
+
+	pthread_mutex_lock(&a->mtx);
+	r = reserve_locked(a, uid);
+	pthread_mutex_unlock(&a->mtx);
+	return r;
+}
+
+static void
+unreserve_locked(struct account *a, uid_t uid)
 {
 	for (unsigned i = 0; i < a->n_uids; i++) {
 		if (a->uids[i].uid != uid)
@@ -166,57 +202,79 @@ account_unreserve(struct account *a, uid_t uid)
 int
 account_reserve_handoff(struct account *a, uid_t uid, unsigned max)
 {
-	int r;
+	int r = -EBUSY;
 
-	if (a->handoffs_in_flight >= max)
-		return -EBUSY;
-	r = account_reserve(a, uid);
+	/* One step under the lock: two loops cannot both take the last. */
+	pthread_mutex_lock(&a->mtx);
+	if (a->handoffs_in_flight < max)
+		r = reserve_locked(a, uid);
 	if (r == 0)
 		a->handoffs_in_flight++;
+	pthread_mutex_unlock(&a->mtx);
 	return r;
 }
 
 void
 account_unreserve_handoff(struct account *a, uid_t uid)
 {
+	pthread_mutex_lock(&a->mtx);
 	a->handoffs_in_flight--;
-	account_unreserve(a, uid);
+	unreserve_locked(a, uid);
+	pthread_mutex_unlock(&a->mtx);
+}
+
+void
+account_unreserve(struct account *a, uid_t uid)
+{
+	pthread_mutex_lock(&a->mtx);
+	unreserve_locked(a, uid);
+	pthread_mutex_unlock(&a->mtx);
 }
 
 void
 account_start(struct account *a, struct transfer_info *info)
 {
-	struct uid_stats *us = uid_stats(a, info->uid);
+	struct uid_stats *us;
+	account_event_fn fn;
+	void *data;
 
+	pthread_mutex_lock(&a->mtx);
+	us = uid_stats(a, info->uid);
 	info->transfer = ++a->next_transfer;
 	a->in_flight++;
 	if (info->handoff)
 		a->handoffs_taken++;
 	if (us)
 		us->requests++;
-	if (a->on_event)
-		a->on_event(a->on_event_data, TRANSFER_START, info, 0, 0);
+	fn = observer_locked(a, &data);
+	pthread_mutex_unlock(&a->mtx);
+	if (fn)
+		fn(data, TRANSFER_START, info, 0, 0);
 }
 
 void
 account_done(struct account *a, const struct transfer_info *info, int status, int error)
 {
 	struct uid_stats *us;
+	account_event_fn fn;
+	void *data;
 
-	if (a->on_event)
-		a->on_event(a->on_event_data,
-		            status == WIRE_STATUS_OK ? TRANSFER_DONE : TRANSFER_ERROR, info, status,
-		            error);
+	pthread_mutex_lock(&a->mtx);
+	fn = observer_locked(a, &data);
+	pthread_mutex_unlock(&a->mtx);
+	if (fn)
+		fn(data, status == WIRE_STATUS_OK ? TRANSFER_DONE : TRANSFER_ERROR, info, status,
+		   error);
+	pthread_mutex_lock(&a->mtx);
 	a->in_flight--;
 	if (info->handoff) {
 		if (status == WIRE_STATUS_OK)
 			a->handoffs_completed++;
 		else
 			a->handoffs_failed++;
-		account_unreserve_handoff(a, info->uid);
-	} else {
-		account_unreserve(a, info->uid);
+		a->handoffs_in_flight--;
 	}
+	unreserve_locked(a, info->uid);
 	us = uid_stats(a, info->uid);
 	if (us)
 		us->bytes_sent += info->bytes_sent;
@@ -227,21 +285,32 @@ account_done(struct account *a, const struct transfer_info *info, int status, in
 	if (status == WIRE_STATUS_TIMED_OUT && info->timeout > 0 &&
 	    (size_t)info->timeout < ARRAY_SIZE(a->by_timeout))
 		a->by_timeout[info->timeout]++;
+	pthread_mutex_unlock(&a->mtx);
 }
 
 unsigned
 account_in_flight(const struct account *a)
 {
-	return a->in_flight;
+	unsigned n;
+
+	pthread_mutex_lock((pthread_mutex_t *)&a->mtx);
+	n = a->in_flight;
+	pthread_mutex_unlock((pthread_mutex_t *)&a->mtx);
+	return n;
 }
 
 int
-account_snapshot(const struct account *a, struct account_snapshot *ret)
+account_snapshot(const struct account *a_, struct account_snapshot *ret)
 {
-	struct account_uid *uids = calloc(a->n_stats + 1, sizeof(*uids));
+	struct account *a = (struct account *)a_; /* for its lock */
+	struct account_uid *uids;
 
-	if (!uids)
+	pthread_mutex_lock(&a->mtx);
+	uids = calloc(a->n_stats + 1, sizeof(*uids));
+	if (!uids) {
+		pthread_mutex_unlock(&a->mtx);
 		return -ENOMEM;
+	}
 	for (unsigned i = 0; i < a->n_stats; i++) {
 		uids[i] = (struct account_uid){
 		        .uid = a->stats[i].uid,
@@ -268,6 +337,7 @@ account_snapshot(const struct account *a, struct account_snapshot *ret)
 	memcpy(ret->by_status, a->by_status, sizeof(ret->by_status));
 	memcpy(ret->by_method, a->by_method, sizeof(ret->by_method));
 	memcpy(ret->by_timeout, a->by_timeout, sizeof(ret->by_timeout));
+	pthread_mutex_unlock(&a->mtx);
 	return 0;
 }
 

@@ -6,7 +6,9 @@
  * observer (the control plane's events) when a transfer starts and ends.
  *
  * Connections write here through account_*() only; the control plane reads
- * a snapshot. Loop thread only.
+ * a snapshot. One per daemon, shared by every loop: thread-safe (a mutex),
+ * so the limits and the totals are exact across loops. The observer is
+ * called from the thread of the loop where the transfer runs.
  */
 #ifndef SFD_ACCOUNT_H
 #define SFD_ACCOUNT_H
@@ -41,6 +43,7 @@ struct transfer_info {
 	bool handoff;
 	uint64_t rate_limit_bps; /* 0: none */
 	int timeout;             /* at its end: enum wire_timeout */
+	unsigned loop;           /* the index of the loop that runs it */
 };
 
 enum transfer_event_kind {

@@ -1,16 +1,19 @@
 /*
  * conf.c - the daemon's settings: defaults, file, environment, validation.
  */
+#define _GNU_SOURCE 1
 #include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "conf.h"
 #include "log.h"
@@ -38,7 +41,25 @@ conf_defaults(struct conf *cfg)
 	cfg->control_mode = 0600;
 	cfg->control_probe_ms = 1000;
 	cfg->workers = 8;
+	cfg->srv.loops = conf_online_cpus();
 	cfg->log_level = LOG_NOTICE;
+}
+
+unsigned
+conf_online_cpus(void)
+{
+	cpu_set_t set;
+	long n;
+
+	/* The CPUs we may run on (a cpuset, taskset, CPUAffinity=), else
+	 * those online. */
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		n = CPU_COUNT(&set);
+	else
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		return 1;
+	return n > LOOPS_MAX ? LOOPS_MAX : (unsigned)n;
 }
 
 /* ---- values ------------------------------------------------------------- */
@@ -395,6 +416,7 @@ static const struct conf_item items[CONF_N_KEYS] = {
         UINT(CONF_MAX_IDLE_TIMEOUT_MS, "max_idle_timeout_ms", srv.pace.max_idle_timeout_ms, 0,
              UINT_MAX, "duration", "milliseconds, "),
         UINT(CONF_WORKERS, "workers", workers, 1, WORKERS_MAX, "thread count", ""),
+        UINT(CONF_LOOPS, "loops", srv.loops, 1, LOOPS_MAX, "loop count", ""),
         IDS(CONF_ALLOW_UIDS, "allow_uids", srv.allow_uids, srv.n_allow_uids),
         IDS(CONF_ALLOW_GIDS, "allow_gids", srv.allow_gids, srv.n_allow_gids),
         [CONF_LOG_LEVEL] = {"log_level", parse_log_level_item, print_log_level_item, 0},

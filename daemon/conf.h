@@ -41,6 +41,7 @@ enum conf_key {
 	CONF_IDLE_TIMEOUT_MS,
 	CONF_MAX_IDLE_TIMEOUT_MS,
 	CONF_WORKERS,
+	CONF_LOOPS,
 	CONF_ALLOW_UIDS,
 	CONF_ALLOW_GIDS,
 	CONF_LOG_LEVEL,
@@ -81,6 +82,10 @@ typedef void (*conf_error_fn)(void *userdata, const char *msg);
  * /run/sendfiled/sendfiled.sock ($SENDFILED_SOCKET is conf_apply_env()'s).
  */
 void conf_defaults(struct conf *cfg);
+
+/* conf_online_cpus() - the default for loops: the CPUs this process may run
+ * on (sched_getaffinity), at most LOOPS_MAX. */
+unsigned conf_online_cpus(void);
 
 /* conf_key_from_name() - the key called @name, or -1. */
 int conf_key_from_name(const char *name);

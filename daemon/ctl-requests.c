@@ -52,10 +52,12 @@ collect(const struct transfer_info *info, void *arg)
 	t->waiting = info->waiting;
 	t->has_handoff = info->handoff;
 	t->handoff = info->handoff;
-	t->has_age_ms = true;
-	t->age_ms = lc->now - info->start_ms;
 	t->has_rate_limit_bps = info->rate_limit_bps != 0;
 	t->rate_limit_bps = info->rate_limit_bps;
+	t->has_age_ms = t->has_loop = true;
+	/* Started on another loop, whose clock may be a tick ahead. */
+	t->age_ms = lc->now > info->start_ms ? lc->now - info->start_ms : 0;
+	t->loop = info->loop;
 	lc->items[lc->n++] = t;
 }
 
@@ -68,6 +70,7 @@ count_transfers(const struct transfer_info *info, void *arg)
 
 /* A response and what its body points to, freed after packing. */
 struct answer {
+	uint32_t loop_conns[LOOPS_MAX];
 	Sendfiled__Control__V1__ControlResponse resp;
 	Sendfiled__Control__V1__Status st;
 	Sendfiled__Control__V1__Stats stats;
@@ -108,6 +111,12 @@ op_status(struct ctl *ctl, const Sendfiled__Control__V1__ControlRequest *req, st
 	st->connections = ss.connections;
 	st->in_flight = account_in_flight(server_account(srv));
 	st->log_level = (char *)log_level_name(log_get_level());
+	st->has_loops = true;
+	st->loops = ss.loops;
+	for (unsigned i = 0; i < ss.loops; i++)
+		a->loop_conns[i] = ss.loop_connections[i];
+	st->n_loop_connections = ss.loops;
+	st->loop_connections = a->loop_conns;
 	a->resp.body_case = SENDFILED__CONTROL__V1__CONTROL_RESPONSE__BODY_STATUS;
 	a->resp.status = st;
 }
@@ -187,7 +196,7 @@ op_list(struct ctl *ctl, const Sendfiled__Control__V1__ControlRequest *req, stru
 	(void)req;
 	server_foreach_transfer(ctl->srv, count_transfers, &n);
 	lc->cap = n;
-	lc->now = uv_now(server_loop(ctl->srv));
+	lc->now = uv_hrtime() / 1000000;
 	lc->store = calloc(n + 1, sizeof(*lc->store));
 	lc->items = calloc(n + 1, sizeof(*lc->items));
 	if (!lc->store || !lc->items) {

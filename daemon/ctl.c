@@ -399,7 +399,10 @@ on_event(void *data, enum transfer_event_kind kind, const struct transfer_info *
 		ev.error = error;
 		ev.method = (uint32_t)info->method;
 		ev.has_duration_ms = true;
-		ev.duration_ms = uv_now(server_loop(ctl->srv)) - info->start_ms;
+		/* Any loop's thread: its own clock, not loop 0's. */
+		ev.duration_ms = uv_hrtime() / 1000000 - info->start_ms;
+		if ((int64_t)ev.duration_ms < 0)
+			ev.duration_ms = 0;
 		ev.has_timeout = info->timeout != 0;
 		ev.timeout = (uint32_t)info->timeout;
 	}

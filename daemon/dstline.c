@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -15,15 +16,38 @@ struct dstline {
 /* Open hash with chaining; grows with the number of busy destinations,
  * which the limits on requests in flight bound. */
 struct dstline_table {
+	/* Guards the buckets, the lines and the items in them. Shared by
+	 * several loops, a line's owner and its waiters may live on different
+	 * threads; one loop's table takes it uncontended. */
+	pthread_mutex_t mtx;
+	bool shared;
 	struct dstline **buckets;
 	size_t size; /* a power of two, or 0 */
 	size_t count;
 };
 
+static struct dstline_table *
+table_new(bool shared)
+{
+	struct dstline_table *t = calloc(1, sizeof(struct dstline_table));
+
+	if (!t)
+		return NULL;
+	pthread_mutex_init(&t->mtx, NULL);
+	t->shared = shared;
+	return t;
+}
+
 struct dstline_table *
 dstline_table_new(void)
 {
-	return calloc(1, sizeof(struct dstline_table));
+	return table_new(false);
+}
+
+struct dstline_table *
+dstline_table_new_shared(void)
+{
+	return table_new(true);
 }
 
 void
@@ -32,6 +56,7 @@ dstline_table_free(struct dstline_table *t)
 	if (!t)
 		return;
 	/* Lines exist only while transfers do: none are left by now. */
+	pthread_mutex_destroy(&t->mtx);
 	free(t->buckets);
 	free(t);
 }
@@ -85,17 +110,29 @@ grow(struct dstline_table *t)
 bool
 dstline_any(const struct dstline_table *t)
 {
-	return t->count > 0;
+	/* Shared: another loop may be starting a transfer to the same
+	 * destination right now, so every transfer takes its line first. */
+	return t->shared || __atomic_load_n(&t->count, __ATOMIC_RELAXED) > 0;
 }
+
+static int own_locked(struct dstline_table *t, struct dstline_item *it);
 
 bool
 dstline_wait(struct dstline_table *t, struct dstline_item *it)
 {
-	struct dstline **p = slot(t, it->dev, it->ino);
-	struct dstline *l = p ? *p : NULL;
+	struct dstline **p;
+	struct dstline *l;
 
-	if (!l)
+	pthread_mutex_lock(&t->mtx);
+	p = slot(t, it->dev, it->ino);
+	l = p ? *p : NULL;
+	if (!l) {
+		/* Free: shared, it is ours from now on (failing, unordered). */
+		if (t->shared)
+			(void)own_locked(t, it);
+		pthread_mutex_unlock(&t->mtx);
 		return false;
+	}
 	it->line = l;
 	it->next = NULL;
 	if (l->last)
@@ -103,11 +140,23 @@ dstline_wait(struct dstline_table *t, struct dstline_item *it)
 	else
 		l->first = it;
 	l->last = it;
+	pthread_mutex_unlock(&t->mtx);
 	return true;
 }
 
 int
 dstline_own(struct dstline_table *t, struct dstline_item *it)
+{
+	int r;
+
+	pthread_mutex_lock(&t->mtx);
+	r = own_locked(t, it);
+	pthread_mutex_unlock(&t->mtx);
+	return r;
+}
+
+static int
+own_locked(struct dstline_table *t, struct dstline_item *it)
 {
 	struct dstline **p, *l;
 
@@ -124,13 +173,33 @@ dstline_own(struct dstline_table *t, struct dstline_item *it)
 	l->owner = it;
 	l->hnext = *p; /* NULL: the caller checked that no line exists */
 	*p = l;
-	t->count++;
+	__atomic_store_n(&t->count, t->count + 1, __ATOMIC_RELAXED);
 	it->line = l;
 	return 0;
 }
 
+static struct dstline_item *leave_locked(struct dstline_table *t, struct dstline_item *it);
+
 struct dstline_item *
 dstline_leave(struct dstline_table *t, struct dstline_item *it)
+{
+	struct dstline_item *next;
+
+	pthread_mutex_lock(&t->mtx);
+	next = leave_locked(t, it);
+	/* The next one lives on another loop: wake it there, under the lock,
+	 * so that its own loop cannot free it in between (its
+	 * dstline_leave() waits for the lock). */
+	if (next && next->owner != it->owner && next->wake) {
+		next->wake(next);
+		next = NULL;
+	}
+	pthread_mutex_unlock(&t->mtx);
+	return next;
+}
+
+static struct dstline_item *
+leave_locked(struct dstline_table *t, struct dstline_item *it)
 {
 	struct dstline *l = it->line;
 	struct dstline_item *next;
@@ -163,7 +232,7 @@ dstline_leave(struct dstline_table *t, struct dstline_item *it)
 		return next;
 	}
 	*slot(t, l->dev, l->ino) = l->hnext;
-	t->count--;
+	__atomic_store_n(&t->count, t->count - 1, __ATOMIC_RELAXED);
 	free(l);
 	return NULL;
 }

@@ -10,7 +10,11 @@
  * own a line, so the common case (a transfer that completes at once while no
  * other one is waiting) costs nothing: see dstline_any().
  *
- * A table belongs to one loop's engine (engine.h); loop thread only.
+ * A table belongs to one loop's engine (engine.h), or, with several loops,
+ * is shared by all their engines (dstline_table_new_shared()): then every
+ * transfer takes its line before its first attempt (another loop could start
+ * one to the same destination meanwhile), and the one whose turn comes on
+ * another loop is woken there (dstline_item.wake). Thread-safe (a mutex).
  */
 #ifndef SFD_DSTLINE_H
 #define SFD_DSTLINE_H
@@ -23,6 +27,8 @@ struct dstline_table;
 
 /* dstline_table_new() - an empty table. Return: it, or NULL (out of memory). */
 struct dstline_table *dstline_table_new(void);
+/* dstline_table_new_shared() - a table for several loops (see above). */
+struct dstline_table *dstline_table_new_shared(void);
 /* dstline_table_free() - NULL is a no-op. Every line must be gone. */
 void dstline_table_free(struct dstline_table *t);
 
@@ -32,6 +38,11 @@ struct dstline_item {
 	ino_t ino;
 	struct dstline *line;      /* the line it owns or waits in; NULL if none */
 	struct dstline_item *next; /* the next one waiting in the same line */
+	/* Shared tables: whose it is (its loop's engine), and what tells that
+	 * loop its turn has come, called from another loop's thread with the
+	 * table locked (it must only post, never block). */
+	const void *owner;
+	void (*wake)(struct dstline_item *it);
 };
 
 /* dstline_any() - is any destination busy? When not, a new transfer need
@@ -41,7 +52,9 @@ bool dstline_any(const struct dstline_table *t);
 /*
  * dstline_wait() - if @it's destination is busy, put @it at the end of its
  * line and return true: the caller must not start it until dstline_leave()
- * returns it. Return false when the destination is free (nothing changes).
+ * returns it (or, from another loop, @it->wake is called). Return false when
+ * the destination is free (nothing changes; in a shared table, @it owns the
+ * line from now on).
  */
 bool dstline_wait(struct dstline_table *t, struct dstline_item *it);
 
@@ -58,7 +71,8 @@ int dstline_own(struct dstline_table *t, struct dstline_item *it);
  * dstline_leave() - take @it out of its line: an owner that is done, or a
  * waiting item that is cancelled. A no-op for an item in no line.
  * Return: the item that now owns the line and must be started (the first
- * one that waited behind an owner that left), or NULL.
+ * one that waited behind an owner that left), or NULL (none, or one of
+ * another owner, which has been woken).
  */
 struct dstline_item *dstline_leave(struct dstline_table *t, struct dstline_item *it);
 

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <linux/kcmp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
@@ -51,6 +52,15 @@ struct engine_src {
 	struct list_head members; /* struct engine_src_member */
 };
 
+/* The sources in flight of one loop, or of all loops (engine_srcs_new()). */
+struct engine_srcs {
+	/* Guards the buckets and the members' links; taken by
+	 * engine_src_lock() around a leave and the position it sets, so that
+	 * no transfer of another loop joins in between. */
+	pthread_mutex_t mtx;
+	struct list_head buckets[SRC_BUCKETS];
+};
+
 struct engine {
 	uv_loop_t *loop;
 	uv_check_t check; /* the flush, once per turn */
@@ -66,8 +76,17 @@ struct engine {
 	struct list_head waiters;
 
 	struct dstline_table *lines;
-	struct list_head srcs[SRC_BUCKETS];
+	struct engine_srcs *srcs;
 	struct fairq *workq;
+	bool own_tables; /* lines, srcs and workq are this engine's alone */
+
+	/* Other loops' wake-ups (engine_wake()), when there are other loops:
+	 * a list guarded by its mutex, and the async handle that brings the
+	 * loop round to take them. */
+	pthread_mutex_t inbox_mtx;
+	struct list_head inbox;
+	uv_async_t inbox_async;
+	bool has_inbox;
 
 	/* The parked (engine_park()): an epoll set of our own, watched by the
 	 * loop, because uv_poll_t would set O_NONBLOCK on the descriptor. */
@@ -111,40 +130,122 @@ nudge(struct engine *e)
 
 static int park_init(struct engine *e);
 
+struct engine_srcs *
+engine_srcs_new(void)
+{
+	struct engine_srcs *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	pthread_mutex_init(&s->mtx, NULL);
+	for (size_t i = 0; i < SRC_BUCKETS; i++)
+		list_init(&s->buckets[i]);
+	return s;
+}
+
+void
+engine_srcs_free(struct engine_srcs *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_destroy(&s->mtx);
+	free(s);
+}
+
+static void
+free_tables(struct engine *e)
+{
+	if (!e->own_tables)
+		return;
+	dstline_table_free(e->lines);
+	engine_srcs_free(e->srcs);
+	fairq_free(e->workq);
+}
+
+/* Another loop woke something of ours: run it now, on our thread. */
+static void
+on_inbox(uv_async_t *h)
+{
+	struct engine *e = h->data;
+	struct list_head todo;
+
+	pthread_mutex_lock(&e->inbox_mtx);
+	if (list_empty(&e->inbox)) {
+		pthread_mutex_unlock(&e->inbox_mtx);
+		return;
+	}
+	todo = e->inbox;
+	todo.next->prev = todo.prev->next = &todo;
+	list_init(&e->inbox);
+	/* Each stays queued until it runs: one that runs first may take
+	 * another's owner away, whose engine_unwake() then unlinks it here. */
+	for (;;) {
+		struct engine_waiter *w;
+
+		if (list_empty(&todo))
+			break;
+		w = list_entry(todo.next, struct engine_waiter, link);
+		list_del(&w->link);
+		w->queued = false;
+		pthread_mutex_unlock(&e->inbox_mtx);
+		w->fn(w);
+		pthread_mutex_lock(&e->inbox_mtx);
+	}
+	pthread_mutex_unlock(&e->inbox_mtx);
+}
+
 int
-engine_new(uv_loop_t *loop, struct engine **ret)
+engine_new_shared(uv_loop_t *loop, const struct engine_shared *shared, struct engine **ret)
 {
 	struct engine *e = calloc(1, sizeof(*e));
 	int r;
 
 	if (!e)
 		return -ENOMEM;
-	e->lines = dstline_table_new();
-	/* libuv's own default thread count, until told (engine_set_workers()). */
-	e->workq = fairq_new(ENGINE_WORKERS_DEFAULT);
-	if (!e->lines || !e->workq) {
-		dstline_table_free(e->lines);
-		fairq_free(e->workq);
+	if (shared) {
+		e->lines = shared->lines;
+		e->srcs = shared->srcs;
+		e->workq = shared->workq;
+	} else {
+		e->own_tables = true;
+		e->lines = dstline_table_new();
+		e->srcs = engine_srcs_new();
+		/* libuv's own default thread count, until told
+		 * (engine_set_workers()). */
+		e->workq = fairq_new(ENGINE_WORKERS_DEFAULT);
+	}
+	if (!e->lines || !e->srcs || !e->workq) {
+		free_tables(e);
 		free(e);
 		return -ENOMEM;
 	}
 	e->loop = loop;
 	e->park_fd = -1;
 	list_init(&e->waiters);
-	for (size_t i = 0; i < SRC_BUCKETS; i++)
-		list_init(&e->srcs[i]);
+	list_init(&e->inbox);
 	r = uv_check_init(loop, &e->check);
 	if (r == 0)
 		r = uv_idle_init(loop, &e->nudge);
 	if (r < 0) {
 		/* uv_check_init() cannot fail on Linux; nothing to close. */
-		dstline_table_free(e->lines);
-		fairq_free(e->workq);
+		free_tables(e);
 		free(e);
 		return r;
 	}
 	e->check.data = e->nudge.data = e;
 	e->handles = 2;
+	if (shared) {
+		r = uv_async_init(loop, &e->inbox_async, on_inbox);
+		if (r < 0) {
+			engine_free(e);
+			return r;
+		}
+		pthread_mutex_init(&e->inbox_mtx, NULL);
+		e->inbox_async.data = e;
+		/* Like the flush: it keeps nobody's loop alive. */
+		uv_unref((uv_handle_t *)&e->inbox_async);
+		e->has_inbox = true;
+	}
 	uv_check_start(&e->check, on_check);
 	uv_unref((uv_handle_t *)&e->check);
 	/* Now rather than at the first use: the daemon's descriptors stay the
@@ -162,9 +263,16 @@ on_closed(uv_handle_t *h)
 	if (--e->handles > 0)
 		return;
 	e->park_fd = safe_close(e->park_fd);
-	dstline_table_free(e->lines);
-	fairq_free(e->workq);
+	free_tables(e);
+	if (e->has_inbox)
+		pthread_mutex_destroy(&e->inbox_mtx);
 	free(e);
+}
+
+int
+engine_new(uv_loop_t *loop, struct engine **ret)
+{
+	return engine_new_shared(loop, NULL, ret);
 }
 
 void
@@ -175,6 +283,10 @@ engine_free(struct engine *e)
 	engine_flush(e);
 	uv_close((uv_handle_t *)&e->check, on_closed);
 	uv_close((uv_handle_t *)&e->nudge, on_closed);
+	if (e->has_inbox) {
+		e->handles++;
+		uv_close((uv_handle_t *)&e->inbox_async, on_closed);
+	}
 	if (e->park_init) {
 		e->handles++;
 		uv_close((uv_handle_t *)&e->park_poll, on_closed);
@@ -390,6 +502,44 @@ engine_defer(struct engine *e, struct engine_waiter *w)
 }
 
 void
+engine_wake(struct engine *e, struct engine_waiter *w)
+{
+	bool first;
+
+	pthread_mutex_lock(&e->inbox_mtx);
+	if (w->queued) {
+		pthread_mutex_unlock(&e->inbox_mtx);
+		return;
+	}
+	first = list_empty(&e->inbox);
+	w->queued = true;
+	list_add_tail(&e->inbox, &w->link);
+	pthread_mutex_unlock(&e->inbox_mtx);
+	/* One wake-up per batch: the loop takes the whole inbox at once. */
+	if (first)
+		uv_async_send(&e->inbox_async);
+}
+
+void
+engine_unwake(struct engine *e, struct engine_waiter *w)
+{
+	if (!e->has_inbox)
+		return;
+	pthread_mutex_lock(&e->inbox_mtx);
+	if (w->queued) {
+		list_del(&w->link);
+		w->queued = false;
+	}
+	pthread_mutex_unlock(&e->inbox_mtx);
+}
+
+bool
+engine_has_peers(const struct engine *e)
+{
+	return e->has_inbox;
+}
+
+void
 engine_undefer(struct engine_waiter *w)
 {
 	if (!w->queued)
@@ -512,10 +662,22 @@ same_description(int a, int b)
 	return syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b) <= 0;
 }
 
-int
-engine_src_join(struct engine *e, struct engine_src_member *m, int fd, const struct fdinfo *f)
+void
+engine_src_lock(struct engine *e)
 {
-	struct list_head *bucket = &e->srcs[(size_t)f->ino % SRC_BUCKETS], *pos, *tmp;
+	pthread_mutex_lock(&e->srcs->mtx);
+}
+
+void
+engine_src_unlock(struct engine *e)
+{
+	pthread_mutex_unlock(&e->srcs->mtx);
+}
+
+static int
+join_locked(struct engine *e, struct engine_src_member *m, int fd, const struct fdinfo *f)
+{
+	struct list_head *bucket = &e->srcs->buckets[(size_t)f->ino % SRC_BUCKETS], *pos, *tmp;
 	struct engine_src *s;
 
 	list_for_each_safe(pos, tmp, bucket)
@@ -546,6 +708,17 @@ engine_src_join(struct engine *e, struct engine_src_member *m, int fd, const str
 	m->fd = fd;
 	list_add_tail(&s->members, &m->link);
 	return 1;
+}
+
+int
+engine_src_join(struct engine *e, struct engine_src_member *m, int fd, const struct fdinfo *f)
+{
+	int r;
+
+	engine_src_lock(e);
+	r = join_locked(e, m, fd, f);
+	engine_src_unlock(e);
+	return r;
 }
 
 bool

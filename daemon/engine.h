@@ -21,7 +21,13 @@
  * grave, forgets the hot ranges, then runs the waiters deferred during the
  * turn (engine_defer()). A connection defers itself when it has replies to
  * send: so no client ever sees a reply while the daemon still holds the
- * descriptors of its request. Loop thread only.
+ * descriptors of its request. Loop thread only, except engine_wake() and
+ * what is said to be shared below.
+ *
+ * With several loops (loops.h), the tables that must hold across loops are
+ * shared by every engine (engine_new_shared()): the destination lines, the
+ * sources in flight and the worker queue, each under its own lock. The rest
+ * stays per loop.
  */
 #ifndef SFD_ENGINE_H
 #define SFD_ENGINE_H
@@ -49,11 +55,37 @@ struct engine_waiter {
 };
 
 /*
- * engine_new() - an engine for @loop. Its handles do not keep the loop
- * alive, except while something waits for a flush.
+ * engine_new() - an engine for @loop, the only one: its tables are its own.
+ * Its handles do not keep the loop alive, except while something waits for
+ * a flush.
  * Return: 0 and *ret, or a negative errno.
  */
 int engine_new(uv_loop_t *loop, struct engine **ret);
+
+struct engine_srcs;
+
+/* What the engines of several loops share; the caller owns these and frees
+ * them after the last engine is gone. */
+struct engine_shared {
+	struct dstline_table *lines; /* dstline_table_new_shared() */
+	struct engine_srcs *srcs;    /* engine_srcs_new() */
+	struct fairq *workq;         /* fairq_new(workers) */
+};
+
+/*
+ * engine_new_shared() - an engine for @loop, one of several: it uses
+ * @shared's tables (NULL: its own, as engine_new()), and takes wake-ups from
+ * the other loops (engine_wake()).
+ * Return: 0 and *ret, or a negative errno.
+ */
+int engine_new_shared(uv_loop_t *loop, const struct engine_shared *shared, struct engine **ret);
+
+/* The sources in flight, for engine_shared. Return: it, or NULL. */
+struct engine_srcs *engine_srcs_new(void);
+void engine_srcs_free(struct engine_srcs *s);
+
+/* engine_has_peers() - does it share its tables with other loops? */
+bool engine_has_peers(const struct engine *e);
 
 /*
  * engine_free() - flush one last time and close the engine's handles; the
@@ -71,6 +103,16 @@ void engine_defer(struct engine *e, struct engine_waiter *w);
 
 /* engine_undefer() - take @w back (its owner is going away). */
 void engine_undefer(struct engine_waiter *w);
+
+/*
+ * engine_wake() - run @w->fn on @e's loop soon (once, however many times it
+ * is woken before). Any thread; for an engine with peers only. The loop is
+ * woken through one uv_async_t per batch of wake-ups.
+ */
+void engine_wake(struct engine *e, struct engine_waiter *w);
+
+/* engine_unwake() - take @w back: its owner is going away. @e's loop only. */
+void engine_unwake(struct engine *e, struct engine_waiter *w);
 
 uv_loop_t *engine_loop(const struct engine *e);
 
@@ -140,12 +182,12 @@ int engine_watch(struct engine *e, struct engine_parked *p, int fd, uint32_t eve
 void engine_unpark(struct engine *e, struct engine_parked *p);
 
 /*
- * The sources in flight: which transfers of this loop send from the same
- * open file description. A transfer alone on its description sends from the
- * shared file position, so that the position tells the truth at every
- * moment, a crash of the daemon included; a transfer that shares it with
- * others uses private offsets, as file caches serving one descriptor to
- * many sockets need, and only the last one to finish sets the position.
+ * The sources in flight: which transfers (of this loop, or of every loop
+ * when shared) send from the same open file description. A transfer alone
+ * on its description sends from the shared file position, so that the
+ * position tells the truth at every moment, a crash of the daemon included; a transfer that shares
+ * it with others uses private offsets, as file caches serving one descriptor to many sockets need,
+ * and only the last one to finish sets the position.
  */
 struct engine_src;
 
@@ -166,9 +208,13 @@ struct engine_src_member {
  */
 int engine_src_join(struct engine *e, struct engine_src_member *m, int fd, const struct fdinfo *f);
 
-/* engine_src_leave() - @m is done with its description.
+/* engine_src_leave() - @m is done with its description. Under
+ * engine_src_lock(), held until the position is set: a transfer of another
+ * loop must not join the description between the two.
  * Return: whether it was the last member in flight. */
 bool engine_src_leave(struct engine *e, struct engine_src_member *m);
+void engine_src_lock(struct engine *e);
+void engine_src_unlock(struct engine *e);
 
 /*
  * The chain. engine_chain_begin() and engine_chain_end() bracket the

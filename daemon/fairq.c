@@ -13,6 +13,7 @@
  * per connection), so a hash table would buy little.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "fairq.h"
@@ -32,6 +33,10 @@ struct fairq_flow {
 };
 
 struct fairq {
+	/* Guards everything below: with several loops, one queue serves them
+	 * all (libuv has one thread pool per process), and any loop's thread
+	 * may push, pop, remove or release. Held for list operations only. */
+	pthread_mutex_t mtx;
 	struct list_head users;
 	unsigned slots, running;
 	size_t waiting;
@@ -44,6 +49,7 @@ fairq_new(unsigned slots)
 
 	if (!q)
 		return NULL;
+	pthread_mutex_init(&q->mtx, NULL);
 	list_init(&q->users);
 	q->slots = slots > 0 ? slots : 1;
 	return q;
@@ -67,6 +73,7 @@ fairq_free(struct fairq *q)
 		list_del(&u->link);
 		free(u);
 	}
+	pthread_mutex_destroy(&q->mtx);
 	free(q);
 }
 
@@ -94,8 +101,8 @@ find_flow(struct fairq_user *u, uint64_t key)
 	return NULL;
 }
 
-int
-fairq_push(struct fairq *q, struct fairq_job *j, uint32_t uid, uint64_t flow)
+static int
+push_locked(struct fairq *q, struct fairq_job *j, uint32_t uid, uint64_t flow)
 {
 	struct fairq_user *u = find_user(q, uid), *new_u = NULL;
 	struct fairq_flow *f = u ? find_flow(u, flow) : NULL;
@@ -148,14 +155,27 @@ unlink_job(struct fairq *q, struct fairq_job *j)
 	}
 }
 
+int
+fairq_push(struct fairq *q, struct fairq_job *j, uint32_t uid, uint64_t flow)
+{
+	int r;
+
+	pthread_mutex_lock(&q->mtx);
+	r = push_locked(q, j, uid, flow);
+	pthread_mutex_unlock(&q->mtx);
+	return r;
+}
+
 void
 fairq_set_slots(struct fairq *q, unsigned slots)
 {
+	pthread_mutex_lock(&q->mtx);
 	q->slots = slots > 0 ? slots : 1;
+	pthread_mutex_unlock(&q->mtx);
 }
 
-struct fairq_job *
-fairq_pop(struct fairq *q)
+static struct fairq_job *
+pop_locked(struct fairq *q)
 {
 	struct fairq_user *u;
 	struct fairq_flow *f;
@@ -177,11 +197,24 @@ fairq_pop(struct fairq *q)
 	return j;
 }
 
+struct fairq_job *
+fairq_pop(struct fairq *q)
+{
+	struct fairq_job *j;
+
+	pthread_mutex_lock(&q->mtx);
+	j = pop_locked(q);
+	pthread_mutex_unlock(&q->mtx);
+	return j;
+}
+
 void
 fairq_release(struct fairq *q)
 {
+	pthread_mutex_lock(&q->mtx);
 	if (q->running > 0)
 		q->running--;
+	pthread_mutex_unlock(&q->mtx);
 }
 
 bool
@@ -193,20 +226,34 @@ fairq_queued(const struct fairq_job *j)
 bool
 fairq_remove(struct fairq *q, struct fairq_job *j)
 {
-	if (!fairq_queued(j))
-		return false;
-	unlink_job(q, j);
-	return true;
+	bool queued;
+
+	pthread_mutex_lock(&q->mtx);
+	queued = fairq_queued(j);
+	if (queued)
+		unlink_job(q, j);
+	pthread_mutex_unlock(&q->mtx);
+	return queued;
 }
 
 size_t
 fairq_waiting(const struct fairq *q)
 {
-	return q->waiting;
+	size_t n;
+
+	pthread_mutex_lock((pthread_mutex_t *)&q->mtx);
+	n = q->waiting;
+	pthread_mutex_unlock((pthread_mutex_t *)&q->mtx);
+	return n;
 }
 
 unsigned
 fairq_running(const struct fairq *q)
 {
-	return q->running;
+	unsigned n;
+
+	pthread_mutex_lock((pthread_mutex_t *)&q->mtx);
+	n = q->running;
+	pthread_mutex_unlock((pthread_mutex_t *)&q->mtx);
+	return n;
 }

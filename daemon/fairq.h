@@ -18,7 +18,10 @@
  *
  * Owns the per-uid and per-connection bookkeeping (allocated while they
  * have jobs waiting); the jobs are the caller's, embedded in its objects.
- * Not thread-safe: loop thread only.
+ * Thread-safe (a mutex): with several loops one queue serves them all, so
+ * the bound holds across loops; a job taken by one loop may belong to
+ * another, which its owner then hands over (xfer-worker.c). fairq_queued()
+ * reads the job only: ask it on the job's own loop.
  */
 #ifndef SFD_FAIRQ_H
 #define SFD_FAIRQ_H

@@ -7,6 +7,7 @@
 
 #include "log.h"
 
+/* Set from the control plane on loop 0, read by every loop: relaxed atomics. */
 static int max_level = LOG_NOTICE;
 static bool journal;
 
@@ -30,13 +31,13 @@ log_setup(void)
 void
 log_set_level(int level)
 {
-	max_level = level;
+	__atomic_store_n(&max_level, level, __ATOMIC_RELAXED);
 }
 
 int
 log_get_level(void)
 {
-	return max_level;
+	return __atomic_load_n(&max_level, __ATOMIC_RELAXED);
 }
 
 const char *
@@ -72,7 +73,7 @@ log_msg(int level, const char *fmt, ...)
 	char line[1024];
 	va_list ap;
 
-	if (level > max_level)
+	if (level > __atomic_load_n(&max_level, __ATOMIC_RELAXED))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);

@@ -78,6 +78,8 @@ usage(FILE *f)
 	        "                               (default 86400000; 0: any)\n"
 	        "      --workers N              threads for transfers that could block\n"
 	        "                               (default 8)\n"
+	        "      --loops N                event loops, each in a thread of its own\n"
+	        "                               (default: one per CPU; 1: one loop thread)\n"
 	        "      --allow-uid USER         allow this user, by name or uid (repeatable;\n"
 	        "                               default: anyone who can open the socket)\n"
 	        "      --allow-gid GROUP        allow this primary group (repeatable)\n"
@@ -130,6 +132,7 @@ static const struct option long_opts[] = {
         {"idle-timeout", required_argument, NULL, OPT_KEY + CONF_IDLE_TIMEOUT_MS},
         {"max-idle-timeout", required_argument, NULL, OPT_KEY + CONF_MAX_IDLE_TIMEOUT_MS},
         {"workers", required_argument, NULL, OPT_KEY + CONF_WORKERS},
+        {"loops", required_argument, NULL, OPT_KEY + CONF_LOOPS},
         {"allow-uid", required_argument, NULL, OPT_KEY + CONF_ALLOW_UIDS},
         {"allow-gid", required_argument, NULL, OPT_KEY + CONF_ALLOW_GIDS},
         {"log-level", required_argument, NULL, OPT_KEY + CONF_LOG_LEVEL},
@@ -519,7 +522,9 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
 	service_start(&svc, loop, srv);
 
-	log_notice("sendfiled %s serving %s", SFD_VERSION, server_config(srv)->socket_path);
+	log_notice("sendfiled %s serving %s with %u loop%s", SFD_VERSION,
+	           server_config(srv)->socket_path, server_config(srv)->loops,
+	           server_config(srv)->loops == 1 ? "" : "s");
 	uv_run(loop, UV_RUN_DEFAULT);
 	log_notice("stopped");
 	uv_loop_close(loop);

@@ -1,8 +1,10 @@
 /*
- * server - the daemon's state on one loop: the listening data socket, the
- * connections, the limits; the loop's transfer engine and the accounting.
- * Owns the listener descriptor, every connection, the engine and the
- * account. Opaque: others ask through the functions below.
+ * server - the daemon's state: the listening data socket, the connections,
+ * the limits; the event loops (loops.h), each with its transfer engine and
+ * its connections; the accounting, which all loops share. Owns the listener
+ * descriptor, every connection, the loops, the engines and the account.
+ * Opaque: others ask through the functions below, from loop 0's thread (the
+ * one that called server_new()).
  */
 #ifndef SFD_SERVER_H
 #define SFD_SERVER_H
@@ -12,6 +14,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "loops.h"
 #include "pace.h"
 #include "sockpath.h"
 
@@ -33,6 +36,8 @@ struct server_config {
 	/* The worker pool's threads (UV_THREADPOOL_SIZE): jobs handed to it
 	 * at once. */
 	unsigned workers;
+	/* Event loops, each in a thread of its own (1: the caller's only). */
+	unsigned loops;
 	/* Empty lists allow everyone who can open the socket. */
 	uid_t allow_uids[SERVER_MAX_ALLOW];
 	unsigned n_allow_uids;
@@ -58,8 +63,9 @@ struct server_hooks {
 /*
  * server_new() - serve @loop: @listen_fd is an already bound and listening
  * socket to adopt (socket activation; ownership taken on every path), or -1
- * to bind cfg->socket_path. Creates the loop's transfer engine (engine.h)
- * and the accounting (account.h).
+ * to bind cfg->socket_path. @loop is loop 0; with cfg->loops > 1 it starts
+ * the threads of the others (loops.h), with the caller's signal mask. Creates
+ * each loop's transfer engine (engine.h) and the accounting (account.h).
  * Return: 0 and *ret, or a negative errno.
  */
 int server_new(uv_loop_t *loop, const struct server_config *cfg, int listen_fd,
@@ -72,9 +78,10 @@ int server_new(uv_loop_t *loop, const struct server_config *cfg, int listen_fd,
  */
 void server_stop(struct server *srv, bool immediate);
 
-/* server_free() - close the listener and the engine; the memory goes once
- * the loop has run the close callbacks. Every connection must be gone (or
- * none was accepted). NULL is a no-op. */
+/* server_free() - close the listener and the engines, stop and join the
+ * other loops' threads; the memory goes once loop 0 has run the close
+ * callbacks. Every connection must be gone (or none was accepted). NULL is
+ * a no-op. */
 void server_free(struct server *srv);
 
 uv_loop_t *server_loop(const struct server *srv);
@@ -87,11 +94,14 @@ struct server_status {
 	bool stopping;
 	bool owns_path; /* it bound the socket file itself (not passed) */
 	uint64_t uptime_ms;
+	unsigned loops;
+	unsigned loop_connections[LOOPS_MAX]; /* per loop, [0, loops) */
 };
 
 void server_status(const struct server *srv, struct server_status *ret);
 
-/* server_foreach_transfer() - call @fn for every transfer in flight. */
+/* server_foreach_transfer() - call @fn for every transfer in flight, on
+ * each loop's thread in turn (loop 0 waiting for each). */
 void server_foreach_transfer(struct server *srv,
                              void (*fn)(const struct transfer_info *info, void *arg), void *arg);
 

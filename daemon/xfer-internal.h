@@ -104,6 +104,9 @@ struct xfer {
 	/* Its place among the transfers to the same destination (dstline.h). */
 	struct dstline_item line;
 	bool has_key; /* line.dev and line.ino are known */
+	/* Woken by another loop: its turn at the destination came, or its
+	 * worker job was taken from the shared queue there. */
+	struct engine_waiter remote;
 
 	/* M_SPLICE_BUFFER: our own pipe and the bytes sitting in it. */
 	int pipe_rd, pipe_wr;

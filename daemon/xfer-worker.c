@@ -207,14 +207,32 @@ submit(struct xfer *x)
 	(void)xfer_start_kick_timer(x, FULL_YIELD_MS);
 }
 
-/* Fill the free threads, each with the next job in turn. */
+/* A job of ours that another loop took from the shared queue. */
+static void
+on_remote_job(struct engine_waiter *w)
+{
+	submit(container_of(w, struct xfer, remote));
+}
+
+/* Fill the free threads, each with the next job in turn. With several loops
+ * the queue is theirs in common: a job of another loop is handed to it
+ * (uv_queue_work() is for a loop's own thread), holding its slot. Until it
+ * has run, its transfer stays (a cancel waits for the job). */
 static void
 dispatch(struct engine *e)
 {
 	struct fairq_job *j;
 
-	while ((j = fairq_pop(engine_workq(e))))
-		submit(container_of(j, struct xfer, fjob));
+	while ((j = fairq_pop(engine_workq(e)))) {
+		struct xfer *x = container_of(j, struct xfer, fjob);
+
+		if (x->engine == e) {
+			submit(x);
+			continue;
+		}
+		x->remote.fn = on_remote_job;
+		engine_wake(x->engine, &x->remote);
+	}
 }
 
 /* Take a place in the worker queue, and a thread if one is free. */

@@ -357,6 +357,7 @@ release_fds(struct xfer *x)
 }
 
 static void start_later(struct xfer *x);
+static void on_line_turn(struct dstline_item *it);
 
 /*
  * xfer_finish() - report the outcome once, set the source's position, release,
@@ -379,7 +380,10 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 	 * already (or, nothing sent, goes back to where the client left it).
 	 * Others still sending from the same description: the last
 	 * of them sets it (as each would, one after the other), and meanwhile
-	 * the one that may be using it is not disturbed. */
+	 * the one that may be using it is not disturbed. The table stays locked
+	 * until the position is set: with several loops, a transfer of another
+	 * loop joining in between would take the position for its own. */
+	engine_src_lock(e);
 	if (x->joined) {
 		last = engine_src_leave(x->engine, &x->srcm);
 		x->joined = false;
@@ -389,6 +393,7 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 	/* Nothing sent: the position goes back to where the client left it. */
 	if (x->shared_pos && x->sent == 0 && x->client_pos != (off_t)x->p.offset)
 		(void)lseek(x->src, x->client_pos, SEEK_SET);
+	engine_src_unlock(e);
 
 	/* Let go of the client's descriptors before answering: a client that
 	 * has its reply holds the only references (closing its socket then
@@ -410,6 +415,9 @@ xfer_finish(struct xfer *x, int status, int err, const char *msg)
 		(void)shutdown(x->dst, SHUT_WR);
 	release_fds(x);
 	next = dstline_leave(engine_lines(x->engine), &x->line);
+	/* Woken by another loop whose transfer ended, and not started yet. */
+	if (engine_has_peers(e))
+		engine_unwake(e, &x->remote);
 	/* Cancelled before its turn in the chain? */
 	engine_chain_forget(x->engine, x);
 
@@ -664,6 +672,8 @@ xfer_new(struct engine *e, int dst, const struct fdinfo *dinfo, int src, const s
 		return -ENOMEM;
 	x->engine = e;
 	x->loop = engine_loop(e);
+	x->line.owner = e;
+	x->line.wake = on_line_turn;
 	x->done = done;
 	x->userdata = userdata;
 	x->p = *p;
@@ -820,6 +830,23 @@ start_later(struct xfer *x)
 		r = uv_timer_start(&x->kick_timer, on_start_timer, 0, 0);
 	if (r < 0)
 		xfer_finish(x, WIRE_STATUS_IO_ERROR, -r, "cannot start the transfer");
+}
+
+/* Its turn came on another loop (dstline_leave() there): now on its own. */
+static void
+on_remote_turn(struct engine_waiter *w)
+{
+	start_later(container_of(w, struct xfer, remote));
+}
+
+/* dstline's wake: from the loop whose transfer ended, the line locked. */
+static void
+on_line_turn(struct dstline_item *it)
+{
+	struct xfer *x = container_of(it, struct xfer, line);
+
+	x->remote.fn = on_remote_turn;
+	engine_wake(x->engine, &x->remote);
 }
 
 void

@@ -255,13 +255,22 @@ sfctl_cmd_status(struct sfctl_global *g, int argc, char **argv)
 		       (unsigned long long)s->uptime_ms, s->draining ? "true" : "false",
 		       s->connections, s->in_flight);
 		sfctl_json_string(stdout, s->log_level ? s->log_level : "");
-		printf("}\n");
+		printf(",\"loops\":%u,\"loop_connections\":[", s->loops);
+		for (size_t i = 0; i < s->n_loop_connections; i++)
+			printf("%s%u", i ? "," : "", s->loop_connections[i]);
+		printf("]}\n");
 	} else {
 		printf("sendfiled %s, pid %u, serving %s\n", s->version ? s->version : "?", s->pid,
 		       s->socket ? s->socket : "?");
 		printf("state: %s, up %.1f s, log level %s\n", s->draining ? "draining" : "running",
 		       s->uptime_ms / 1000.0, s->log_level ? s->log_level : "?");
 		printf("connections: %u, transfers in flight: %u\n", s->connections, s->in_flight);
+		if (s->has_loops) {
+			printf("event loops: %u, connections on each:", s->loops);
+			for (size_t i = 0; i < s->n_loop_connections; i++)
+				printf(" %u", s->loop_connections[i]);
+			printf("\n");
+		}
 	}
 	sendfiled__control__v1__control_response__free_unpacked(resp, NULL);
 	return r;
@@ -501,14 +510,14 @@ sfctl_cmd_list(struct sfctl_global *g, int argc, char **argv)
 			printf("%s{\"transfer\":%llu,\"request_id\":%llu,\"pid\":%u,\"uid\":%u,"
 			       "\"offset\":%llu,\"count\":%s,\"bytes_sent\":%llu,\"method\":\"%s\","
 			       "\"on_worker\":%s,\"waiting\":%s,\"handoff\":%s,\"age_ms\":%llu,"
-			       "\"rate_limit_bps\":%llu}",
+			       "\"rate_limit_bps\":%llu,\"loop\":%u}",
 			       i ? "," : "", (unsigned long long)t->transfer,
 			       (unsigned long long)t->request_id, t->pid, t->uid,
 			       (unsigned long long)t->offset, t->has_count ? count : "null",
 			       (unsigned long long)t->bytes_sent, wire_method_name(t->method),
 			       t->on_worker ? "true" : "false", t->waiting ? "true" : "false",
 			       t->handoff ? "true" : "false", (unsigned long long)t->age_ms,
-			       (unsigned long long)t->rate_limit_bps);
+			       (unsigned long long)t->rate_limit_bps, t->loop);
 		else
 			printf("%-10llu %-8llu %-8u %-6u %-12llu %-12s %-14llu %-10s %.1fs%s%s%s\n",
 			       (unsigned long long)t->transfer, (unsigned long long)t->request_id,

@@ -278,6 +278,20 @@ fail:
 	return -1;
 }
 
+static const char *
+harness_loops_arg(void)
+{
+	const char *v = getenv("SFD_TEST_LOOPS");
+
+	return v && *v ? v : "1";
+}
+
+unsigned
+harness_loops(void)
+{
+	return (unsigned)atoi(harness_loops_arg());
+}
+
 static int
 daemon_start(void)
 {
@@ -301,6 +315,10 @@ daemon_start(void)
 	 * would disturb the exact descriptor counts these tests compare. */
 	argv[argc++] = "--control-probe-ms";
 	argv[argc++] = "0";
+	/* Every suite runs with one loop and again with several (meson sets
+	 * SFD_TEST_LOOPS); a test's own --loops comes later and wins. */
+	argv[argc++] = "--loops";
+	argv[argc++] = harness_loops_arg();
 	for (size_t i = 0; extra_args && extra_args[i] && argc < 62; i++)
 		argv[argc++] = extra_args[i];
 	argv[argc] = NULL;
@@ -422,6 +440,13 @@ daemon_crash_and_restart(void)
 	/* It had no chance to remove its socket. */
 	(void)unlink(dmn.sock);
 	remove_tmpdir();
+	assert_int_equal(daemon_start(), 0);
+}
+
+void
+daemon_restart(void)
+{
+	assert_int_equal(daemon_stop(), 0);
 	assert_int_equal(daemon_start(), 0);
 }
 

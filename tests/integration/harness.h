@@ -34,6 +34,10 @@
  */
 void harness_init(int argc, char **argv);
 
+/* harness_loops() - the daemon's event loops in this run: $SFD_TEST_LOOPS,
+ * else 1 (passed as --loops). */
+unsigned harness_loops(void);
+
 /* harness_daemon_args() - extra command-line arguments for the daemons the
  * next groups start (a NULL-terminated array that must outlive them). */
 void harness_daemon_args(const char *const *args);
@@ -76,6 +80,13 @@ bool daemon_alive(void);
  * then start a new one for the rest of the group (on a new socket).
  */
 void daemon_crash_and_restart(void);
+
+/*
+ * daemon_restart() - wait for the daemon to stop (a SIGTERM, unless it has
+ * exited already), assert that it exited 0 and removed its socket, then
+ * start a new one for the rest of the group.
+ */
+void daemon_restart(void);
 
 /* client_open() - a libsendfiled client connected to the daemon under test. */
 struct sfd_client *client_open(void);

@@ -65,13 +65,15 @@ def test_good_file():
     assert s["allow_uids"] == ("0,1000", f"{path}:6")
     assert s["log_level"] == ("info", f"{path}:7")
     assert s["workers"] == ("8", "default")
+    # One event loop per CPU this process may run on.
+    assert s["loops"] == (str(len(os.sched_getaffinity(0))), "default"), s["loops"]
     assert s["control_socket"][0] == "/tmp/sfd-good/s.control.sock"
     assert s["events_socket"][0] == "/tmp/sfd-good/s.events.sock"
     assert s["control_mode"][0] == "0600"
     assert f"# configuration file: {path}\n" in r.stdout
     # Every key is printed, and the output is itself a good file.
     assert s["max_handoffs"] == ("1024", "default")
-    assert len(s) == 21, sorted(s)
+    assert len(s) == 22, sorted(s)
     assert s["deadline_ms"] == ("0", "default") and s["idle_timeout_ms"] == ("0", "default")
     assert s["max_deadline_ms"] == ("86400000", "default")
     assert s["max_idle_timeout_ms"] == ("86400000", "default")

@@ -87,6 +87,9 @@ test_defaults(void **state)
 	assert_int_equal(cfg.srv.chunk_size, 2 * 1024 * 1024);
 	assert_int_equal(cfg.srv.drain_timeout_ms, 10000);
 	assert_int_equal(cfg.workers, 8);
+	/* One loop per CPU we may run on. */
+	assert_int_equal(cfg.srv.loops, conf_online_cpus());
+	assert_true(cfg.srv.loops >= 1 && cfg.srv.loops <= LOOPS_MAX);
 	assert_int_equal(cfg.log_level, LOG_NOTICE);
 	assert_false(cfg.has_socket_group);
 	assert_int_equal(conf_control_mode(&cfg), 0600);
@@ -118,6 +121,7 @@ test_every_key(void **state)
 	                   "chunk_size = 64K\n"
 	                   "drain_timeout_ms = 0\n"
 	                   "workers = 3\n"
+	                   "loops = 5\n"
 	                   "allow_uids = 0, 1000,1001\n"
 	                   "allow_gids = root\n"
 	                   "\tlog_level = debug\r\n";
@@ -139,6 +143,7 @@ test_every_key(void **state)
 	assert_int_equal(cfg.srv.chunk_size, 65536);
 	assert_int_equal(cfg.srv.drain_timeout_ms, 0);
 	assert_int_equal(cfg.workers, 3);
+	assert_int_equal(cfg.srv.loops, 5);
 	assert_int_equal(cfg.srv.n_allow_uids, 3);
 	assert_int_equal(cfg.srv.allow_uids[0], 0);
 	assert_int_equal(cfg.srv.allow_uids[1], 1000);
@@ -147,8 +152,9 @@ test_every_key(void **state)
 	assert_int_equal(cfg.srv.allow_gids[0], 0);
 	assert_int_equal(cfg.log_level, LOG_DEBUG);
 	assert_int_equal(cfg.origin[CONF_WORKERS], CONF_FROM_FILE);
+	assert_int_equal(cfg.origin[CONF_LOOPS], CONF_FROM_FILE);
 	assert_int_equal(cfg.line[CONF_SOCKET], 3);
-	assert_int_equal(cfg.line[CONF_LOG_LEVEL], 17);
+	assert_int_equal(cfg.line[CONF_LOG_LEVEL], 18);
 	assert_string_equal(cfg.file, "test.conf");
 }
 
@@ -221,6 +227,8 @@ test_bad_values(void **state)
 	        {"drain_timeout_ms = 1.5", "bad duration"},
 	        {"workers = 0", "bad thread count"},
 	        {"workers = 1025", "bad thread count"},
+	        {"loops = 0", "bad loop count"},
+	        {"loops = 65", "bad loop count"},
 	        {"allow_uids = 1000,,1001", "empty item"},
 	        {"allow_uids = no-such-user-here", "no such user"},
 	        {"allow_gids = 4294967295", "bad group"},

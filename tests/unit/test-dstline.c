@@ -124,6 +124,59 @@ test_many_destinations(void **state)
 	assert_false(dstline_any(t));
 }
 
+/* What a shared table's wake was given, and from where. */
+static struct dstline_item *woken;
+
+static void
+on_wake(struct dstline_item *it)
+{
+	woken = it;
+}
+
+/*
+ * A table shared by several loops: a transfer that finds its destination
+ * free owns the line at once (another loop could start one meanwhile); the
+ * next one, of another owner (loop), is woken there instead of returned.
+ */
+static void
+test_shared_table(void **state)
+{
+	struct dstline_table *st = dstline_table_new_shared();
+	int loop_a, loop_b;
+	struct dstline_item a = item(1, 7), b = item(1, 7), c = item(1, 7);
+
+	(void)state;
+	assert_non_null(st);
+	a.owner = &loop_a;
+	b.owner = &loop_b;
+	c.owner = &loop_a;
+	a.wake = b.wake = c.wake = on_wake;
+	/* Always asked: the others' transfers are not seen otherwise. */
+	assert_true(dstline_any(st));
+	assert_false(dstline_wait(st, &a));
+	assert_non_null(a.line); /* owns it */
+	assert_true(dstline_wait(st, &b));
+	assert_true(dstline_wait(st, &c));
+	/* b is of another loop: woken there, not returned here. */
+	woken = NULL;
+	assert_null(dstline_leave(st, &a));
+	assert_ptr_equal(woken, &b);
+	/* b leaves on its loop: c is of loop a, woken too. */
+	woken = NULL;
+	assert_null(dstline_leave(st, &b));
+	assert_ptr_equal(woken, &c);
+	assert_null(dstline_leave(st, &c));
+	/* Same owner: returned, as with one loop. */
+	b.owner = &loop_a;
+	assert_false(dstline_wait(st, &a));
+	assert_true(dstline_wait(st, &b));
+	woken = NULL;
+	assert_ptr_equal(dstline_leave(st, &a), &b);
+	assert_null(woken);
+	assert_null(dstline_leave(st, &b));
+	dstline_table_free(st);
+}
+
 int
 main(void)
 {
@@ -136,6 +189,7 @@ main(void)
 	                                        fdcheck_teardown),
 	        cmocka_unit_test_setup_teardown(test_many_destinations, fdcheck_setup,
 	                                        fdcheck_teardown),
+	        cmocka_unit_test_setup_teardown(test_shared_table, fdcheck_setup, fdcheck_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
