@@ -185,14 +185,15 @@ def test_many_in_flight_one_connection(kind, daemon, files):
             # Nobody reads yet: every transfer stays in flight.
             tasks = [asyncio.ensure_future(loop.sendfile(p.transport, fi, i * 4096, SIZE))
                      for i, (p, fi) in enumerate(zip(pairs, fs))]
-            for _ in range(500):
+            # Generous: a loaded machine takes its time to start them all.
+            for _ in range(3000):
                 await asyncio.sleep(0.01)
                 if sendfiled.stats()["in_flight"] == N:
                     break
             assert sendfiled.stats()["in_flight"] == N
             # Sent is not yet read: the daemon may still be reading the
             # last of them.
-            for _ in range(500):
+            for _ in range(3000):
                 ds = daemon.stats()
                 if ds is None or ds["in_flight"] == N:
                     break
