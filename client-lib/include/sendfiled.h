@@ -207,7 +207,11 @@ int sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t of
  * is 0, in non-blocking mode (sfd_client_set_nonblocking()), and not by
  * sfd_client_submit() while a request it submitted to the same destination
  * (or from the same file) is in flight at the daemon: transfers to one
- * destination keep their order.
+ * destination keep their order. A client knows only its own requests: when
+ * several clients (threads, processes) send to one socket and count on the
+ * daemon's order across them, pass SFD_NO_INLINE (or set the threshold to
+ * 0) on those clients, or a small range may leave from the caller while
+ * another client's transfer to that socket is still under way.
  *
  * What: sendfile(2) runs in the caller with an explicit offset; what it
  * could not send at once (the socket's buffer was full) goes to the daemon
@@ -328,7 +332,9 @@ int sfd_client_set_reconnect(struct sfd_client *c, int enable);
  * Transfers to the same destination (the same socket through any of its
  * descriptors) run one after the other in the order submitted, so several
  * files can be queued on one connection without waiting; transfers to
- * different destinations run concurrently.
+ * different destinations run concurrently. Across clients, this holds for
+ * requests that go to the daemon (see "The in-caller path" for the one
+ * exception, and SFD_NO_INLINE).
  * May block briefly while the connection's send buffer is full; while it
  * waits it keeps reading completions, which it holds for the next dispatch:
  * call sfd_client_dispatch() after a submit when sfd_client_pending() > 0.

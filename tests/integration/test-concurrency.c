@@ -872,7 +872,8 @@ test_same_destination_in_order_worker(void **state)
 
 /*
  * Two clients, one socket: the second client's transfer waits for the
- * first client's, as on one connection.
+ * first client's, as on one connection. (SFD_NO_INLINE: a client does not
+ * know of another's transfers, so order across clients is the daemon's.)
  */
 static void
 test_same_destination_across_connections(void **state)
@@ -900,9 +901,9 @@ test_same_destination_across_connections(void **state)
 	assert_true(dst2 >= 0);
 	idx = sink_add(s, srv, &paused);
 
-	assert_int_equal(sfd_client_submit(c1, dst, src[0], 0, 0, 0, &a, &ida), 0);
+	assert_int_equal(sfd_client_submit(c1, dst, src[0], 0, 0, SFD_NO_INLINE, &a, &ida), 0);
 	assert_true(sink_wait_queued(s, idx, 1, 5000));
-	assert_int_equal(sfd_client_submit(c2, dst2, src[1], 0, 0, 0, &b, &idb), 0);
+	assert_int_equal(sfd_client_submit(c2, dst2, src[1], 0, 0, SFD_NO_INLINE, &b, &idb), 0);
 	sleep_ms(100);
 	assert_true(sfd_client_dispatch(c2, harness_on_done) >= 0);
 	assert_false(b.done);
