@@ -802,6 +802,16 @@ func (cn *conn) end(kind error, errno syscall.Errno, resetSeen bool) {
 // resetSeen (the daemon closed with records unread), the last record sent
 // is certainly unread, as records are read in order.
 func (cn *conn) endWith(e *Error, resetSeen bool) {
+	c := cn.cl
+	if e.Kind == ErrPermissionDenied {
+		// Before the connection reads as ended: a call that finds it
+		// ended must also find the refusal, or it would dial again.
+		c.mu.Lock()
+		if c.refused == nil {
+			c.refused = e
+		}
+		c.mu.Unlock()
+	}
 	cn.mu.Lock()
 	cn.err = e
 	close(cn.done)
@@ -821,11 +831,7 @@ func (cn *conn) endWith(e *Error, resetSeen bool) {
 		ch <- reply{err: e, unsent: unsent}
 	}
 	cn.uc.Close()
-	c := cn.cl
 	c.mu.Lock()
-	if e.Kind == ErrPermissionDenied && c.refused == nil {
-		c.refused = e
-	}
 	delete(c.conns, cn)
 	if c.cur == cn {
 		c.cur = nil
