@@ -1,6 +1,6 @@
 #!/bin/sh
 # Syscalls of the daemon (every thread) for N requests of 4 KiB:
-#   cc -O2 -o drv small-driver.c -Iclient-lib/include -Lbuild/client-lib -lsendfiled
+#   cc -O2 -o drv ../syscalls-2026-12-03/small-driver.c -Iclient-lib/include -Lbuild/client-lib -lsendfiled
 #   head -c 1048576 /dev/urandom >src.bin
 #   count.sh DAEMON own|shared N OUT
 # (own: each request opens the file anew, one at a time; shared: one
