@@ -1210,6 +1210,42 @@ sendfile_once(struct sfd_client *c, struct wire_request *wr, const int *fds, int
 	return 0;
 }
 
+/*
+ * exchange() - send a Sendfile and await its reply within @deadline, sending
+ * it again on a new connection while a restarting daemon did nothing with
+ * it (see "Daemon restarts" in sendfiled.h): the daemon is going away, and a
+ * new connection is accepted by the next one (under socket activation it
+ * is queued until then). If none can be made, what this one said is
+ * reported. Room for two requests must be reserved.
+ * Return: as sendfile_once(); *w holds the reply when w->done.
+ */
+static int
+exchange(struct sfd_client *c, struct wire_request *wr, const int *fds, int64_t deadline,
+         struct waiter *w)
+{
+	unsigned attempts = 0;
+	bool unsent;
+	int e;
+
+	memset(w, 0, sizeof(*w));
+	/* A daemon that closed this connection earlier may be back (or a new
+	 * one may be listening on the same socket). */
+	if (went_away(c->err) && may_reconnect(c) && reconnect(c, deadline, &attempts) < 0)
+		return c->err;
+	for (;;) {
+		memset(w, 0, sizeof(*w));
+		e = sendfile_once(c, wr, fds, deadline, w, &unsent);
+		if (!unsent || !may_reconnect(c) || ++attempts >= RETRY_MAX ||
+		    (deadline >= 0 && mono_ms() >= deadline))
+			return e;
+		if (reconnect(c, deadline, &attempts) < 0)
+			return e;
+		e = reqs_reserve(c, 2);
+		if (e < 0)
+			return e;
+	}
+}
+
 int
 sfd_client_sendfile(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset, uint64_t count,
                     unsigned flags, int timeout_ms, struct sfd_result *ret)
@@ -1228,8 +1264,6 @@ sfd_client_sendfile_opts(struct sfd_client *c, int out_fd, int in_fd, uint64_t o
 	struct inline_part p;
 	struct waiter w;
 	int64_t deadline = -1;
-	unsigned attempts = 0;
-	bool unsent;
 	int e;
 
 	e = sendfile_request(out_fd, in_fd, offset, count, flags, opts, &wr);
@@ -1251,27 +1285,7 @@ sfd_client_sendfile_opts(struct sfd_client *c, int out_fd, int in_fd, uint64_t o
 	rest_of(&wr, p.sent);
 	if (timeout_ms >= 0)
 		deadline = mono_ms() + timeout_ms;
-
-	/* A daemon that closed this connection earlier may be back (or a new
-	 * one may be listening on the same socket). */
-	if (went_away(c->err) && may_reconnect(c) && reconnect(c, deadline, &attempts) < 0)
-		return c->err;
-	for (;;) {
-		memset(&w, 0, sizeof(w));
-		e = sendfile_once(c, &wr, fds, deadline, &w, &unsent);
-		if (!unsent || !may_reconnect(c) || ++attempts >= RETRY_MAX ||
-		    (deadline >= 0 && mono_ms() >= deadline))
-			break;
-		/* The daemon is going away and did nothing with the request:
-		 * send it again on a new connection, which the next daemon
-		 * accepts (under socket activation it is queued until then).
-		 * If none can be made, report what this one said. */
-		if (reconnect(c, deadline, &attempts) < 0)
-			break;
-		e = reqs_reserve(c, 2);
-		if (e < 0)
-			return e;
-	}
+	e = exchange(c, &wr, fds, deadline, &w);
 	if (w.done)
 		combine(p.sent, &w.res);
 	/* A timed-out transfer was cancelled and its answer awaited: what it
@@ -1364,8 +1378,6 @@ sfd_client_handoff(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset,
 	struct wire_request wr;
 	struct waiter w;
 	int64_t deadline = -1;
-	unsigned attempts = 0;
-	bool unsent;
 	int e;
 
 	e = handoff_request(out_fd, in_fd, offset, count, flags, opts, &wr);
@@ -1379,20 +1391,7 @@ sfd_client_handoff(struct sfd_client *c, int out_fd, int in_fd, uint64_t offset,
 		return e;
 	if (timeout_ms >= 0)
 		deadline = mono_ms() + timeout_ms;
-	if (went_away(c->err) && may_reconnect(c) && reconnect(c, deadline, &attempts) < 0)
-		return c->err;
-	for (;;) {
-		memset(&w, 0, sizeof(w));
-		e = sendfile_once(c, &wr, fds, deadline, &w, &unsent);
-		if (!unsent || !may_reconnect(c) || ++attempts >= RETRY_MAX ||
-		    (deadline >= 0 && mono_ms() >= deadline))
-			break;
-		if (reconnect(c, deadline, &attempts) < 0)
-			break;
-		e = reqs_reserve(c, 2);
-		if (e < 0)
-			return e;
-	}
+	e = exchange(c, &wr, fds, deadline, &w);
 	if (e < 0)
 		return e;
 	/* Refused: nothing was taken, the daemon's errno says why. */
